@@ -1,0 +1,378 @@
+//! [`HttpFacilitator`]: the facilitator API of PROTOCOL.md over HTTP, on one shared
+//! `reqwest::Client` so connections are reused.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Facilitator, FacilitatorCall, FacilitatorError};
+use crate::types::{
+    PaymentRequirements, RequirementsRequest, SettleRequest, SettleResponse, SupportedResponse,
+    VerifyRequest, VerifyResponse,
+};
+
+/// Default time to establish a connection: 2 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default time for a whole call, body included: 10 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default limit on a reply body: 64 KiB. A larger one is an invalid reply.
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// How much of an error body is kept in [`FacilitatorError::Status`].
+const BODY_EXCERPT_CHARS: usize = 256;
+
+/// A facilitator reached over HTTP.
+///
+/// Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct HttpFacilitator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    base_url: String,
+    urls: [reqwest::Url; 4],
+    headers: HeaderMap,
+    timeout: Duration,
+    max_reply_bytes: usize,
+}
+
+impl fmt::Debug for HttpFacilitator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Extra headers may hold credentials: show their names only.
+        f.debug_struct("HttpFacilitator")
+            .field("base_url", &self.inner.base_url)
+            .field("headers", &self.inner.headers.keys().collect::<Vec<_>>())
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A facilitator configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum FacilitatorConfigError {
+    /// The base URL does not parse, or is not http(s).
+    #[error("facilitator URL {url:?} is invalid: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An extra header has an invalid name or value.
+    #[error("invalid facilitator header: {0}")]
+    InvalidHeader(String),
+    /// reqwest could not build its client.
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// Builds an [`HttpFacilitator`]; see [`HttpFacilitator::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct HttpFacilitatorBuilder {
+    base_url: String,
+    headers: HeaderMap,
+    header_error: Option<String>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    max_reply_bytes: usize,
+    client: Option<reqwest::Client>,
+}
+
+impl HttpFacilitatorBuilder {
+    /// Sends this header with every call (e.g. an API key).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(name), Ok(mut value)) => {
+                value.set_sensitive(true);
+                self.headers.append(name, value);
+            }
+            _ => {
+                self.header_error
+                    .get_or_insert_with(|| format!("header {name:?} has an invalid name or value"));
+            }
+        }
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every call.
+    pub fn bearer_token(self, token: &str) -> Self {
+        self.header(AUTHORIZATION.as_str(), &format!("Bearer {token}"))
+    }
+
+    /// Time to establish a connection (default 2 s). Ignored with [`Self::client`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time for a whole call, body included (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Largest reply body accepted (default 64 KiB).
+    pub fn max_reply_bytes(mut self, max: usize) -> Self {
+        self.max_reply_bytes = max;
+        self
+    }
+
+    /// Uses this client (and its connection pool) instead of building one.
+    pub fn client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Checks the configuration and builds the facilitator.
+    pub fn build(self) -> Result<HttpFacilitator, FacilitatorConfigError> {
+        if let Some(reason) = self.header_error {
+            return Err(FacilitatorConfigError::InvalidHeader(reason));
+        }
+        let invalid_url = |reason: String| FacilitatorConfigError::InvalidUrl {
+            url: self.base_url.clone(),
+            reason,
+        };
+        let base_url = self.base_url.trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base_url).map_err(|err| invalid_url(err.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid_url("the scheme must be http or https".into()));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(invalid_url("a query or fragment is not allowed".into()));
+        }
+        let join = |call: FacilitatorCall| {
+            reqwest::Url::parse(&format!("{base_url}{}", call.path()))
+                .map_err(|err| invalid_url(err.to_string()))
+        };
+        let urls = [
+            join(FacilitatorCall::Requirements)?,
+            join(FacilitatorCall::Verify)?,
+            join(FacilitatorCall::Settle)?,
+            join(FacilitatorCall::Supported)?,
+        ];
+        let client = match self.client {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .connect_timeout(self.connect_timeout)
+                .timeout(self.timeout)
+                .build()
+                .map_err(FacilitatorConfigError::Client)?,
+        };
+        Ok(HttpFacilitator {
+            inner: Arc::new(Inner {
+                client,
+                base_url,
+                urls,
+                headers: self.headers,
+                timeout: self.timeout,
+                max_reply_bytes: self.max_reply_bytes,
+            }),
+        })
+    }
+}
+
+impl HttpFacilitator {
+    /// A facilitator at `base_url` with default settings.
+    pub fn new(base_url: &str) -> Result<Self, FacilitatorConfigError> {
+        Self::builder(base_url).build()
+    }
+
+    /// Starts configuring a facilitator at `base_url` (e.g. `https://facilitator.example`).
+    pub fn builder(base_url: &str) -> HttpFacilitatorBuilder {
+        HttpFacilitatorBuilder {
+            base_url: base_url.to_owned(),
+            headers: HeaderMap::new(),
+            header_error: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
+            client: None,
+        }
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    fn url(&self, call: FacilitatorCall) -> reqwest::Url {
+        let index = match call {
+            FacilitatorCall::Requirements => 0,
+            FacilitatorCall::Verify => 1,
+            FacilitatorCall::Settle => 2,
+            FacilitatorCall::Supported => 3,
+        };
+        self.inner.urls[index].clone()
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        call: FacilitatorCall,
+        body: Option<&B>,
+    ) -> Result<T, FacilitatorError> {
+        let started = Instant::now();
+        let request = match body {
+            Some(body) => self.inner.client.post(self.url(call)).json(body),
+            None => self.inner.client.get(self.url(call)),
+        };
+        let result = self.exchange(call, request).await;
+        match &result {
+            Ok(_) => tracing::debug!(%call, elapsed = ?started.elapsed(), "facilitator answered"),
+            Err(err) => {
+                tracing::warn!(%call, elapsed = ?started.elapsed(), error = %err, "facilitator failed")
+            }
+        }
+        result
+    }
+
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        call: FacilitatorCall,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, FacilitatorError> {
+        let transport = |err: reqwest::Error| self.transport_error(call, err);
+        let mut response = request
+            .headers(self.inner.headers.clone())
+            .timeout(self.inner.timeout)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+
+        let max = self.inner.max_reply_bytes;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > max {
+                if !status.is_success() {
+                    break; // an excerpt is all an error body is good for
+                }
+                return Err(FacilitatorError::InvalidReply {
+                    call,
+                    reason: format!("reply is larger than {max} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+
+        if !status.is_success() {
+            return Err(FacilitatorError::Status {
+                call,
+                status,
+                body_excerpt: excerpt(&body),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|err| FacilitatorError::InvalidReply {
+            call,
+            reason: format!("{err} in reply {:?}", excerpt(&body)),
+        })
+    }
+
+    fn transport_error(&self, call: FacilitatorCall, err: reqwest::Error) -> FacilitatorError {
+        if err.is_timeout() {
+            FacilitatorError::Timeout {
+                call,
+                after: self.inner.timeout,
+            }
+        } else {
+            FacilitatorError::Unreachable {
+                call,
+                source: Box::new(err),
+            }
+        }
+    }
+}
+
+/// The first characters of a body, lossily decoded, for messages and logs.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    match text.char_indices().nth(BODY_EXCERPT_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.into_owned(),
+    }
+}
+
+impl Facilitator for HttpFacilitator {
+    async fn requirements(
+        &self,
+        request: &RequirementsRequest,
+    ) -> Result<PaymentRequirements, FacilitatorError> {
+        self.call(FacilitatorCall::Requirements, Some(request))
+            .await
+    }
+
+    async fn verify(&self, request: &VerifyRequest) -> Result<VerifyResponse, FacilitatorError> {
+        self.call(FacilitatorCall::Verify, Some(request)).await
+    }
+
+    async fn settle(&self, request: &SettleRequest) -> Result<SettleResponse, FacilitatorError> {
+        self.call(FacilitatorCall::Settle, Some(request)).await
+    }
+
+    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
+        self.call::<(), _>(FacilitatorCall::Supported, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_http_without_query() {
+        for bad in ["ftp://x", "not a url", "http://x/?a=b", "http://x/#f"] {
+            assert!(
+                matches!(
+                    HttpFacilitator::new(bad),
+                    Err(FacilitatorConfigError::InvalidUrl { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let facilitator = HttpFacilitator::new("http://127.0.0.1:4021/base/").unwrap();
+        assert_eq!(facilitator.base_url(), "http://127.0.0.1:4021/base");
+        assert_eq!(
+            facilitator.url(FacilitatorCall::Verify).as_str(),
+            "http://127.0.0.1:4021/base/verify"
+        );
+    }
+
+    #[test]
+    fn invalid_headers_fail_at_build_and_debug_hides_values() {
+        let err = HttpFacilitator::builder("http://x")
+            .header("bad header", "v")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, FacilitatorConfigError::InvalidHeader(_)));
+        assert!(
+            HttpFacilitator::builder("http://x")
+                .bearer_token("line\nbreak")
+                .build()
+                .is_err()
+        );
+
+        let facilitator = HttpFacilitator::builder("http://x")
+            .bearer_token("s3cret")
+            .build()
+            .unwrap();
+        let debug = format!("{facilitator:?}");
+        assert!(
+            debug.contains("authorization") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn excerpts_are_cut_on_character_boundaries() {
+        let long = "é".repeat(300);
+        let cut = excerpt(long.as_bytes());
+        assert_eq!(cut.chars().count(), BODY_EXCERPT_CHARS + 1);
+        assert_eq!(excerpt(b"short"), "short");
+    }
+}

@@ -1,0 +1,76 @@
+//! The facilitator: the remote service that mints invoices, verifies client authorizations and
+//! pays invoices. [`Facilitator`] is the seam; [`HttpFacilitator`] speaks PROTOCOL.md over HTTP.
+//!
+//! A verdict (`isValid: false`, `success: false`) is an `Ok` answer; a [`FacilitatorError`]
+//! means the facilitator could not give one.
+
+mod error;
+mod http;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use self::error::{BoxError, FacilitatorCall, FacilitatorError};
+pub use self::http::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_REPLY_BYTES, DEFAULT_REQUEST_TIMEOUT,
+    FacilitatorConfigError, HttpFacilitator, HttpFacilitatorBuilder,
+};
+
+use crate::types::{
+    PaymentRequirements, RequirementsRequest, SettleRequest, SettleResponse, SupportedResponse,
+    VerifyRequest, VerifyResponse,
+};
+
+/// The four calls of the facilitator API of PROTOCOL.md.
+pub trait Facilitator: Send + Sync + 'static {
+    /// `POST /requirements`: payment requirements with a fresh invoice.
+    fn requirements(
+        &self,
+        request: &RequirementsRequest,
+    ) -> impl Future<Output = Result<PaymentRequirements, FacilitatorError>> + Send;
+
+    /// `POST /verify`: would this authorization be paid?
+    fn verify(
+        &self,
+        request: &VerifyRequest,
+    ) -> impl Future<Output = Result<VerifyResponse, FacilitatorError>> + Send;
+
+    /// `POST /settle`: pay the invoice of this authorization.
+    fn settle(
+        &self,
+        request: &SettleRequest,
+    ) -> impl Future<Output = Result<SettleResponse, FacilitatorError>> + Send;
+
+    /// `GET /supported`: the kinds of payment the facilitator handles.
+    fn supported(&self)
+    -> impl Future<Output = Result<SupportedResponse, FacilitatorError>> + Send;
+}
+
+impl<F: Facilitator> Facilitator for Arc<F> {
+    fn requirements(
+        &self,
+        request: &RequirementsRequest,
+    ) -> impl Future<Output = Result<PaymentRequirements, FacilitatorError>> + Send {
+        (**self).requirements(request)
+    }
+
+    fn verify(
+        &self,
+        request: &VerifyRequest,
+    ) -> impl Future<Output = Result<VerifyResponse, FacilitatorError>> + Send {
+        (**self).verify(request)
+    }
+
+    fn settle(
+        &self,
+        request: &SettleRequest,
+    ) -> impl Future<Output = Result<SettleResponse, FacilitatorError>> + Send {
+        (**self).settle(request)
+    }
+
+    fn supported(
+        &self,
+    ) -> impl Future<Output = Result<SupportedResponse, FacilitatorError>> + Send {
+        (**self).supported()
+    }
+}

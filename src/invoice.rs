@@ -1,0 +1,243 @@
+//! Pre-checks of BOLT11 invoices with `lightning-invoice`: parse (which checks the signature),
+//! then compare network, amount, payee and expiry with what is expected, returning a typed
+//! reason for each failure. Pre-checks reject garbage early; they never replace `/verify`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bitcoin::hashes::Hash as _;
+use bitcoin::hex::DisplayHex as _;
+use bitcoin::secp256k1::PublicKey;
+use lightning_invoice::{Bolt11Invoice, Currency};
+
+use crate::network::Network;
+use crate::types::{PaymentRequirements, reason};
+
+/// What an invoice must be to pass [`check_invoice`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvoiceExpectation {
+    network: Network,
+    amount_msat: Option<u64>,
+    payee: Option<PublicKey>,
+}
+
+impl InvoiceExpectation {
+    /// Expect an invoice on `network`, of any amount, to any payee.
+    pub const fn new(network: Network) -> Self {
+        Self {
+            network,
+            amount_msat: None,
+            payee: None,
+        }
+    }
+
+    /// Also expect exactly this amount.
+    #[must_use]
+    pub const fn amount_msat(mut self, amount_msat: u64) -> Self {
+        self.amount_msat = Some(amount_msat);
+        self
+    }
+
+    /// Also expect this payee node key.
+    #[must_use]
+    pub const fn payee(mut self, payee: PublicKey) -> Self {
+        self.payee = Some(payee);
+        self
+    }
+}
+
+/// An invoice that passed its pre-checks, with the facts the checks established.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedInvoice {
+    invoice: Bolt11Invoice,
+    amount_msat: u64,
+    payee: PublicKey,
+    expires_at: Duration,
+}
+
+impl CheckedInvoice {
+    /// The parsed invoice.
+    pub fn invoice(&self) -> &Bolt11Invoice {
+        &self.invoice
+    }
+
+    /// The payment hash: the nonce of one payment.
+    pub fn payment_hash(&self) -> [u8; 32] {
+        self.invoice.payment_hash().to_byte_array()
+    }
+
+    /// The payment hash as 64 lowercase hex characters (the `transaction` of a settle).
+    pub fn payment_hash_hex(&self) -> String {
+        self.payment_hash().to_lower_hex_string()
+    }
+
+    /// The amount in msat.
+    pub fn amount_msat(&self) -> u64 {
+        self.amount_msat
+    }
+
+    /// The payee: the `n` field, else the key recovered from the signature.
+    pub fn payee(&self) -> PublicKey {
+        self.payee
+    }
+
+    /// When the invoice expires, as time since the Unix epoch.
+    pub fn expires_at(&self) -> Duration {
+        self.expires_at
+    }
+}
+
+/// Why an invoice failed its pre-checks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvoiceCheckError {
+    /// Not a BOLT11 invoice, or its signature is invalid.
+    #[error("invoice is not a valid BOLT11 invoice: {0}")]
+    Unparsable(String),
+    /// A currency x402 does not use (simnet).
+    #[error("invoice currency {0:?} is not a Lightning network of x402")]
+    UnsupportedCurrency(Currency),
+    /// On another network than expected.
+    #[error("invoice is on {found}, expected {expected}")]
+    WrongNetwork {
+        /// The expected network.
+        expected: Network,
+        /// The invoice's network.
+        found: Network,
+    },
+    /// The invoice has no amount ("any amount" invoices are not accepted).
+    #[error("invoice has no amount")]
+    MissingAmount,
+    /// Another amount than expected.
+    #[error("invoice amount is {found} msat, expected {expected} msat")]
+    WrongAmount {
+        /// The expected amount in msat.
+        expected: u64,
+        /// The invoice's amount in msat.
+        found: u64,
+    },
+    /// Payable to another node than expected.
+    #[error("invoice payee is {found}, expected {expected}")]
+    WrongPayee {
+        /// The expected node key, 66 hex characters.
+        expected: String,
+        /// The invoice's payee, 66 hex characters.
+        found: String,
+    },
+    /// Expired at `expired_at` (seconds since the Unix epoch).
+    #[error("invoice expired at unix time {expired_at}")]
+    Expired {
+        /// When it expired, in seconds since the Unix epoch.
+        expired_at: u64,
+    },
+    /// A `payTo` that is not a 66-hex compressed node public key.
+    #[error("payTo {0:?} is not a 66-hex-character node public key")]
+    InvalidPayTo(String),
+}
+
+impl InvoiceCheckError {
+    /// The x402 snake_case reason for this failure, as a facilitator would say it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            InvoiceCheckError::Unparsable(_) | InvoiceCheckError::UnsupportedCurrency(_) => {
+                reason::INVALID_PAYLOAD
+            }
+            InvoiceCheckError::WrongNetwork { .. } => reason::INVALID_NETWORK,
+            InvoiceCheckError::MissingAmount | InvoiceCheckError::WrongAmount { .. } => {
+                reason::INVOICE_AMOUNT
+            }
+            InvoiceCheckError::WrongPayee { .. } | InvoiceCheckError::InvalidPayTo(_) => {
+                reason::INVOICE_PAYEE
+            }
+            InvoiceCheckError::Expired { .. } => reason::PAYMENT_EXPIRED,
+        }
+    }
+}
+
+/// Parses a compressed node public key: exactly 66 hex characters.
+pub fn parse_node_id(hex: &str) -> Result<PublicKey, InvoiceCheckError> {
+    if hex.len() != 66 {
+        return Err(InvoiceCheckError::InvalidPayTo(hex.to_owned()));
+    }
+    hex.parse()
+        .map_err(|_| InvoiceCheckError::InvalidPayTo(hex.to_owned()))
+}
+
+/// The current time as a duration since the Unix epoch, as [`check_invoice`] takes it.
+pub fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Parses `invoice` and checks it against `expected` at time `now` (since the Unix epoch).
+///
+/// Checks run in this order, and the first failure is returned: parse and signature, network,
+/// amount, payee, expiry.
+pub fn check_invoice(
+    invoice: &str,
+    expected: &InvoiceExpectation,
+    now: Duration,
+) -> Result<CheckedInvoice, InvoiceCheckError> {
+    let invoice: Bolt11Invoice = invoice
+        .parse()
+        .map_err(|err| InvoiceCheckError::Unparsable(format!("{err}")))?;
+
+    let currency = invoice.currency();
+    let network = Network::from_currency(&currency)
+        .ok_or(InvoiceCheckError::UnsupportedCurrency(currency))?;
+    if network != expected.network {
+        return Err(InvoiceCheckError::WrongNetwork {
+            expected: expected.network,
+            found: network,
+        });
+    }
+
+    let amount_msat = invoice
+        .amount_milli_satoshis()
+        .ok_or(InvoiceCheckError::MissingAmount)?;
+    if let Some(expected_amount) = expected.amount_msat {
+        if amount_msat != expected_amount {
+            return Err(InvoiceCheckError::WrongAmount {
+                expected: expected_amount,
+                found: amount_msat,
+            });
+        }
+    }
+
+    let payee = invoice.get_payee_pub_key();
+    if let Some(expected_payee) = expected.payee {
+        if payee != expected_payee {
+            return Err(InvoiceCheckError::WrongPayee {
+                expected: expected_payee.to_string(),
+                found: payee.to_string(),
+            });
+        }
+    }
+
+    // An expiry so large that it overflows never comes.
+    let expires_at = invoice.expires_at().unwrap_or(Duration::MAX);
+    if now >= expires_at {
+        return Err(InvoiceCheckError::Expired {
+            expired_at: expires_at.as_secs(),
+        });
+    }
+
+    Ok(CheckedInvoice {
+        invoice,
+        amount_msat,
+        payee,
+        expires_at,
+    })
+}
+
+/// Checks that requirements are consistent with their own invoice: on `network`, for exactly
+/// `maxAmountRequired`, payable to `payTo`, not expired at `now`.
+pub fn check_requirements_invoice(
+    requirements: &PaymentRequirements,
+    now: Duration,
+) -> Result<CheckedInvoice, InvoiceCheckError> {
+    let pay_to = parse_node_id(&requirements.pay_to)?;
+    let expected = InvoiceExpectation::new(requirements.network)
+        .amount_msat(requirements.max_amount_required)
+        .payee(pay_to);
+    check_invoice(&requirements.extra.invoice, &expected, now)
+}

@@ -1,0 +1,65 @@
+//! # x402-lightning
+//!
+//! Charge for HTTP routes in bitcoin over the Lightning Network with the
+//! [x402](https://www.x402.org) protocol (HTTP 402 Payment Required), `exact` scheme.
+//!
+//! This crate is the foundation of the payment layer:
+//!
+//! - [`types`]: the wire types of the protocol (requirements, payloads, facilitator calls);
+//! - [`header`]: encoding and decoding of the `X-PAYMENT` / `X-PAYMENT-RESPONSE` headers;
+//! - [`invoice`]: pre-checks of BOLT11 invoices (network, amount, payee, expiry);
+//! - [`facilitator`]: the [`Facilitator`] trait and [`HttpFacilitator`], its HTTP client;
+//! - `mock` (feature `mock`): a mock facilitator that is a real HTTP server minting real signed
+//!   invoices, and a test wallet that pays them.
+//!
+//! ```no_run
+//! use x402_lightning::{Facilitator, HttpFacilitator, Network, RequirementsRequest, Scheme};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let facilitator = HttpFacilitator::builder("http://127.0.0.1:4021")
+//!     .bearer_token("my-api-key")
+//!     .build()?;
+//! let requirements = facilitator
+//!     .requirements(&RequirementsRequest {
+//!         x402_version: 1,
+//!         scheme: Scheme::Exact,
+//!         network: Network::Regtest,
+//!         amount: 10_000, // msat
+//!         resource: "http://localhost:3000/weather".into(),
+//!         description: "Weather report".into(),
+//!         mime_type: "application/json".into(),
+//!         max_timeout_seconds: 60,
+//!     })
+//!     .await?;
+//! println!("pay {}", requirements.extra.invoice);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Cargo features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `mock` | `mock::MockFacilitator` and `mock::TestWallet` (pulls in axum) |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod facilitator;
+pub mod header;
+pub mod invoice;
+#[cfg(feature = "mock")]
+pub mod mock;
+pub mod network;
+pub mod types;
+
+pub use crate::facilitator::{Facilitator, FacilitatorCall, FacilitatorError, HttpFacilitator};
+pub use crate::network::Network;
+pub use crate::types::{
+    PaymentPayload, PaymentRequired, PaymentRequirements, RequirementsRequest, Scheme,
+    SettleRequest, SettleResponse, SupportedResponse, VerifyRequest, VerifyResponse,
+};
+/// The secp256k1 node key type used for `payTo` and payees.
+pub use bitcoin::secp256k1::PublicKey;
+/// The parsed BOLT11 invoice type.
+pub use lightning_invoice::Bolt11Invoice;

@@ -1,0 +1,169 @@
+//! The mock facilitator's Lightning node: a key that mints real, signed BOLT11 invoices.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use bitcoin::hashes::{Hash as _, sha256};
+use bitcoin::hex::{DisplayHex as _, FromHex as _};
+use bitcoin::secp256k1::rand::{RngCore as _, thread_rng};
+use bitcoin::secp256k1::{All, PublicKey, Secp256k1, SecretKey};
+use lightning_invoice::{
+    Bolt11Invoice, Bolt11InvoiceDescription, Currency, Description, InvoiceBuilder, PaymentSecret,
+    Sha256,
+};
+
+use crate::network::Network;
+
+/// One signing context for the whole mock: creating one is not free.
+pub(crate) static SECP: LazyLock<Secp256k1<All>> = LazyLock::new(Secp256k1::new);
+
+/// BOLT11 caps a description at 639 bytes; longer ones are committed to by hash instead.
+const MAX_DESCRIPTION_BYTES: usize = 639;
+
+/// The final CLTV delta written into minted invoices (LDK's default).
+const MIN_FINAL_CLTV_EXPIRY_DELTA: u64 = 18;
+
+/// A secret key given as hex that is not a valid secp256k1 secret key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a 64-hex-character secp256k1 secret key")]
+pub struct InvalidSecretKey;
+
+/// Parses a 32-byte secret key from 64 hex characters.
+pub(crate) fn parse_secret_key(hex: &str) -> Result<SecretKey, InvalidSecretKey> {
+    let bytes = <[u8; 32]>::from_hex(hex).map_err(|_| InvalidSecretKey)?;
+    SecretKey::from_slice(&bytes).map_err(|_| InvalidSecretKey)
+}
+
+/// A fresh random secret key.
+pub(crate) fn random_secret_key() -> SecretKey {
+    SecretKey::new(&mut thread_rng())
+}
+
+/// A Lightning node key that mints signed invoices, as a facilitator's node would.
+#[derive(Clone)]
+pub struct MockNode {
+    secret: SecretKey,
+    node_id: PublicKey,
+}
+
+impl std::fmt::Debug for MockNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockNode")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to mint: see [`MockNode::mint`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvoiceSpec {
+    /// The network (BOLT11 currency) of the invoice.
+    pub network: Network,
+    /// The amount in msat.
+    pub amount_msat: u64,
+    /// The description; over 639 bytes it is committed to by hash.
+    pub description: String,
+    /// Creation time, since the Unix epoch (whole seconds are kept).
+    pub created_at: Duration,
+    /// How long the invoice can be paid after `created_at`.
+    pub expiry: Duration,
+}
+
+impl InvoiceSpec {
+    /// An invoice on `network` for `amount_msat`, created now, valid for an hour.
+    pub fn new(network: Network, amount_msat: u64) -> Self {
+        Self {
+            network,
+            amount_msat,
+            description: String::new(),
+            created_at: crate::invoice::unix_now(),
+            expiry: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A minted invoice and the preimage that pays it.
+#[derive(Clone, Debug)]
+pub struct MintedInvoice {
+    /// The signed invoice.
+    pub invoice: Bolt11Invoice,
+    /// The payment preimage: SHA-256 of it is the payment hash.
+    pub preimage: [u8; 32],
+}
+
+/// Minting failed: the spec cannot be written as a BOLT11 invoice.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot mint invoice: {0}")]
+pub struct MintError(pub String);
+
+impl MockNode {
+    /// A node with a fresh random key.
+    pub fn random() -> Self {
+        Self::from_secret_key(random_secret_key())
+    }
+
+    /// A node with this key.
+    pub fn from_secret_key(secret: SecretKey) -> Self {
+        let node_id = PublicKey::from_secret_key(&SECP, &secret);
+        Self { secret, node_id }
+    }
+
+    /// A node whose key is given as 64 hex characters.
+    pub fn from_secret_hex(hex: &str) -> Result<Self, InvalidSecretKey> {
+        parse_secret_key(hex).map(Self::from_secret_key)
+    }
+
+    /// The node public key.
+    pub fn node_id(&self) -> PublicKey {
+        self.node_id
+    }
+
+    /// The node public key as 66 hex characters: the `payTo` of its invoices.
+    pub fn pay_to(&self) -> String {
+        self.node_id.serialize().to_lower_hex_string()
+    }
+
+    /// The node secret key as 64 hex characters.
+    pub fn secret_hex(&self) -> String {
+        self.secret.secret_bytes().to_lower_hex_string()
+    }
+
+    /// Mints and signs an invoice with a fresh random preimage and payment secret.
+    pub fn mint(&self, spec: &InvoiceSpec) -> Result<MintedInvoice, MintError> {
+        self.mint_on(spec.network.currency(), spec)
+    }
+
+    /// Mints on any BOLT11 currency, ignoring `spec.network` (for forging wrong-network invoices).
+    pub(crate) fn mint_on(
+        &self,
+        currency: Currency,
+        spec: &InvoiceSpec,
+    ) -> Result<MintedInvoice, MintError> {
+        let mut rng = thread_rng();
+        let mut preimage = [0u8; 32];
+        rng.fill_bytes(&mut preimage);
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
+
+        let description = if spec.description.len() <= MAX_DESCRIPTION_BYTES {
+            let text = Description::new(spec.description.clone())
+                .map_err(|err| MintError(err.to_string()))?;
+            Bolt11InvoiceDescription::Direct(text)
+        } else {
+            let hash = sha256::Hash::hash(spec.description.as_bytes());
+            Bolt11InvoiceDescription::Hash(Sha256(hash))
+        };
+
+        let invoice = InvoiceBuilder::new(currency)
+            .invoice_description(description)
+            .amount_milli_satoshis(spec.amount_msat)
+            .payment_hash(sha256::Hash::hash(&preimage))
+            .payment_secret(PaymentSecret(secret))
+            .duration_since_epoch(Duration::from_secs(spec.created_at.as_secs()))
+            .expiry_time(spec.expiry)
+            .min_final_cltv_expiry_delta(MIN_FINAL_CLTV_EXPIRY_DELTA)
+            .build_signed(|message| SECP.sign_ecdsa_recoverable(message, &self.secret))
+            .map_err(|err| MintError(err.to_string()))?;
+        Ok(MintedInvoice { invoice, preimage })
+    }
+}

@@ -1,0 +1,404 @@
+//! The mock facilitator's HTTP side: the four routes of PROTOCOL.md, fault injection and the
+//! call record around them.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bitcoin::hex::DisplayHex as _;
+use http::StatusCode;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+use super::RecordedCall;
+use super::fault::{Fault, FaultPlan, InvoiceFault};
+use super::ledger::Ledger;
+use super::node::{InvoiceSpec, MintedInvoice, MockNode};
+use crate::facilitator::FacilitatorCall;
+use crate::invoice::unix_now;
+use crate::network::Network;
+use crate::types::{
+    ASSET_BTC, LightningExtra, PaymentRequirements, RequirementsRequest, Scheme, SettleResponse,
+    SupportedExtra, SupportedKind, SupportedResponse, VerifyRequest, VerifyResponse, X402_VERSION,
+    reason,
+};
+
+/// Everything the server and the test-facing handle share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) network: Network,
+    pub(crate) node: MockNode,
+    pub(crate) invoice_expiry: Duration,
+    pub(crate) bearer_token: Option<String>,
+    pub(crate) ledger: Mutex<Ledger>,
+    pub(crate) faults: Mutex<[FaultPlan; 4]>,
+    pub(crate) calls: Mutex<Vec<RecordedCall>>,
+}
+
+/// Locks a mutex, shrugging off poisoning: every critical section leaves the data consistent.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn call_index(call: FacilitatorCall) -> usize {
+    match call {
+        FacilitatorCall::Requirements => 0,
+        FacilitatorCall::Verify => 1,
+        FacilitatorCall::Settle => 2,
+        FacilitatorCall::Supported => 3,
+    }
+}
+
+/// What a handler answers, before it becomes a response.
+enum Reply {
+    Json(StatusCode, Value),
+    Garbage,
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/requirements", post(requirements))
+        .route("/verify", post(verify))
+        .route("/settle", post(settle))
+        .route("/supported", get(supported))
+        .with_state(shared)
+}
+
+async fn requirements(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared
+        .answer(FacilitatorCall::Requirements, headers, body)
+        .await
+}
+
+async fn verify(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    shared.answer(FacilitatorCall::Verify, headers, body).await
+}
+
+async fn settle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    shared.answer(FacilitatorCall::Settle, headers, body).await
+}
+
+async fn supported(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    shared
+        .answer(FacilitatorCall::Supported, headers, Bytes::new())
+        .await
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Reply {
+    Reply::Json(status, json!({ "error": message.into() }))
+}
+
+fn ok<T: serde::Serialize>(body: &T) -> Reply {
+    Reply::Json(StatusCode::OK, json!(body))
+}
+
+impl Shared {
+    async fn answer(&self, call: FacilitatorCall, headers: HeaderMap, body: Bytes) -> Response {
+        let started = Instant::now();
+        let fault = lock(&self.faults)[call_index(call)].take();
+
+        let reply = if !self.authorized(&headers) {
+            error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+        } else {
+            match &fault {
+                Some(fault) if !fault.applies_to(call) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("mock misconfigured: fault `{fault}` does not apply to {call}"),
+                ),
+                Some(Fault::Status(status)) => {
+                    error(*status, format!("injected fault: status {status}"))
+                }
+                Some(Fault::Garbage) => Reply::Garbage,
+                Some(Fault::Delay(delay)) => {
+                    tokio::time::sleep(*delay).await;
+                    self.honest(call, &body, None)
+                }
+                other => self.honest(call, &body, other.as_ref()),
+            }
+        };
+
+        let (status, response_json, response) = match reply {
+            Reply::Json(status, value) => {
+                let response = (
+                    status,
+                    [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                    value.to_string(),
+                )
+                    .into_response();
+                (status, value, response)
+            }
+            Reply::Garbage => {
+                let body = "<html>502 Bad Gateway</html> not json {";
+                let response = (
+                    StatusCode::OK,
+                    [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                    body,
+                )
+                    .into_response();
+                (StatusCode::OK, Value::Null, response)
+            }
+        };
+
+        lock(&self.calls).push(RecordedCall {
+            call,
+            request: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            headers,
+            status,
+            response: response_json,
+            fault,
+            service_time: started.elapsed(),
+        });
+        response
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.bearer_token else {
+            return true;
+        };
+        headers
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .is_some_and(|given| given == token)
+    }
+
+    /// The answer of an honest facilitator, bent by a call-specific fault.
+    fn honest(&self, call: FacilitatorCall, body: &[u8], fault: Option<&Fault>) -> Reply {
+        match call {
+            FacilitatorCall::Requirements => {
+                let invoice_fault = match fault {
+                    Some(Fault::Invoice(invoice_fault)) => Some(*invoice_fault),
+                    _ => None,
+                };
+                self.requirements(body, invoice_fault)
+            }
+            FacilitatorCall::Verify => match fault {
+                Some(Fault::Invalid(reason)) => ok(&VerifyResponse {
+                    is_valid: false,
+                    invalid_reason: Some(reason.clone()),
+                    payer: None,
+                }),
+                _ => self.verify(body),
+            },
+            FacilitatorCall::Settle => match fault {
+                Some(Fault::SettleFailed(reason)) => ok(&self.failed_settle(reason, None)),
+                _ => self.settle(body),
+            },
+            FacilitatorCall::Supported => ok(&SupportedResponse {
+                kinds: vec![SupportedKind {
+                    x402_version: X402_VERSION,
+                    scheme: Scheme::Exact.as_str().to_owned(),
+                    network: self.network.as_str().to_owned(),
+                    extra: Some(SupportedExtra {
+                        pay_to: Some(self.node.pay_to()),
+                    }),
+                }],
+            }),
+        }
+    }
+
+    fn requirements(&self, body: &[u8], fault: Option<InvoiceFault>) -> Reply {
+        let request: RequirementsRequest = match serde_json::from_slice(body) {
+            Ok(request) => request,
+            Err(err) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid requirements request: {err}"),
+                );
+            }
+        };
+        if request.x402_version != X402_VERSION {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unsupported x402Version {}", request.x402_version),
+            );
+        }
+        if request.network != self.network {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "network {} is not served here, only {}",
+                    request.network, self.network
+                ),
+            );
+        }
+        if request.amount == 0 {
+            return error(StatusCode::BAD_REQUEST, "amount must be at least 1 msat");
+        }
+
+        let mut spec = InvoiceSpec {
+            network: self.network,
+            amount_msat: request.amount,
+            description: request.description.clone(),
+            created_at: unix_now(),
+            expiry: self.invoice_expiry,
+        };
+        let mut minter = self.node.clone();
+        let mut max_amount_required = request.amount;
+        let mut currency = self.network.currency();
+        match fault {
+            None => {}
+            Some(InvoiceFault::WrongAmount) => spec.amount_msat = other_amount(request.amount),
+            Some(InvoiceFault::UnaskedAmount) => {
+                spec.amount_msat = other_amount(request.amount);
+                max_amount_required = spec.amount_msat;
+            }
+            Some(InvoiceFault::WrongNetwork) => currency = other_network(self.network).currency(),
+            Some(InvoiceFault::WrongPayee) | Some(InvoiceFault::ForeignPayTo) => {
+                minter = MockNode::random();
+            }
+            Some(InvoiceFault::Expired) => {
+                spec.created_at = spec.created_at.saturating_sub(Duration::from_secs(7200));
+                spec.expiry = Duration::from_secs(60);
+            }
+        }
+        let pay_to = match fault {
+            Some(InvoiceFault::ForeignPayTo) => minter.pay_to(),
+            _ => self.node.pay_to(),
+        };
+
+        let MintedInvoice { invoice, .. } = match minter.mint_on(currency, &spec) {
+            Ok(minted) => minted,
+            Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+        };
+        lock(&self.ledger).record_invoice(&invoice);
+        tracing::debug!(payment_hash = %invoice.payment_hash(), amount_msat = spec.amount_msat, "mock minted invoice");
+
+        ok(&PaymentRequirements {
+            scheme: Scheme::Exact,
+            network: self.network,
+            max_amount_required,
+            asset: ASSET_BTC.to_owned(),
+            pay_to,
+            resource: request.resource,
+            description: request.description,
+            mime_type: request.mime_type,
+            output_schema: None,
+            max_timeout_seconds: request.max_timeout_seconds,
+            extra: LightningExtra {
+                invoice: invoice.to_string(),
+            },
+        })
+    }
+
+    fn verify(&self, body: &[u8]) -> Reply {
+        let request = match parse_payment_request(body) {
+            Ok(request) => request,
+            Err(reply) => return reply,
+        };
+        let verdict = match lock(&self.ledger).check(&request, unix_now()) {
+            Ok(authorization) => VerifyResponse {
+                is_valid: true,
+                invalid_reason: None,
+                payer: Some(authorization.payer_id),
+            },
+            Err(rejection) => VerifyResponse {
+                is_valid: false,
+                invalid_reason: Some(rejection.reason.to_owned()),
+                payer: rejection.payer,
+            },
+        };
+        ok(&verdict)
+    }
+
+    fn settle(&self, body: &[u8]) -> Reply {
+        let request = match parse_payment_request(body) {
+            Ok(request) => request,
+            Err(reply) => {
+                return match reply {
+                    // Re-shape a verify verdict into a settle one.
+                    Reply::Json(StatusCode::OK, verdict) => {
+                        let reason = verdict["invalidReason"]
+                            .as_str()
+                            .unwrap_or(reason::INVALID_PAYLOAD)
+                            .to_owned();
+                        ok(&self.failed_settle(&reason, None))
+                    }
+                    other => other,
+                };
+            }
+        };
+        let outcome = lock(&self.ledger).settle(&request, unix_now());
+        match outcome {
+            Ok(authorization) => {
+                tracing::debug!(
+                    payment_hash = %authorization.payment_hash.to_lower_hex_string(),
+                    "mock settled invoice"
+                );
+                ok(&SettleResponse {
+                    success: true,
+                    error_reason: None,
+                    transaction: authorization.payment_hash.to_lower_hex_string(),
+                    network: self.network,
+                    payer: Some(authorization.payer_id),
+                })
+            }
+            Err(rejection) => ok(&self.failed_settle(rejection.reason, rejection.payer)),
+        }
+    }
+
+    fn failed_settle(&self, reason: &str, payer: Option<String>) -> SettleResponse {
+        SettleResponse {
+            success: false,
+            error_reason: Some(reason.to_owned()),
+            transaction: String::new(),
+            network: self.network,
+            payer,
+        }
+    }
+}
+
+/// Parses a `/verify` or `/settle` body. A body that is JSON but not a valid request gets a
+/// verdict naming what is wrong (as x402 facilitators answer); one that is not JSON, a 400.
+fn parse_payment_request(body: &[u8]) -> Result<VerifyRequest, Reply> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|err| error(StatusCode::BAD_REQUEST, format!("body is not JSON: {err}")))?;
+    match serde_json::from_value(value.clone()) {
+        Ok(request) => Ok(request),
+        Err(_) => Err(ok(&VerifyResponse {
+            is_valid: false,
+            invalid_reason: Some(reason_for_malformed(&value).to_owned()),
+            payer: None,
+        })),
+    }
+}
+
+/// The most specific reason a JSON body fails to be a payment request.
+fn reason_for_malformed(value: &Value) -> &'static str {
+    let payload = &value["paymentPayload"];
+    let required = &value["paymentRequirements"];
+    let version_ok = |v: &Value| v.as_u64() == Some(u64::from(X402_VERSION));
+    if !version_ok(&value["x402Version"]) || !version_ok(&payload["x402Version"]) {
+        return reason::INVALID_X402_VERSION;
+    }
+    let scheme_ok = |v: &Value| v.as_str() == Some(Scheme::Exact.as_str());
+    if !scheme_ok(&payload["scheme"]) || !scheme_ok(&required["scheme"]) {
+        return reason::INVALID_SCHEME;
+    }
+    let network_ok = |v: &Value| v.as_str().is_some_and(|n| n.parse::<Network>().is_ok());
+    if !network_ok(&payload["network"]) || !network_ok(&required["network"]) {
+        return reason::INVALID_NETWORK;
+    }
+    reason::INVALID_PAYLOAD
+}
+
+/// An amount that is surely not `amount`.
+fn other_amount(amount: u64) -> u64 {
+    amount.checked_add(1_000).unwrap_or_else(|| amount - 1_000)
+}
+
+/// A network that is surely not `network`.
+fn other_network(network: Network) -> Network {
+    match network {
+        Network::Regtest => Network::Testnet,
+        _ => Network::Regtest,
+    }
+}

@@ -1,0 +1,147 @@
+//! The test wallet: a client key that turns [`PaymentRequirements`] into an `X-PAYMENT` value
+//! the mock facilitator accepts, and forges bad ones for tests.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bitcoin::hashes::{Hash as _, sha256};
+use bitcoin::hex::DisplayHex as _;
+use bitcoin::secp256k1::{Message, PublicKey, SecretKey};
+use serde_json::json;
+
+use super::node::{InvalidSecretKey, SECP, parse_secret_key, random_secret_key};
+use crate::header::encode_header;
+use crate::network::Network;
+use crate::types::{ExactLightningPayload, PaymentPayload, PaymentRequirements, X402_VERSION};
+
+/// What the client signs: SHA-256 of the invoice string's UTF-8 bytes.
+pub(crate) fn authorization_message(invoice: &str) -> Message {
+    Message::from_digest(sha256::Hash::hash(invoice.as_bytes()).to_byte_array())
+}
+
+/// A client key known to the mock facilitator (fund it with
+/// [`MockFacilitator::fund`](super::MockFacilitator::fund)).
+#[derive(Clone)]
+pub struct TestWallet {
+    secret: SecretKey,
+    public: PublicKey,
+}
+
+impl std::fmt::Debug for TestWallet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestWallet")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ways to spoil an `X-PAYMENT` value, for tests of everything that must refuse it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Forgery {
+    /// A valid authorization with one bit of the signature flipped.
+    TamperedSignature,
+    /// Signed by another key than `from`.
+    SignedByAnotherKey,
+    /// An honest signature over another invoice than the one required.
+    AnotherInvoice(String),
+    /// Claims another network than the requirements'.
+    Network(Network),
+    /// Claims another x402 version.
+    Version(u32),
+    /// Claims a scheme other than `exact`.
+    Scheme(String),
+    /// Not base64 at all.
+    NotBase64,
+    /// Base64 of something that is not JSON.
+    NotJson,
+}
+
+impl TestWallet {
+    /// A wallet with a fresh random key.
+    pub fn random() -> Self {
+        Self::from_secret_key(random_secret_key())
+    }
+
+    /// A wallet with this key.
+    pub fn from_secret_key(secret: SecretKey) -> Self {
+        let public = PublicKey::from_secret_key(&SECP, &secret);
+        Self { secret, public }
+    }
+
+    /// A wallet whose key is given as 64 hex characters.
+    pub fn from_secret_hex(hex: &str) -> Result<Self, InvalidSecretKey> {
+        parse_secret_key(hex).map(Self::from_secret_key)
+    }
+
+    /// The client's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.public
+    }
+
+    /// The client's identity on the wire (`from`): its public key as 66 hex characters.
+    pub fn id(&self) -> String {
+        self.public.serialize().to_lower_hex_string()
+    }
+
+    /// The secret key as 64 hex characters (for handing to another client).
+    pub fn secret_hex(&self) -> String {
+        self.secret.secret_bytes().to_lower_hex_string()
+    }
+
+    /// The signature authorizing payment of `invoice`: compact ECDSA, 128 hex characters.
+    pub fn sign(&self, invoice: &str) -> String {
+        SECP.sign_ecdsa(&authorization_message(invoice), &self.secret)
+            .serialize_compact()
+            .to_lower_hex_string()
+    }
+
+    /// The payload authorizing payment of the requirements' invoice.
+    pub fn authorize(&self, requirements: &PaymentRequirements) -> PaymentPayload {
+        let invoice = requirements.extra.invoice.clone();
+        PaymentPayload {
+            x402_version: X402_VERSION,
+            scheme: requirements.scheme,
+            network: requirements.network,
+            payload: ExactLightningPayload {
+                signature: self.sign(&invoice),
+                from: self.id(),
+                invoice,
+            },
+        }
+    }
+
+    /// The `X-PAYMENT` header value paying the requirements' invoice.
+    pub fn pay(&self, requirements: &PaymentRequirements) -> String {
+        encode_header(&self.authorize(requirements))
+    }
+
+    /// An `X-PAYMENT` header value spoiled in the way `forgery` says.
+    pub fn forge(&self, requirements: &PaymentRequirements, forgery: Forgery) -> String {
+        let mut payment = self.authorize(requirements);
+        match forgery {
+            Forgery::TamperedSignature => {
+                let flipped = match payment.payload.signature.pop() {
+                    Some('0') => '1',
+                    _ => '0',
+                };
+                payment.payload.signature.push(flipped);
+            }
+            Forgery::SignedByAnotherKey => {
+                payment.payload.signature = TestWallet::random().sign(&payment.payload.invoice);
+            }
+            Forgery::AnotherInvoice(invoice) => {
+                payment.payload.signature = self.sign(&invoice);
+                payment.payload.invoice = invoice;
+            }
+            Forgery::Network(network) => payment.network = network,
+            Forgery::Version(version) => payment.x402_version = version,
+            Forgery::Scheme(scheme) => {
+                let mut value = json!(payment);
+                value["scheme"] = json!(scheme);
+                return encode_header(&value);
+            }
+            Forgery::NotBase64 => return "not base64 at all!".to_owned(),
+            Forgery::NotJson => return BASE64.encode(b"{\"x402Version\": 1,"),
+        }
+        encode_header(&payment)
+    }
+}

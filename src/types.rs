@@ -1,0 +1,317 @@
+//! Wire types of PROTOCOL.md: every JSON shape that crosses the wire, camelCase on the wire,
+//! amounts in msat (`u64`) in code and decimal strings on the wire. Unknown fields are
+//! tolerated; known fields of the wrong type are rejected.
+
+use serde::{Deserialize, Serialize};
+
+use crate::network::Network;
+
+/// The x402 protocol version this crate speaks.
+pub const X402_VERSION: u32 = 1;
+
+/// The only asset of the Lightning `exact` scheme.
+pub const ASSET_BTC: &str = "BTC";
+
+/// The payment scheme. Lightning has one: `exact`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scheme {
+    /// Pay exactly the amount of the invoice.
+    #[default]
+    #[serde(rename = "exact")]
+    Exact,
+}
+
+impl Scheme {
+    /// The wire name, `"exact"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Exact => "exact",
+        }
+    }
+}
+
+/// What a client must pay for a resource: one entry of `accepts` in a 402 body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRequirements {
+    /// Always [`Scheme::Exact`].
+    pub scheme: Scheme,
+    /// The network the invoice is on.
+    pub network: Network,
+    /// The invoice amount in msat (a decimal string on the wire).
+    #[serde(with = "msat_string")]
+    pub max_amount_required: u64,
+    /// Always `"BTC"`.
+    pub asset: String,
+    /// The payee's node public key, 66 hex characters.
+    pub pay_to: String,
+    /// The absolute URL of the resource being paid for.
+    pub resource: String,
+    /// What the payment buys.
+    #[serde(default)]
+    pub description: String,
+    /// The MIME type of the resource.
+    #[serde(default)]
+    pub mime_type: String,
+    /// An optional description of the resource's response, any JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
+    /// How long the resource server may take to answer once paid.
+    pub max_timeout_seconds: u64,
+    /// Scheme-specific data: the BOLT11 invoice.
+    pub extra: LightningExtra,
+}
+
+/// The `extra` object of Lightning [`PaymentRequirements`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LightningExtra {
+    /// A fresh BOLT11 invoice for exactly `maxAmountRequired` msat, payable to `payTo`.
+    pub invoice: String,
+}
+
+/// The body of a 402 answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRequired {
+    /// Always [`X402_VERSION`].
+    pub x402_version: u32,
+    /// Why payment is required, human-readable.
+    pub error: String,
+    /// The ways to pay, each with a fresh invoice.
+    pub accepts: Vec<PaymentRequirements>,
+    /// The payer, when the facilitator named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
+}
+
+/// The decoded `X-PAYMENT` header: the client's signed authorization to pay one invoice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentPayload {
+    /// The protocol version the client speaks.
+    pub x402_version: u32,
+    /// The scheme being paid with.
+    pub scheme: Scheme,
+    /// The network the invoice is on.
+    pub network: Network,
+    /// The Lightning authorization itself.
+    pub payload: ExactLightningPayload,
+}
+
+/// The scheme-specific part of a [`PaymentPayload`]: an authorization to pay `invoice`.
+///
+/// Its cryptography is the facilitator's business; the layer passes it on untouched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExactLightningPayload {
+    /// The BOLT11 invoice the client authorizes the facilitator to pay.
+    pub invoice: String,
+    /// The client's signature over the invoice, hex.
+    pub signature: String,
+    /// The client's identity (for the mock: its compressed public key, hex).
+    pub from: String,
+}
+
+/// Body of `POST /requirements`: ask the facilitator for requirements with a fresh invoice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequirementsRequest {
+    /// Always [`X402_VERSION`].
+    pub x402_version: u32,
+    /// The scheme to be paid with.
+    pub scheme: Scheme,
+    /// The network the invoice must be on.
+    pub network: Network,
+    /// The invoice amount in msat (a decimal string on the wire).
+    #[serde(with = "msat_string")]
+    pub amount: u64,
+    /// The absolute URL of the resource.
+    pub resource: String,
+    /// What the payment buys; becomes the invoice description.
+    #[serde(default)]
+    pub description: String,
+    /// The MIME type of the resource.
+    #[serde(default)]
+    pub mime_type: String,
+    /// How long the resource server may take to answer once paid.
+    pub max_timeout_seconds: u64,
+}
+
+/// Body of `POST /verify` and `POST /settle`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyRequest {
+    /// Always [`X402_VERSION`].
+    pub x402_version: u32,
+    /// The client's authorization, as decoded from `X-PAYMENT`.
+    pub payment_payload: PaymentPayload,
+    /// What the resource server expects to be paid.
+    pub payment_requirements: PaymentRequirements,
+}
+
+/// Body of `POST /settle`: the same shape as [`VerifyRequest`].
+pub type SettleRequest = VerifyRequest;
+
+/// The facilitator's verdict on an authorization (`POST /verify`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyResponse {
+    /// Whether the authorization would be paid.
+    pub is_valid: bool,
+    /// Why not, as a snake_case reason (see [`reason`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_reason: Option<String>,
+    /// Who would pay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
+}
+
+/// The outcome of paying an invoice (`POST /settle`); also the `X-PAYMENT-RESPONSE` header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettleResponse {
+    /// Whether the invoice was paid.
+    pub success: bool,
+    /// Why not, as a snake_case reason (see [`reason`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<String>,
+    /// The payment hash, hex; `""` on a failed settle.
+    #[serde(default)]
+    pub transaction: String,
+    /// The network the invoice was on.
+    pub network: Network,
+    /// Who paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
+}
+
+/// The answer of `GET /supported`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupportedResponse {
+    /// Every (version, scheme, network) the facilitator handles.
+    pub kinds: Vec<SupportedKind>,
+}
+
+/// One entry of [`SupportedResponse::kinds`].
+///
+/// `scheme` and `network` stay strings: a facilitator may list kinds of other chains, which are
+/// not errors, only not ours.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupportedKind {
+    /// The protocol version.
+    pub x402_version: u32,
+    /// The scheme name, e.g. `"exact"`.
+    pub scheme: String,
+    /// The network name, e.g. `"lightning-regtest"`.
+    pub network: String,
+    /// Scheme-specific data: the facilitator's payee node key on Lightning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<SupportedExtra>,
+}
+
+/// The `extra` object of a Lightning [`SupportedKind`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupportedExtra {
+    /// The node key invoices are payable to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pay_to: Option<String>,
+}
+
+impl SupportedResponse {
+    /// The Lightning `exact` kind for `network`, if the facilitator lists it.
+    pub fn find(&self, network: Network) -> Option<&SupportedKind> {
+        self.kinds.iter().find(|kind| {
+            kind.x402_version == X402_VERSION
+                && kind.scheme == Scheme::Exact.as_str()
+                && kind.network == network.as_str()
+        })
+    }
+}
+
+/// The snake_case reasons of `invalidReason` / `errorReason` that this crate produces.
+///
+/// Facilitators may send others; reasons are plain strings on the wire.
+pub mod reason {
+    /// The payload is malformed.
+    pub const INVALID_PAYLOAD: &str = "invalid_payload";
+    /// The network is not the expected one.
+    pub const INVALID_NETWORK: &str = "invalid_network";
+    /// The scheme is not `exact`.
+    pub const INVALID_SCHEME: &str = "invalid_scheme";
+    /// The x402 version is not 1.
+    pub const INVALID_X402_VERSION: &str = "invalid_x402_version";
+    /// The requirements do not match the payload or the facilitator's records.
+    pub const INVALID_PAYMENT_REQUIREMENTS: &str = "invalid_payment_requirements";
+    /// The payer's balance is below the invoice amount.
+    pub const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
+    /// The invoice has expired.
+    pub const PAYMENT_EXPIRED: &str = "payment_expired";
+    /// The invoice has already been paid.
+    pub const DUPLICATE_SETTLEMENT: &str = "duplicate_settlement";
+    /// `/verify` failed for an unexpected reason.
+    pub const UNEXPECTED_VERIFY_ERROR: &str = "unexpected_verify_error";
+    /// `/settle` failed for an unexpected reason.
+    pub const UNEXPECTED_SETTLE_ERROR: &str = "unexpected_settle_error";
+    /// The signature is not `from`'s over the invoice.
+    pub const INVALID_SIGNATURE: &str = "invalid_exact_lightning_payload_signature";
+    /// The facilitator did not mint this invoice.
+    pub const INVOICE_UNKNOWN: &str = "invalid_exact_lightning_invoice_unknown";
+    /// The invoice amount is not the required one.
+    pub const INVOICE_AMOUNT: &str = "invalid_exact_lightning_invoice_amount";
+    /// The invoice payee is not `payTo`.
+    pub const INVOICE_PAYEE: &str = "invalid_exact_lightning_invoice_payee";
+    /// Paying the invoice failed.
+    pub const PAYMENT_FAILED: &str = "settle_exact_lightning_payment_failed";
+}
+
+/// Serde for msat amounts: `u64` in code, a decimal string of ASCII digits on the wire.
+pub(crate) mod msat_string {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(crate) fn serialize<S: Serializer>(msat: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(msat)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        parse(&text).ok_or_else(|| {
+            D::Error::custom(format!(
+                "invalid msat amount {text:?}: expected a decimal string of digits"
+            ))
+        })
+    }
+
+    /// Digits only: no sign, no spaces, no exponent, no overflow.
+    pub(crate) fn parse(text: &str) -> Option<u64> {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        text.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::msat_string::parse;
+
+    #[test]
+    fn msat_strings_accept_only_plain_digits() {
+        assert_eq!(parse("0"), Some(0));
+        assert_eq!(parse("5000000"), Some(5_000_000));
+        assert_eq!(parse("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            "+5",
+            "-5",
+            " 5",
+            "5 ",
+            "5e3",
+            "5.0",
+            "0x10",
+            "18446744073709551616",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?} must be rejected");
+        }
+    }
+}
