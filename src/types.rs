@@ -67,6 +67,19 @@ pub struct PaymentRequirements {
 pub struct LightningExtra {
     /// A fresh BOLT11 invoice for exactly `maxAmountRequired` msat, payable to `payTo`.
     pub invoice: String,
+    /// Fields a facilitator added, kept so they reach the client unchanged.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl LightningExtra {
+    /// The `extra` of requirements paid with `invoice`, with no other fields.
+    pub fn new(invoice: String) -> Self {
+        Self {
+            invoice,
+            other: serde_json::Map::new(),
+        }
+    }
 }
 
 /// The body of a 402 answer.
@@ -109,6 +122,21 @@ pub struct ExactLightningPayload {
     pub signature: String,
     /// The client's identity (for the mock: its compressed public key, hex).
     pub from: String,
+    /// Fields a client or facilitator added, passed on to the facilitator unchanged.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ExactLightningPayload {
+    /// An authorization with no fields beyond the three of PROTOCOL.md.
+    pub fn new(invoice: String, signature: String, from: String) -> Self {
+        Self {
+            invoice,
+            signature,
+            from,
+            other: serde_json::Map::new(),
+        }
+    }
 }
 
 /// Body of `POST /requirements`: ask the facilitator for requirements with a fresh invoice.

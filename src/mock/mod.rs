@@ -54,6 +54,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use bitcoin::hashes::Hash as _;
 use bitcoin::secp256k1::PublicKey;
 use http::{HeaderMap, StatusCode};
@@ -77,18 +78,30 @@ pub const DEFAULT_INVOICE_EXPIRY: Duration = Duration::from_secs(600);
 pub struct RecordedCall {
     /// Which call.
     pub call: FacilitatorCall,
-    /// The request body as JSON (`Null` when empty or not JSON).
-    pub request: serde_json::Value,
+    /// The request body as received.
+    pub request_body: Bytes,
     /// The request headers.
     pub headers: HeaderMap,
     /// The status answered.
     pub status: StatusCode,
-    /// The response body as JSON (`Null` for an injected garbage body).
-    pub response: serde_json::Value,
+    /// The response body as sent.
+    pub response_body: Bytes,
     /// The fault injected into this call, if any.
     pub fault: Option<Fault>,
     /// How long the mock took to answer, injected delays included.
     pub service_time: Duration,
+}
+
+impl RecordedCall {
+    /// The request body as JSON (`Null` when empty or not JSON).
+    pub fn request(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.request_body).unwrap_or_default()
+    }
+
+    /// The response body as JSON (`Null` for an injected garbage body).
+    pub fn response(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.response_body).unwrap_or_default()
+    }
 }
 
 /// Configures a [`MockFacilitator`]; see [`MockFacilitator::builder`].

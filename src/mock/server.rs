@@ -55,9 +55,12 @@ pub(crate) fn call_index(call: FacilitatorCall) -> usize {
 
 /// What a handler answers, before it becomes a response.
 enum Reply {
-    Json(StatusCode, Value),
+    Json(StatusCode, String),
     Garbage,
 }
+
+/// The body of an injected garbage reply.
+const GARBAGE: &str = "<html>502 Bad Gateway</html> not json {";
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -93,11 +96,15 @@ async fn supported(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Reply {
-    Reply::Json(status, json!({ "error": message.into() }))
+    Reply::Json(status, json!({ "error": message.into() }).to_string())
 }
 
 fn ok<T: serde::Serialize>(body: &T) -> Reply {
-    Reply::Json(StatusCode::OK, json!(body))
+    // Plain data types: serializing cannot fail.
+    Reply::Json(
+        StatusCode::OK,
+        serde_json::to_string(body).unwrap_or_default(),
+    )
 }
 
 impl Shared {
@@ -125,34 +132,23 @@ impl Shared {
             }
         };
 
-        let (status, response_json, response) = match reply {
-            Reply::Json(status, value) => {
-                let response = (
-                    status,
-                    [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                    value.to_string(),
-                )
-                    .into_response();
-                (status, value, response)
-            }
-            Reply::Garbage => {
-                let body = "<html>502 Bad Gateway</html> not json {";
-                let response = (
-                    StatusCode::OK,
-                    [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                    body,
-                )
-                    .into_response();
-                (StatusCode::OK, Value::Null, response)
-            }
+        let (status, response_body) = match reply {
+            Reply::Json(status, body) => (status, Bytes::from(body)),
+            Reply::Garbage => (StatusCode::OK, Bytes::from_static(GARBAGE.as_bytes())),
         };
+        let response = (
+            status,
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            response_body.clone(),
+        )
+            .into_response();
 
         lock(&self.calls).push(RecordedCall {
             call,
-            request: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            request_body: body,
             headers,
             status,
-            response: response_json,
+            response_body,
             fault,
             service_time: started.elapsed(),
         });
@@ -283,16 +279,21 @@ impl Shared {
             mime_type: request.mime_type,
             output_schema: None,
             max_timeout_seconds: request.max_timeout_seconds,
-            extra: LightningExtra {
-                invoice: invoice.to_string(),
-            },
+            extra: LightningExtra::new(invoice.to_string()),
         })
     }
 
     fn verify(&self, body: &[u8]) -> Reply {
         let request = match parse_payment_request(body) {
             Ok(request) => request,
-            Err(reply) => return reply,
+            Err(MalformedRequest::Verdict(reason)) => {
+                return ok(&VerifyResponse {
+                    is_valid: false,
+                    invalid_reason: Some(reason.to_owned()),
+                    payer: None,
+                });
+            }
+            Err(MalformedRequest::NotJson(reply)) => return reply,
         };
         let verdict = match lock(&self.ledger).check(&request, unix_now()) {
             Ok(authorization) => VerifyResponse {
@@ -315,14 +316,8 @@ impl Shared {
             Err(reply) => {
                 return match reply {
                     // Re-shape a verify verdict into a settle one.
-                    Reply::Json(StatusCode::OK, verdict) => {
-                        let reason = verdict["invalidReason"]
-                            .as_str()
-                            .unwrap_or(reason::INVALID_PAYLOAD)
-                            .to_owned();
-                        ok(&self.failed_settle(&reason, None))
-                    }
-                    other => other,
+                    MalformedRequest::Verdict(reason) => ok(&self.failed_settle(reason, None)),
+                    MalformedRequest::NotJson(reply) => reply,
                 };
             }
         };
@@ -356,18 +351,24 @@ impl Shared {
     }
 }
 
-/// Parses a `/verify` or `/settle` body. A body that is JSON but not a valid request gets a
-/// verdict naming what is wrong (as x402 facilitators answer); one that is not JSON, a 400.
-fn parse_payment_request(body: &[u8]) -> Result<VerifyRequest, Reply> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|err| error(StatusCode::BAD_REQUEST, format!("body is not JSON: {err}")))?;
-    match serde_json::from_value(value.clone()) {
-        Ok(request) => Ok(request),
-        Err(_) => Err(ok(&VerifyResponse {
-            is_valid: false,
-            invalid_reason: Some(reason_for_malformed(&value).to_owned()),
-            payer: None,
-        })),
+/// A `/verify` or `/settle` body that is not a valid request.
+enum MalformedRequest {
+    /// JSON, but not a payment request: answered with a verdict, as x402 facilitators do.
+    Verdict(&'static str),
+    /// Not JSON at all: answered 400.
+    NotJson(Reply),
+}
+
+fn parse_payment_request(body: &[u8]) -> Result<VerifyRequest, MalformedRequest> {
+    if let Ok(request) = serde_json::from_slice(body) {
+        return Ok(request);
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => Err(MalformedRequest::Verdict(reason_for_malformed(&value))),
+        Err(err) => Err(MalformedRequest::NotJson(error(
+            StatusCode::BAD_REQUEST,
+            format!("body is not JSON: {err}"),
+        ))),
     }
 }
 

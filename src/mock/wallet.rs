@@ -101,11 +101,7 @@ impl TestWallet {
             x402_version: X402_VERSION,
             scheme: requirements.scheme,
             network: requirements.network,
-            payload: ExactLightningPayload {
-                signature: self.sign(&invoice),
-                from: self.id(),
-                invoice,
-            },
+            payload: ExactLightningPayload::new(invoice.clone(), self.sign(&invoice), self.id()),
         }
     }
 

@@ -1,0 +1,907 @@
+//! `HttpFacilitator` against the mock facilitator over real HTTP: every call, every verify
+//! reason, settle-once semantics, every injected fault, timeouts and transport failures.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+use x402_lightning::invoice::{InvoiceCheckError, check_requirements_invoice, unix_now};
+use x402_lightning::mock::{
+    Fault, Forgery, InvoiceFault, InvoiceSpec, MockFacilitator, MockNode, TestWallet,
+};
+use x402_lightning::types::reason;
+use x402_lightning::{
+    Facilitator, FacilitatorCall, FacilitatorError, HttpFacilitator, Network, PaymentRequirements,
+    RequirementsRequest, Scheme, VerifyRequest,
+};
+
+const PRICE_MSAT: u64 = 10_000;
+
+fn ask(amount: u64) -> RequirementsRequest {
+    RequirementsRequest {
+        x402_version: 1,
+        scheme: Scheme::Exact,
+        network: Network::Regtest,
+        amount,
+        resource: "http://127.0.0.1:3000/weather".into(),
+        description: "Weather report".into(),
+        mime_type: "application/json".into(),
+        max_timeout_seconds: 60,
+    }
+}
+
+/// A mock, a client for it, and a wallet funded with 1,000 sat.
+struct World {
+    mock: MockFacilitator,
+    facilitator: HttpFacilitator,
+    wallet: TestWallet,
+}
+
+impl World {
+    async fn new() -> Self {
+        Self::with(MockFacilitator::builder()).await
+    }
+
+    async fn with(builder: x402_lightning::mock::MockFacilitatorBuilder) -> Self {
+        let mock = builder.start().await.expect("mock starts");
+        let facilitator = HttpFacilitator::new(&mock.url()).expect("valid url");
+        let wallet = TestWallet::random();
+        mock.fund(wallet.public_key(), 1_000_000);
+        Self {
+            mock,
+            facilitator,
+            wallet,
+        }
+    }
+
+    async fn requirements(&self) -> PaymentRequirements {
+        self.facilitator
+            .requirements(&ask(PRICE_MSAT))
+            .await
+            .expect("requirements")
+    }
+
+    /// A verify/settle request in which `wallet` pays fresh requirements honestly.
+    async fn paid_request(&self) -> VerifyRequest {
+        let requirements = self.requirements().await;
+        payment_request(self.wallet.authorize(&requirements), requirements)
+    }
+
+    async fn invalid_reason(&self, request: &VerifyRequest) -> String {
+        let verdict = self.facilitator.verify(request).await.expect("a verdict");
+        assert!(!verdict.is_valid, "expected a refusal, got {verdict:?}");
+        verdict.invalid_reason.expect("a reason")
+    }
+}
+
+fn payment_request(
+    payment: x402_lightning::PaymentPayload,
+    requirements: PaymentRequirements,
+) -> VerifyRequest {
+    VerifyRequest {
+        x402_version: 1,
+        payment_payload: payment,
+        payment_requirements: requirements,
+    }
+}
+
+fn decode_forgery(value: &str) -> x402_lightning::PaymentPayload {
+    x402_lightning::header::decode_payment_header(value.as_bytes(), 8192).expect("decodes")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The four calls, honestly answered
+
+#[tokio::test]
+async fn requirements_carry_a_fresh_invoice_for_the_asked_amount() {
+    let world = World::new().await;
+    let first = world.requirements().await;
+    let second = world.requirements().await;
+
+    assert_eq!(first.scheme, Scheme::Exact);
+    assert_eq!(first.network, Network::Regtest);
+    assert_eq!(first.max_amount_required, PRICE_MSAT);
+    assert_eq!(first.asset, "BTC");
+    assert_eq!(first.pay_to, world.mock.pay_to());
+    assert_eq!(first.resource, "http://127.0.0.1:3000/weather");
+    assert_eq!(first.description, "Weather report");
+    assert_eq!(first.mime_type, "application/json");
+    assert_eq!(first.max_timeout_seconds, 60);
+    assert!(first.extra.invoice.starts_with("lnbcrt"));
+    let checked = check_requirements_invoice(&first, unix_now()).expect("consistent");
+    assert_eq!(checked.amount_msat(), PRICE_MSAT);
+    assert_ne!(
+        first.extra.invoice, second.extra.invoice,
+        "each call mints anew"
+    );
+}
+
+#[tokio::test]
+async fn supported_lists_the_network_and_the_payee() {
+    let world = World::with(MockFacilitator::builder().network(Network::Testnet)).await;
+    let supported = world.facilitator.supported().await.expect("supported");
+    let kind = supported.find(Network::Testnet).expect("testnet listed");
+    assert_eq!(kind.scheme, "exact");
+    assert_eq!(
+        kind.extra.as_ref().and_then(|extra| extra.pay_to.clone()),
+        Some(world.mock.pay_to())
+    );
+    assert!(supported.find(Network::Regtest).is_none());
+}
+
+#[tokio::test]
+async fn a_valid_authorization_verifies_and_settles_once() {
+    let world = World::new().await;
+    let request = world.paid_request().await;
+
+    let verdict = world.facilitator.verify(&request).await.expect("verify");
+    assert!(verdict.is_valid);
+    assert_eq!(verdict.invalid_reason, None);
+    assert_eq!(verdict.payer.as_deref(), Some(world.wallet.id().as_str()));
+    assert_eq!(
+        world.mock.balance(&world.wallet.public_key()),
+        1_000_000,
+        "verify pays nothing"
+    );
+
+    let settled = world.facilitator.settle(&request).await.expect("settle");
+    let invoice: x402_lightning::Bolt11Invoice = request
+        .payment_payload
+        .payload
+        .invoice
+        .parse()
+        .expect("invoice");
+    assert!(settled.success);
+    assert_eq!(settled.error_reason, None);
+    assert_eq!(settled.transaction, invoice.payment_hash().to_string());
+    assert_eq!(settled.network, Network::Regtest);
+    assert_eq!(settled.payer.as_deref(), Some(world.wallet.id().as_str()));
+    assert_eq!(
+        world.mock.balance(&world.wallet.public_key()),
+        1_000_000 - PRICE_MSAT
+    );
+    assert!(world.mock.is_paid(&request.payment_payload.payload.invoice));
+}
+
+#[tokio::test]
+async fn a_second_settle_of_one_invoice_is_refused_and_pays_nothing() {
+    let world = World::new().await;
+    let request = world.paid_request().await;
+    assert!(world.facilitator.settle(&request).await.unwrap().success);
+
+    let again = world.facilitator.settle(&request).await.expect("a verdict");
+    assert!(!again.success);
+    assert_eq!(
+        again.error_reason.as_deref(),
+        Some(reason::DUPLICATE_SETTLEMENT)
+    );
+    assert_eq!(again.transaction, "");
+    assert_eq!(
+        world.mock.balance(&world.wallet.public_key()),
+        1_000_000 - PRICE_MSAT
+    );
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::DUPLICATE_SETTLEMENT
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_settles_of_one_invoice_pay_it_exactly_once() {
+    let world = Arc::new(World::new().await);
+    let request = Arc::new(world.paid_request().await);
+
+    let settles = (0..32).map(|_| {
+        let (world, request) = (Arc::clone(&world), Arc::clone(&request));
+        tokio::spawn(async move { world.facilitator.settle(&request).await })
+    });
+    let mut successes = 0;
+    for settle in settles {
+        let response = settle.await.expect("task").expect("a verdict");
+        if response.success {
+            successes += 1;
+        } else {
+            assert_eq!(
+                response.error_reason.as_deref(),
+                Some(reason::DUPLICATE_SETTLEMENT)
+            );
+        }
+    }
+    assert_eq!(successes, 1);
+    assert_eq!(
+        world.mock.balance(&world.wallet.public_key()),
+        1_000_000 - PRICE_MSAT
+    );
+    assert_eq!(world.mock.call_count(FacilitatorCall::Settle), 32);
+}
+
+#[tokio::test]
+async fn calls_are_recorded_with_bodies_headers_and_service_time() {
+    let mock = MockFacilitator::start().await.unwrap();
+    let facilitator = HttpFacilitator::builder(&mock.url())
+        .bearer_token("t0ken")
+        .header("x-api-key", "k3y")
+        .build()
+        .unwrap();
+    facilitator.requirements(&ask(PRICE_MSAT)).await.unwrap();
+    facilitator.supported().await.unwrap();
+
+    let calls = mock.calls();
+    assert_eq!(calls.len(), 2);
+    let first = &calls[0];
+    assert_eq!(first.call, FacilitatorCall::Requirements);
+    assert_eq!(first.request()["amount"], json!("10000"));
+    assert_eq!(first.request()["network"], json!("lightning-regtest"));
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.response()["maxAmountRequired"], json!("10000"));
+    assert_eq!(first.headers["authorization"], "Bearer t0ken");
+    assert_eq!(first.headers["x-api-key"], "k3y");
+    assert!(first.service_time > Duration::ZERO);
+    assert_eq!(first.fault, None);
+    assert_eq!(calls[1].call, FacilitatorCall::Supported);
+    assert_eq!(calls[1].request(), Value::Null);
+
+    mock.clear_calls();
+    assert!(mock.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_required_bearer_token_is_enforced() {
+    let mock = MockFacilitator::builder()
+        .require_bearer_token("s3cret")
+        .start()
+        .await
+        .unwrap();
+    let anonymous = HttpFacilitator::new(&mock.url()).unwrap();
+    let err = anonymous.supported().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FacilitatorError::Status {
+                status: StatusCode::UNAUTHORIZED,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let wrong = HttpFacilitator::builder(&mock.url())
+        .bearer_token("guess")
+        .build()
+        .unwrap();
+    assert!(wrong.supported().await.is_err());
+    let authorized = HttpFacilitator::builder(&mock.url())
+        .bearer_token("s3cret")
+        .build()
+        .unwrap();
+    assert!(authorized.supported().await.is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every reason /verify (and /settle) gives
+
+#[tokio::test]
+async fn another_x402_version_is_invalid_x402_version() {
+    let world = World::new().await;
+    let mut request = world.paid_request().await;
+    request.x402_version = 2;
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::INVALID_X402_VERSION
+    );
+
+    let mut request = world.paid_request().await;
+    request.payment_payload.x402_version = 2;
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::INVALID_X402_VERSION
+    );
+}
+
+#[tokio::test]
+async fn another_network_is_invalid_network() {
+    let world = World::new().await;
+    let mut request = world.paid_request().await;
+    request.payment_payload.network = Network::Testnet;
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::INVALID_NETWORK
+    );
+
+    let mut request = world.paid_request().await;
+    request.payment_requirements.network = Network::Bitcoin;
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::INVALID_NETWORK
+    );
+}
+
+#[tokio::test]
+async fn an_invoice_other_than_the_required_one_is_invalid_payment_requirements() {
+    let world = World::new().await;
+    let mut request = world.paid_request().await;
+    request.payment_requirements.extra.invoice = world.requirements().await.extra.invoice;
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::INVALID_PAYMENT_REQUIREMENTS
+    );
+}
+
+#[tokio::test]
+async fn a_from_that_is_not_a_public_key_is_invalid_payload() {
+    let world = World::new().await;
+    for from in ["", "zz", "02deadbeef", &"04".repeat(33)] {
+        let mut request = world.paid_request().await;
+        request.payment_payload.payload.from = from.to_owned();
+        assert_eq!(
+            world.invalid_reason(&request).await,
+            reason::INVALID_PAYLOAD,
+            "{from:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_signature_not_by_from_is_invalid_signature() {
+    let world = World::new().await;
+    for forgery in [Forgery::TamperedSignature, Forgery::SignedByAnotherKey] {
+        let requirements = world.requirements().await;
+        let forged = decode_forgery(&world.wallet.forge(&requirements, forgery.clone()));
+        let request = payment_request(forged, requirements);
+        assert_eq!(
+            world.invalid_reason(&request).await,
+            reason::INVALID_SIGNATURE,
+            "{forgery:?}"
+        );
+        let settled = world.facilitator.settle(&request).await.unwrap();
+        assert!(!settled.success);
+        assert_eq!(
+            settled.error_reason.as_deref(),
+            Some(reason::INVALID_SIGNATURE)
+        );
+    }
+    let mut request = world.paid_request().await;
+    request.payment_payload.payload.signature = "not hex".into();
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::INVALID_SIGNATURE
+    );
+    assert_eq!(world.mock.balance(&world.wallet.public_key()), 1_000_000);
+}
+
+#[tokio::test]
+async fn hex_with_a_0x_prefix_is_accepted() {
+    let world = World::new().await;
+    let mut request = world.paid_request().await;
+    let payload = &mut request.payment_payload.payload;
+    payload.signature = format!("0x{}", payload.signature);
+    payload.from = format!("0x{}", payload.from);
+    assert!(world.facilitator.verify(&request).await.unwrap().is_valid);
+}
+
+#[tokio::test]
+async fn an_invoice_minted_elsewhere_is_invoice_unknown() {
+    let world = World::new().await;
+    let stranger = MockNode::random()
+        .mint(&InvoiceSpec::new(Network::Regtest, PRICE_MSAT))
+        .unwrap()
+        .invoice
+        .to_string();
+    let mut requirements = world.requirements().await;
+    requirements.extra.invoice = stranger.clone();
+    let forged = decode_forgery(
+        &world
+            .wallet
+            .forge(&requirements, Forgery::AnotherInvoice(stranger)),
+    );
+    let request = payment_request(forged, requirements);
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::INVOICE_UNKNOWN
+    );
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::INVOICE_UNKNOWN,
+        "stable"
+    );
+
+    // Even the mock's own key cannot slip an invoice past it that it did not hand out.
+    let own_but_unissued = world
+        .mock
+        .node()
+        .mint(&InvoiceSpec::new(Network::Regtest, PRICE_MSAT))
+        .unwrap()
+        .invoice
+        .to_string();
+    let mut requirements = world.requirements().await;
+    requirements.extra.invoice = own_but_unissued;
+    let request = payment_request(world.wallet.authorize(&requirements), requirements);
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::INVOICE_UNKNOWN
+    );
+}
+
+#[tokio::test]
+async fn requirements_for_another_amount_are_invoice_amount() {
+    let world = World::new().await;
+    let mut request = world.paid_request().await;
+    request.payment_requirements.max_amount_required = 1;
+    assert_eq!(world.invalid_reason(&request).await, reason::INVOICE_AMOUNT);
+}
+
+#[tokio::test]
+async fn requirements_for_another_payee_are_invoice_payee() {
+    let world = World::new().await;
+    let mut request = world.paid_request().await;
+    request.payment_requirements.pay_to = MockNode::random().pay_to();
+    assert_eq!(world.invalid_reason(&request).await, reason::INVOICE_PAYEE);
+}
+
+#[tokio::test]
+async fn an_expired_invoice_is_payment_expired() {
+    let world = World::new().await;
+    world.mock.fail_next(
+        FacilitatorCall::Requirements,
+        Fault::Invoice(InvoiceFault::Expired),
+    );
+    let request = world.paid_request().await;
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::PAYMENT_EXPIRED
+    );
+    let settled = world.facilitator.settle(&request).await.unwrap();
+    assert_eq!(
+        settled.error_reason.as_deref(),
+        Some(reason::PAYMENT_EXPIRED)
+    );
+}
+
+#[tokio::test]
+async fn an_invoice_that_expires_while_waiting_is_payment_expired() {
+    let world =
+        World::with(MockFacilitator::builder().invoice_expiry(Duration::from_secs(1))).await;
+    let request = world.paid_request().await;
+    // The invoice timestamp has whole seconds: two seconds cover any rounding.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::PAYMENT_EXPIRED
+    );
+}
+
+#[tokio::test]
+async fn a_payer_without_enough_balance_is_insufficient_funds() {
+    let world = World::new().await;
+    let poor = TestWallet::random();
+    world.mock.fund(poor.public_key(), PRICE_MSAT - 1);
+    let requirements = world.requirements().await;
+    let request = payment_request(poor.authorize(&requirements), requirements);
+
+    let verdict = world.facilitator.verify(&request).await.unwrap();
+    assert_eq!(
+        verdict.invalid_reason.as_deref(),
+        Some(reason::INSUFFICIENT_FUNDS)
+    );
+    assert_eq!(
+        verdict.payer.as_deref(),
+        Some(poor.id().as_str()),
+        "the payer is named"
+    );
+    let settled = world.facilitator.settle(&request).await.unwrap();
+    assert!(!settled.success);
+    assert_eq!(
+        settled.error_reason.as_deref(),
+        Some(reason::INSUFFICIENT_FUNDS)
+    );
+    assert_eq!(world.mock.balance(&poor.public_key()), PRICE_MSAT - 1);
+
+    world.mock.fund(poor.public_key(), 1);
+    assert!(world.facilitator.settle(&request).await.unwrap().success);
+    assert_eq!(world.mock.balance(&poor.public_key()), 0);
+}
+
+/// Posts a raw body to the mock, as a client in another language might.
+async fn post_raw(mock: &MockFacilitator, path: &str, body: &str) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", mock.url()))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn malformed_verify_bodies_get_the_most_specific_verdict() {
+    let world = World::new().await;
+    let valid = serde_json::to_value(world.paid_request().await).unwrap();
+    let spoiled = |pointer: &str, value: Value| {
+        let mut body = valid.clone();
+        *body.pointer_mut(pointer).unwrap() = value;
+        body.to_string()
+    };
+    let cases = [
+        (
+            spoiled("/x402Version", json!(2)),
+            reason::INVALID_X402_VERSION,
+        ),
+        (
+            spoiled("/paymentPayload/x402Version", json!("1")),
+            reason::INVALID_X402_VERSION,
+        ),
+        (
+            spoiled("/paymentPayload/scheme", json!("upto")),
+            reason::INVALID_SCHEME,
+        ),
+        (
+            spoiled("/paymentRequirements/scheme", json!("exact-evm")),
+            reason::INVALID_SCHEME,
+        ),
+        (
+            spoiled("/paymentPayload/network", json!("base-sepolia")),
+            reason::INVALID_NETWORK,
+        ),
+        (
+            spoiled("/paymentRequirements/maxAmountRequired", json!(10000)),
+            reason::INVALID_PAYLOAD,
+        ),
+        (
+            spoiled("/paymentPayload/payload", json!(null)),
+            reason::INVALID_PAYLOAD,
+        ),
+    ];
+    for (body, expected) in cases {
+        for path in ["/verify", "/settle"] {
+            let (status, verdict) = post_raw(&world.mock, path, &body).await;
+            assert_eq!(status, StatusCode::OK, "{path} {body}");
+            let reason = if path == "/verify" {
+                assert_eq!(verdict["isValid"], json!(false));
+                &verdict["invalidReason"]
+            } else {
+                assert_eq!(verdict["success"], json!(false));
+                assert_eq!(verdict["transaction"], json!(""));
+                &verdict["errorReason"]
+            };
+            assert_eq!(reason, &json!(expected), "{path} {body}");
+        }
+    }
+    let (status, body) = post_raw(&world.mock, "/verify", "not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("not JSON"));
+}
+
+#[tokio::test]
+async fn requirements_for_another_network_or_nothing_are_refused() {
+    let world = World::new().await;
+    let mut other_network = ask(PRICE_MSAT);
+    other_network.network = Network::Bitcoin;
+    let mut zero = ask(PRICE_MSAT);
+    zero.amount = 0;
+    for bad in [other_network, zero] {
+        let err = world.facilitator.requirements(&bad).await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                FacilitatorError::Status {
+                    status: StatusCode::BAD_REQUEST,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    let (status, _) = post_raw(&world.mock, "/requirements", r#"{"x402Version":1}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Injected faults: transport faults on every call
+
+async fn each_call(
+    facilitator: &HttpFacilitator,
+    world: &World,
+    call: FacilitatorCall,
+) -> Result<(), FacilitatorError> {
+    match call {
+        FacilitatorCall::Requirements => facilitator.requirements(&ask(PRICE_MSAT)).await.map(drop),
+        FacilitatorCall::Verify => {
+            let request = world.paid_request().await;
+            facilitator.verify(&request).await.map(drop)
+        }
+        FacilitatorCall::Settle => {
+            let request = world.paid_request().await;
+            facilitator.settle(&request).await.map(drop)
+        }
+        FacilitatorCall::Supported => facilitator.supported().await.map(drop),
+    }
+}
+
+#[tokio::test]
+async fn an_injected_error_status_is_a_status_error_with_an_excerpt_on_every_call() {
+    let world = World::new().await;
+    for call in FacilitatorCall::ALL {
+        for status in [
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::NOT_FOUND,
+        ] {
+            world.mock.fail_next(call, Fault::Status(status));
+            let err = each_call(&world.facilitator, &world, call)
+                .await
+                .unwrap_err();
+            match &err {
+                FacilitatorError::Status {
+                    call: failed,
+                    status: got,
+                    body_excerpt,
+                } => {
+                    assert_eq!((*failed, *got), (call, status));
+                    assert!(body_excerpt.contains("injected fault"), "{body_excerpt}");
+                }
+                other => panic!("{call}: expected a status error, got {other}"),
+            }
+            assert_eq!(err.call(), call);
+            assert!(!err.is_timeout());
+        }
+        each_call(&world.facilitator, &world, call)
+            .await
+            .expect("a one-shot fault is gone");
+    }
+}
+
+#[tokio::test]
+async fn an_injected_garbage_body_is_an_invalid_reply_on_every_call() {
+    let world = World::new().await;
+    for call in FacilitatorCall::ALL {
+        world.mock.fail_next(call, Fault::Garbage);
+        let err = each_call(&world.facilitator, &world, call)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, FacilitatorError::InvalidReply { call: failed, reason } if *failed == call && reason.contains("not json")),
+            "{call}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_delay_beyond_the_timeout_is_a_timeout_on_every_call() {
+    let world = World::new().await;
+    let impatient = HttpFacilitator::builder(&world.mock.url())
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    for call in FacilitatorCall::ALL {
+        world
+            .mock
+            .fail_next(call, Fault::Delay(Duration::from_secs(3)));
+        let err = each_call(&impatient, &world, call).await.unwrap_err();
+        assert!(
+            matches!(err, FacilitatorError::Timeout { call: failed, after } if failed == call && after == Duration::from_millis(200)),
+            "{call}: {err}"
+        );
+        assert!(err.is_timeout());
+    }
+}
+
+#[tokio::test]
+async fn a_delay_within_the_timeout_is_answered_honestly() {
+    let world = World::new().await;
+    world.mock.fail_always(
+        FacilitatorCall::Verify,
+        Fault::Delay(Duration::from_millis(100)),
+    );
+    let request = world.paid_request().await;
+    assert!(world.facilitator.verify(&request).await.unwrap().is_valid);
+    let recorded = world.mock.calls_to(FacilitatorCall::Verify);
+    assert!(recorded[0].service_time >= Duration::from_millis(100));
+    assert_eq!(
+        recorded[0].fault,
+        Some(Fault::Delay(Duration::from_millis(100)))
+    );
+}
+
+#[tokio::test]
+async fn a_standing_fault_lasts_until_healed() {
+    let world = World::new().await;
+    world.mock.fail_always(
+        FacilitatorCall::Supported,
+        Fault::Status(StatusCode::BAD_GATEWAY),
+    );
+    for _ in 0..3 {
+        assert!(world.facilitator.supported().await.is_err());
+    }
+    world.mock.heal(FacilitatorCall::Supported);
+    assert!(world.facilitator.supported().await.is_ok());
+
+    world
+        .mock
+        .fail_always(FacilitatorCall::Supported, Fault::Garbage);
+    world
+        .mock
+        .fail_next(FacilitatorCall::Requirements, Fault::Garbage);
+    world.mock.heal_all();
+    assert!(world.facilitator.supported().await.is_ok());
+    assert!(world.facilitator.requirements(&ask(1)).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_fault_that_does_not_apply_to_a_call_says_so_with_a_500() {
+    let world = World::new().await;
+    world
+        .mock
+        .fail_next(FacilitatorCall::Supported, Fault::Invalid("nope".into()));
+    let err = world.facilitator.supported().await.unwrap_err();
+    assert!(
+        matches!(&err, FacilitatorError::Status { status: StatusCode::INTERNAL_SERVER_ERROR, body_excerpt, .. } if body_excerpt.contains("does not apply")),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Injected faults: verdicts and bad invoices
+
+#[tokio::test]
+async fn an_injected_invalid_verdict_is_a_verdict_not_an_error() {
+    let world = World::new().await;
+    world.mock.fail_next(
+        FacilitatorCall::Verify,
+        Fault::Invalid("insufficient_funds".into()),
+    );
+    let request = world.paid_request().await;
+    assert_eq!(world.invalid_reason(&request).await, "insufficient_funds");
+    assert!(world.facilitator.verify(&request).await.unwrap().is_valid);
+}
+
+#[tokio::test]
+async fn an_injected_failed_settle_pays_nothing() {
+    let world = World::new().await;
+    world.mock.fail_next(
+        FacilitatorCall::Settle,
+        Fault::SettleFailed(reason::PAYMENT_FAILED.into()),
+    );
+    let request = world.paid_request().await;
+    let failed = world.facilitator.settle(&request).await.expect("a verdict");
+    assert!(!failed.success);
+    assert_eq!(failed.error_reason.as_deref(), Some(reason::PAYMENT_FAILED));
+    assert_eq!(failed.transaction, "");
+    assert!(!world.mock.is_paid(&request.payment_payload.payload.invoice));
+    assert_eq!(world.mock.balance(&world.wallet.public_key()), 1_000_000);
+
+    assert!(
+        world.facilitator.settle(&request).await.unwrap().success,
+        "payable afterwards"
+    );
+}
+
+async fn faulty_requirements(world: &World, fault: InvoiceFault) -> PaymentRequirements {
+    world
+        .mock
+        .fail_next(FacilitatorCall::Requirements, Fault::Invoice(fault));
+    world.requirements().await
+}
+
+#[tokio::test]
+async fn injected_bad_invoices_fail_the_requirements_self_check() {
+    let world = World::new().await;
+    let now = unix_now();
+
+    let wrong_amount = faulty_requirements(&world, InvoiceFault::WrongAmount).await;
+    assert_eq!(wrong_amount.max_amount_required, PRICE_MSAT);
+    assert!(matches!(
+        check_requirements_invoice(&wrong_amount, now),
+        Err(InvoiceCheckError::WrongAmount { expected: PRICE_MSAT, found }) if found != PRICE_MSAT
+    ));
+
+    let wrong_network = faulty_requirements(&world, InvoiceFault::WrongNetwork).await;
+    assert_eq!(wrong_network.network, Network::Regtest);
+    assert!(matches!(
+        check_requirements_invoice(&wrong_network, now),
+        Err(InvoiceCheckError::WrongNetwork {
+            expected: Network::Regtest,
+            ..
+        })
+    ));
+
+    let wrong_payee = faulty_requirements(&world, InvoiceFault::WrongPayee).await;
+    assert_eq!(wrong_payee.pay_to, world.mock.pay_to());
+    assert!(matches!(
+        check_requirements_invoice(&wrong_payee, now),
+        Err(InvoiceCheckError::WrongPayee { .. })
+    ));
+
+    let expired = faulty_requirements(&world, InvoiceFault::Expired).await;
+    assert!(matches!(
+        check_requirements_invoice(&expired, now),
+        Err(InvoiceCheckError::Expired { .. })
+    ));
+}
+
+#[tokio::test]
+async fn injected_consistent_but_unasked_requirements_pass_the_self_check_only() {
+    let world = World::new().await;
+    let now = unix_now();
+
+    let unasked = faulty_requirements(&world, InvoiceFault::UnaskedAmount).await;
+    assert_ne!(
+        unasked.max_amount_required, PRICE_MSAT,
+        "not what was asked"
+    );
+    assert!(check_requirements_invoice(&unasked, now).is_ok());
+
+    let foreign = faulty_requirements(&world, InvoiceFault::ForeignPayTo).await;
+    assert_ne!(
+        foreign.pay_to,
+        world.mock.pay_to(),
+        "not the facilitator's node"
+    );
+    assert!(check_requirements_invoice(&foreign, now).is_ok());
+
+    // The mock itself refuses to be paid through them.
+    let request = payment_request(world.wallet.authorize(&foreign), foreign);
+    assert_eq!(world.invalid_reason(&request).await, reason::INVOICE_PAYEE);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transport failures that are not the mock's doing
+
+#[tokio::test]
+async fn a_closed_port_is_unreachable() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let facilitator = HttpFacilitator::new(&format!("http://{addr}")).unwrap();
+    let err = facilitator.supported().await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            FacilitatorError::Unreachable {
+                call: FacilitatorCall::Supported,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("unreachable"), "{err}");
+}
+
+/// A one-route server answering `body` to everything.
+async fn serve_fixed(body: &'static str) -> SocketAddr {
+    let app = axum::Router::new().fallback(move || async move { body });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn an_oversized_reply_is_an_invalid_reply() {
+    let huge: &'static str = Box::leak(format!("\"{}\"", "a".repeat(100_000)).into_boxed_str());
+    let addr = serve_fixed(huge).await;
+    let facilitator = HttpFacilitator::builder(&format!("http://{addr}"))
+        .max_reply_bytes(64 * 1024)
+        .build()
+        .unwrap();
+    let err = facilitator.supported().await.unwrap_err();
+    assert!(
+        matches!(&err, FacilitatorError::InvalidReply { reason, .. } if reason.contains("larger than 65536")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_reply_of_the_wrong_shape_is_an_invalid_reply() {
+    let addr = serve_fixed(r#"{"isValid":"yes"}"#).await;
+    let facilitator = HttpFacilitator::new(&format!("http://{addr}")).unwrap();
+    let world = World::new().await;
+    let request = world.paid_request().await;
+    let err = facilitator.verify(&request).await.unwrap_err();
+    assert!(
+        matches!(&err, FacilitatorError::InvalidReply { call: FacilitatorCall::Verify, reason } if reason.contains("isValid")),
+        "{err}"
+    );
+}

@@ -1,0 +1,304 @@
+//! Invoice pre-checks on real signed invoices: each failure has its own typed reason.
+
+use std::time::Duration;
+
+use bitcoin::hashes::{Hash as _, sha256};
+use bitcoin::secp256k1::{Secp256k1, SecretKey};
+use lightning_invoice::{Currency, InvoiceBuilder, PaymentSecret};
+use x402_lightning::invoice::{
+    InvoiceCheckError, InvoiceExpectation, check_invoice, check_requirements_invoice,
+    parse_node_id, unix_now,
+};
+use x402_lightning::mock::{InvoiceSpec, MockNode};
+use x402_lightning::types::{LightningExtra, reason};
+use x402_lightning::{Network, PaymentRequirements, Scheme};
+
+const AMOUNT: u64 = 250_000;
+
+fn mint(node: &MockNode, network: Network, amount_msat: u64) -> String {
+    node.mint(&InvoiceSpec::new(network, amount_msat))
+        .expect("mints")
+        .invoice
+        .to_string()
+}
+
+fn expect_regtest(node: &MockNode) -> InvoiceExpectation {
+    InvoiceExpectation::new(Network::Regtest)
+        .amount_msat(AMOUNT)
+        .payee(node.node_id())
+}
+
+#[test]
+fn a_matching_invoice_passes_and_reports_its_facts() {
+    let node = MockNode::random();
+    let minted = node
+        .mint(&InvoiceSpec::new(Network::Regtest, AMOUNT))
+        .unwrap();
+    let text = minted.invoice.to_string();
+
+    let checked = check_invoice(&text, &expect_regtest(&node), unix_now()).expect("passes");
+    assert_eq!(checked.amount_msat(), AMOUNT);
+    assert_eq!(checked.payee(), node.node_id());
+    assert_eq!(
+        checked.payment_hash(),
+        sha256::Hash::hash(&minted.preimage).to_byte_array(),
+        "the payment hash commits to the preimage"
+    );
+    assert_eq!(checked.payment_hash_hex().len(), 64);
+    assert_eq!(
+        checked.expires_at(),
+        minted.invoice.duration_since_epoch() + Duration::from_secs(3600)
+    );
+    assert_eq!(checked.invoice(), &minted.invoice);
+}
+
+#[test]
+fn loose_expectations_accept_any_amount_and_payee() {
+    let text = mint(&MockNode::random(), Network::Bitcoin, 1);
+    let checked = check_invoice(
+        &text,
+        &InvoiceExpectation::new(Network::Bitcoin),
+        unix_now(),
+    )
+    .unwrap();
+    assert_eq!(checked.amount_msat(), 1);
+}
+
+#[test]
+fn garbage_and_tampered_invoices_are_unparsable() {
+    let node = MockNode::random();
+    let text = mint(&node, Network::Regtest, AMOUNT);
+    let mut tampered = text.clone().into_bytes();
+    let middle = tampered.len() / 2;
+    tampered[middle] = if tampered[middle] == b'q' { b'p' } else { b'q' };
+    let tampered = String::from_utf8(tampered).unwrap();
+
+    for bad in [
+        "",
+        "hello",
+        "lnbcrt1",
+        &text[..text.len() - 10],
+        &tampered,
+        &text.to_uppercase().replacen('L', "l", 1),
+    ] {
+        let err = check_invoice(bad, &expect_regtest(&node), unix_now()).unwrap_err();
+        assert!(
+            matches!(err, InvoiceCheckError::Unparsable(_)),
+            "{bad:?}: {err}"
+        );
+        assert_eq!(err.reason(), reason::INVALID_PAYLOAD);
+    }
+}
+
+#[test]
+fn an_invoice_on_another_network_is_wrong_network() {
+    let node = MockNode::random();
+    for network in [Network::Bitcoin, Network::Testnet, Network::Signet] {
+        let text = mint(&node, network, AMOUNT);
+        let err = check_invoice(&text, &expect_regtest(&node), unix_now()).unwrap_err();
+        assert_eq!(
+            err,
+            InvoiceCheckError::WrongNetwork {
+                expected: Network::Regtest,
+                found: network
+            }
+        );
+        assert_eq!(err.reason(), reason::INVALID_NETWORK);
+        assert!(err.to_string().contains(network.as_str()), "{err}");
+    }
+}
+
+#[test]
+fn an_invoice_for_another_amount_is_wrong_amount() {
+    let node = MockNode::random();
+    for amount in [AMOUNT - 1, AMOUNT + 1, AMOUNT * 10] {
+        let text = mint(&node, Network::Regtest, amount);
+        let err = check_invoice(&text, &expect_regtest(&node), unix_now()).unwrap_err();
+        assert_eq!(
+            err,
+            InvoiceCheckError::WrongAmount {
+                expected: AMOUNT,
+                found: amount
+            }
+        );
+        assert_eq!(err.reason(), reason::INVOICE_AMOUNT);
+    }
+}
+
+#[test]
+fn an_invoice_without_amount_is_missing_amount() {
+    let secp = Secp256k1::new();
+    let key = SecretKey::from_slice(&[7u8; 32]).unwrap();
+    let text = InvoiceBuilder::new(Currency::Regtest)
+        .description("any amount".into())
+        .payment_hash(sha256::Hash::hash(b"preimage"))
+        .payment_secret(PaymentSecret([1u8; 32]))
+        .current_timestamp()
+        .min_final_cltv_expiry_delta(18)
+        .build_signed(|message| secp.sign_ecdsa_recoverable(message, &key))
+        .unwrap()
+        .to_string();
+    let err = check_invoice(
+        &text,
+        &InvoiceExpectation::new(Network::Regtest),
+        unix_now(),
+    )
+    .unwrap_err();
+    assert_eq!(err, InvoiceCheckError::MissingAmount);
+    assert_eq!(err.reason(), reason::INVOICE_AMOUNT);
+}
+
+#[test]
+fn an_invoice_for_another_payee_is_wrong_payee() {
+    let node = MockNode::random();
+    let impostor = MockNode::random();
+    let text = mint(&impostor, Network::Regtest, AMOUNT);
+    let err = check_invoice(&text, &expect_regtest(&node), unix_now()).unwrap_err();
+    assert_eq!(
+        err,
+        InvoiceCheckError::WrongPayee {
+            expected: node.pay_to(),
+            found: impostor.pay_to()
+        }
+    );
+    assert_eq!(err.reason(), reason::INVOICE_PAYEE);
+}
+
+#[test]
+fn an_invoice_is_expired_from_its_expiry_on() {
+    let node = MockNode::random();
+    let spec = InvoiceSpec {
+        created_at: Duration::from_secs(1_700_000_000),
+        expiry: Duration::from_secs(60),
+        ..InvoiceSpec::new(Network::Regtest, AMOUNT)
+    };
+    let text = node.mint(&spec).unwrap().invoice.to_string();
+    let expires_at = Duration::from_secs(1_700_000_060);
+
+    let before = expires_at - Duration::from_millis(1);
+    assert!(check_invoice(&text, &expect_regtest(&node), before).is_ok());
+    for at_or_after in [expires_at, expires_at + Duration::from_secs(3600)] {
+        let err = check_invoice(&text, &expect_regtest(&node), at_or_after).unwrap_err();
+        assert_eq!(
+            err,
+            InvoiceCheckError::Expired {
+                expired_at: 1_700_000_060
+            }
+        );
+        assert_eq!(err.reason(), reason::PAYMENT_EXPIRED);
+    }
+    // And with the real clock, an invoice from 2023 is long gone.
+    assert!(check_invoice(&text, &expect_regtest(&node), unix_now()).is_err());
+}
+
+#[test]
+fn checks_run_in_a_fixed_order_network_first() {
+    // Wrong network, amount and payee at once, and expired: the network is reported.
+    let node = MockNode::random();
+    let spec = InvoiceSpec {
+        created_at: Duration::from_secs(1_000_000_000),
+        ..InvoiceSpec::new(Network::Testnet, 1)
+    };
+    let text = MockNode::random().mint(&spec).unwrap().invoice.to_string();
+    let err = check_invoice(&text, &expect_regtest(&node), unix_now()).unwrap_err();
+    assert!(
+        matches!(err, InvoiceCheckError::WrongNetwork { .. }),
+        "{err}"
+    );
+}
+
+fn requirements_for(node: &MockNode, invoice: String, amount: u64) -> PaymentRequirements {
+    PaymentRequirements {
+        scheme: Scheme::Exact,
+        network: Network::Regtest,
+        max_amount_required: amount,
+        asset: "BTC".into(),
+        pay_to: node.pay_to(),
+        resource: "http://127.0.0.1/weather".into(),
+        description: String::new(),
+        mime_type: "application/json".into(),
+        output_schema: None,
+        max_timeout_seconds: 60,
+        extra: LightningExtra::new(invoice),
+    }
+}
+
+#[test]
+fn requirements_are_checked_against_their_own_invoice() {
+    let node = MockNode::random();
+    let invoice = mint(&node, Network::Regtest, AMOUNT);
+    let consistent = requirements_for(&node, invoice.clone(), AMOUNT);
+    assert!(check_requirements_invoice(&consistent, unix_now()).is_ok());
+
+    let cheaper = requirements_for(&node, invoice.clone(), AMOUNT - 1);
+    assert!(matches!(
+        check_requirements_invoice(&cheaper, unix_now()),
+        Err(InvoiceCheckError::WrongAmount { .. })
+    ));
+
+    let mut elsewhere = consistent.clone();
+    elsewhere.network = Network::Testnet;
+    assert!(matches!(
+        check_requirements_invoice(&elsewhere, unix_now()),
+        Err(InvoiceCheckError::WrongNetwork { .. })
+    ));
+
+    let mut other_payee = consistent.clone();
+    other_payee.pay_to = MockNode::random().pay_to();
+    assert!(matches!(
+        check_requirements_invoice(&other_payee, unix_now()),
+        Err(InvoiceCheckError::WrongPayee { .. })
+    ));
+
+    let mut bad_pay_to = consistent;
+    bad_pay_to.pay_to = "03abc".into();
+    let err = check_requirements_invoice(&bad_pay_to, unix_now()).unwrap_err();
+    assert_eq!(err, InvoiceCheckError::InvalidPayTo("03abc".into()));
+}
+
+#[test]
+fn node_ids_are_exactly_66_hex_characters_of_a_valid_key() {
+    let node = MockNode::random();
+    assert_eq!(parse_node_id(&node.pay_to()), Ok(node.node_id()));
+    let uncompressed = node.node_id().serialize_uncompressed();
+    let uncompressed: String = uncompressed.iter().map(|b| format!("{b:02x}")).collect();
+    for bad in [
+        String::new(),
+        "02".into(),
+        uncompressed,
+        format!("04{}", &node.pay_to()[2..]),
+        "zz".repeat(33),
+        format!(" {}", &node.pay_to()[1..]),
+    ] {
+        assert!(
+            matches!(parse_node_id(&bad), Err(InvoiceCheckError::InvalidPayTo(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn long_descriptions_are_minted_as_a_description_hash() {
+    let node = MockNode::random();
+    let spec = InvoiceSpec {
+        description: "x".repeat(640),
+        ..InvoiceSpec::new(Network::Regtest, AMOUNT)
+    };
+    let invoice = node.mint(&spec).unwrap().invoice;
+    assert!(matches!(
+        invoice.description(),
+        lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(_)
+    ));
+    let short = node
+        .mint(&InvoiceSpec {
+            description: "Weather".into(),
+            ..InvoiceSpec::new(Network::Regtest, AMOUNT)
+        })
+        .unwrap()
+        .invoice;
+    assert_eq!(
+        short.description().to_string(),
+        "Weather",
+        "short descriptions stay direct"
+    );
+}
