@@ -63,3 +63,8 @@ pub use crate::types::{
 pub use bitcoin::secp256k1::PublicKey;
 /// The parsed BOLT11 invoice type.
 pub use lightning_invoice::Bolt11Invoice;
+
+/// Compiles the README's code blocks as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
