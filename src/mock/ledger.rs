@@ -10,7 +10,7 @@ use bitcoin::secp256k1::PublicKey;
 use bitcoin::secp256k1::ecdsa::Signature;
 use lightning_invoice::Bolt11Invoice;
 
-use super::node::SECP;
+use super::keys::SECP;
 use super::wallet::authorization_message;
 use crate::invoice::parse_node_id;
 use crate::network::Network;

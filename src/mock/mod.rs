@@ -44,6 +44,7 @@
 //! ```
 
 mod fault;
+mod keys;
 mod ledger;
 mod node;
 mod server;
@@ -62,7 +63,8 @@ use lightning_invoice::Bolt11Invoice;
 use tokio::task::JoinHandle;
 
 pub use self::fault::{Fault, InvoiceFault};
-pub use self::node::{InvalidSecretKey, InvoiceSpec, MintError, MintedInvoice, MockNode};
+pub use self::keys::InvalidSecretKey;
+pub use self::node::{InvoiceSpec, MintError, MintedInvoice, MockNode};
 pub use self::wallet::{Forgery, TestWallet};
 
 use self::ledger::Ledger;

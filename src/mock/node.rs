@@ -1,21 +1,17 @@
 //! The mock facilitator's Lightning node: a key that mints real, signed BOLT11 invoices.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use bitcoin::hashes::{Hash as _, sha256};
-use bitcoin::hex::{DisplayHex as _, FromHex as _};
 use bitcoin::secp256k1::rand::{RngCore as _, thread_rng};
-use bitcoin::secp256k1::{All, PublicKey, Secp256k1, SecretKey};
+use bitcoin::secp256k1::{PublicKey, SecretKey};
 use lightning_invoice::{
     Bolt11Invoice, Bolt11InvoiceDescription, Currency, Description, InvoiceBuilder, PaymentSecret,
     Sha256,
 };
 
+use super::keys::{InvalidSecretKey, KeyPair, SECP};
 use crate::network::Network;
-
-/// One signing context for the whole mock: creating one is not free.
-pub(crate) static SECP: LazyLock<Secp256k1<All>> = LazyLock::new(Secp256k1::new);
 
 /// BOLT11 caps a description at 639 bytes; longer ones are committed to by hash instead.
 const MAX_DESCRIPTION_BYTES: usize = 639;
@@ -23,35 +19,10 @@ const MAX_DESCRIPTION_BYTES: usize = 639;
 /// The final CLTV delta written into minted invoices (LDK's default).
 const MIN_FINAL_CLTV_EXPIRY_DELTA: u64 = 18;
 
-/// A secret key given as hex that is not a valid secp256k1 secret key.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("not a 64-hex-character secp256k1 secret key")]
-pub struct InvalidSecretKey;
-
-/// Parses a 32-byte secret key from 64 hex characters.
-pub(crate) fn parse_secret_key(hex: &str) -> Result<SecretKey, InvalidSecretKey> {
-    let bytes = <[u8; 32]>::from_hex(hex).map_err(|_| InvalidSecretKey)?;
-    SecretKey::from_slice(&bytes).map_err(|_| InvalidSecretKey)
-}
-
-/// A fresh random secret key.
-pub(crate) fn random_secret_key() -> SecretKey {
-    SecretKey::new(&mut thread_rng())
-}
-
 /// A Lightning node key that mints signed invoices, as a facilitator's node would.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MockNode {
-    secret: SecretKey,
-    node_id: PublicKey,
-}
-
-impl std::fmt::Debug for MockNode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockNode")
-            .field("node_id", &self.node_id)
-            .finish_non_exhaustive()
-    }
+    keys: KeyPair,
 }
 
 /// What to mint: see [`MockNode::mint`].
@@ -99,33 +70,36 @@ pub struct MintError(pub String);
 impl MockNode {
     /// A node with a fresh random key.
     pub fn random() -> Self {
-        Self::from_secret_key(random_secret_key())
+        Self {
+            keys: KeyPair::random(),
+        }
     }
 
     /// A node with this key.
     pub fn from_secret_key(secret: SecretKey) -> Self {
-        let node_id = PublicKey::from_secret_key(&SECP, &secret);
-        Self { secret, node_id }
+        Self {
+            keys: KeyPair::from_secret(secret),
+        }
     }
 
     /// A node whose key is given as 64 hex characters.
     pub fn from_secret_hex(hex: &str) -> Result<Self, InvalidSecretKey> {
-        parse_secret_key(hex).map(Self::from_secret_key)
+        KeyPair::from_secret_hex(hex).map(|keys| Self { keys })
     }
 
     /// The node public key.
     pub fn node_id(&self) -> PublicKey {
-        self.node_id
+        self.keys.public()
     }
 
     /// The node public key as 66 hex characters: the `payTo` of its invoices.
     pub fn pay_to(&self) -> String {
-        self.node_id.serialize().to_lower_hex_string()
+        self.keys.public_hex()
     }
 
     /// The node secret key as 64 hex characters.
     pub fn secret_hex(&self) -> String {
-        self.secret.secret_bytes().to_lower_hex_string()
+        self.keys.secret_hex()
     }
 
     /// Mints and signs an invoice with a fresh random preimage and payment secret.
@@ -162,7 +136,7 @@ impl MockNode {
             .duration_since_epoch(Duration::from_secs(spec.created_at.as_secs()))
             .expiry_time(spec.expiry)
             .min_final_cltv_expiry_delta(MIN_FINAL_CLTV_EXPIRY_DELTA)
-            .build_signed(|message| SECP.sign_ecdsa_recoverable(message, &self.secret))
+            .build_signed(|message| SECP.sign_ecdsa_recoverable(message, self.keys.secret()))
             .map_err(|err| MintError(err.to_string()))?;
         Ok(MintedInvoice { invoice, preimage })
     }

@@ -8,7 +8,7 @@ use bitcoin::hex::DisplayHex as _;
 use bitcoin::secp256k1::{Message, PublicKey, SecretKey};
 use serde_json::json;
 
-use super::node::{InvalidSecretKey, SECP, parse_secret_key, random_secret_key};
+use super::keys::{InvalidSecretKey, KeyPair, SECP};
 use crate::header::encode_header;
 use crate::network::Network;
 use crate::types::{ExactLightningPayload, PaymentPayload, PaymentRequirements, X402_VERSION};
@@ -20,18 +20,9 @@ pub(crate) fn authorization_message(invoice: &str) -> Message {
 
 /// A client key known to the mock facilitator (fund it with
 /// [`MockFacilitator::fund`](super::MockFacilitator::fund)).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TestWallet {
-    secret: SecretKey,
-    public: PublicKey,
-}
-
-impl std::fmt::Debug for TestWallet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestWallet")
-            .field("id", &self.id())
-            .finish_non_exhaustive()
-    }
+    keys: KeyPair,
 }
 
 /// Ways to spoil an `X-PAYMENT` value, for tests of everything that must refuse it.
@@ -58,38 +49,41 @@ pub enum Forgery {
 impl TestWallet {
     /// A wallet with a fresh random key.
     pub fn random() -> Self {
-        Self::from_secret_key(random_secret_key())
+        Self {
+            keys: KeyPair::random(),
+        }
     }
 
     /// A wallet with this key.
     pub fn from_secret_key(secret: SecretKey) -> Self {
-        let public = PublicKey::from_secret_key(&SECP, &secret);
-        Self { secret, public }
+        Self {
+            keys: KeyPair::from_secret(secret),
+        }
     }
 
     /// A wallet whose key is given as 64 hex characters.
     pub fn from_secret_hex(hex: &str) -> Result<Self, InvalidSecretKey> {
-        parse_secret_key(hex).map(Self::from_secret_key)
+        KeyPair::from_secret_hex(hex).map(|keys| Self { keys })
     }
 
     /// The client's public key.
     pub fn public_key(&self) -> PublicKey {
-        self.public
+        self.keys.public()
     }
 
     /// The client's identity on the wire (`from`): its public key as 66 hex characters.
     pub fn id(&self) -> String {
-        self.public.serialize().to_lower_hex_string()
+        self.keys.public_hex()
     }
 
     /// The secret key as 64 hex characters (for handing to another client).
     pub fn secret_hex(&self) -> String {
-        self.secret.secret_bytes().to_lower_hex_string()
+        self.keys.secret_hex()
     }
 
     /// The signature authorizing payment of `invoice`: compact ECDSA, 128 hex characters.
     pub fn sign(&self, invoice: &str) -> String {
-        SECP.sign_ecdsa(&authorization_message(invoice), &self.secret)
+        SECP.sign_ecdsa(&authorization_message(invoice), self.keys.secret())
             .serialize_compact()
             .to_lower_hex_string()
     }
