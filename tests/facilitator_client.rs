@@ -905,3 +905,31 @@ async fn a_reply_of_the_wrong_shape_is_an_invalid_reply() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_connection_that_cannot_be_established_hits_the_connect_timeout() {
+    // A listener that never accepts, with a backlog of one: once its queue is full, the kernel
+    // drops new SYNs and a connect hangs until the client gives up.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let connect = tokio::net::TcpStream::connect(addr);
+        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(300), connect).await {
+            fillers.push(stream);
+        }
+    }
+
+    let facilitator = HttpFacilitator::builder(&format!("http://{addr}"))
+        .connect_timeout(Duration::from_millis(200))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = facilitator.supported().await.unwrap_err();
+    assert!(
+        matches!(err, FacilitatorError::Timeout { after, .. } if after == Duration::from_millis(200)),
+        "{err}"
+    );
+}

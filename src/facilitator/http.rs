@@ -38,6 +38,7 @@ struct Inner {
     base_url: String,
     urls: [reqwest::Url; 4],
     headers: HeaderMap,
+    connect_timeout: Duration,
     timeout: Duration,
     max_reply_bytes: usize,
 }
@@ -171,6 +172,7 @@ impl HttpFacilitatorBuilder {
                 base_url,
                 urls,
                 headers: self.headers,
+                connect_timeout: self.connect_timeout,
                 timeout: self.timeout,
                 max_reply_bytes: self.max_reply_bytes,
             }),
@@ -276,10 +278,12 @@ impl HttpFacilitator {
 
     fn transport_error(&self, call: FacilitatorCall, err: reqwest::Error) -> FacilitatorError {
         if err.is_timeout() {
-            FacilitatorError::Timeout {
-                call,
-                after: self.inner.timeout,
-            }
+            let after = if err.is_connect() {
+                self.inner.connect_timeout
+            } else {
+                self.inner.timeout
+            };
+            FacilitatorError::Timeout { call, after }
         } else {
             FacilitatorError::Unreachable {
                 call,
