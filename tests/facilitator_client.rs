@@ -869,13 +869,17 @@ async fn a_closed_port_is_unreachable() {
     assert!(err.to_string().contains("unreachable"), "{err}");
 }
 
-/// A one-route server answering `body` to everything.
-async fn serve_fixed(body: &'static str) -> SocketAddr {
-    let app = axum::Router::new().fallback(move || async move { body });
+/// Serves `app` on a free loopback port.
+async fn serve(app: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
+}
+
+/// A server answering `body` to everything.
+async fn serve_fixed(body: &'static str) -> SocketAddr {
+    serve(axum::Router::new().fallback(move || async move { body })).await
 }
 
 #[tokio::test]
@@ -930,6 +934,93 @@ async fn a_connection_that_cannot_be_established_hits_the_connect_timeout() {
     let err = facilitator.supported().await.unwrap_err();
     assert!(
         matches!(err, FacilitatorError::Timeout { after, .. } if after == Duration::from_millis(200)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_so_headers_and_authorizations_stay_home() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let stolen = Arc::new(AtomicUsize::new(0));
+    let thief = {
+        let stolen = Arc::clone(&stolen);
+        axum::Router::new().fallback(move || {
+            stolen.fetch_add(1, Ordering::SeqCst);
+            async { r#"{"success":true,"transaction":"","network":"lightning-regtest"}"# }
+        })
+    };
+    let thief_addr = serve(thief).await;
+    let redirector = axum::Router::new().fallback(move || async move {
+        (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(http::header::LOCATION, format!("http://{thief_addr}/steal"))],
+        )
+    });
+    let facilitator = HttpFacilitator::builder(&format!("http://{}", serve(redirector).await))
+        .header("x-api-key", "SECRET")
+        .build()
+        .unwrap();
+
+    let world = World::new().await;
+    let err = facilitator
+        .settle(&world.paid_request().await)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FacilitatorError::Status {
+                status: StatusCode::TEMPORARY_REDIRECT,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        stolen.load(Ordering::SeqCst),
+        0,
+        "nothing reached the redirect target"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_error_body_still_gives_an_excerpt() {
+    let huge: &'static str = Box::leak("E".repeat(100_000).into_boxed_str());
+    let app = axum::Router::new()
+        .fallback(move || async move { (StatusCode::INTERNAL_SERVER_ERROR, huge) });
+    let facilitator = HttpFacilitator::builder(&format!("http://{}", serve(app).await))
+        .max_reply_bytes(1024)
+        .build()
+        .unwrap();
+    match facilitator.supported().await.unwrap_err() {
+        FacilitatorError::Status { body_excerpt, .. } => {
+            assert!(body_excerpt.starts_with("EEEE"), "{body_excerpt}");
+        }
+        other => panic!("expected a status error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_after_its_headers_hits_the_call_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request).await;
+        let head =
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    let facilitator = HttpFacilitator::builder(&format!("http://{addr}"))
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let err = facilitator.supported().await.unwrap_err();
+    assert!(
+        matches!(err, FacilitatorError::Timeout { after, .. } if after == Duration::from_millis(300)),
         "{err}"
     );
 }

@@ -37,8 +37,13 @@ struct Inner {
     client: reqwest::Client,
     base_url: String,
     urls: [reqwest::Url; 4],
-    headers: HeaderMap,
-    connect_timeout: Duration,
+    /// Names of the extra headers, for `Debug`.
+    header_names: Vec<HeaderName>,
+    /// Extra headers to add per call: empty when the client was built here with them as its
+    /// default headers.
+    per_call_headers: HeaderMap,
+    /// `None` when the client was supplied by the user, with a connect timeout unknown here.
+    connect_timeout: Option<Duration>,
     timeout: Duration,
     max_reply_bytes: usize,
 }
@@ -48,7 +53,7 @@ impl fmt::Debug for HttpFacilitator {
         // Extra headers may hold credentials: show their names only.
         f.debug_struct("HttpFacilitator")
             .field("base_url", &self.inner.base_url)
-            .field("headers", &self.inner.headers.keys().collect::<Vec<_>>())
+            .field("headers", &self.inner.header_names)
             .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
     }
@@ -68,6 +73,9 @@ pub enum FacilitatorConfigError {
     /// An extra header has an invalid name or value.
     #[error("invalid facilitator header: {0}")]
     InvalidHeader(String),
+    /// A timeout or size limit of zero, which would fail every call.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
     /// reqwest could not build its client.
     #[error("could not build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
@@ -87,12 +95,13 @@ pub struct HttpFacilitatorBuilder {
 }
 
 impl HttpFacilitatorBuilder {
-    /// Sends this header with every call (e.g. an API key).
+    /// Sends this header with every call (e.g. an API key); a second value for the same name
+    /// replaces the first.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
             (Ok(name), Ok(mut value)) => {
                 value.set_sensitive(true);
-                self.headers.append(name, value);
+                self.headers.insert(name, value);
             }
             _ => {
                 self.header_error
@@ -126,6 +135,9 @@ impl HttpFacilitatorBuilder {
     }
 
     /// Uses this client (and its connection pool) instead of building one.
+    ///
+    /// Its own settings then apply: give it `redirect::Policy::none()`, since a redirect would
+    /// carry the extra headers and the client's authorization to wherever it points.
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -136,48 +148,81 @@ impl HttpFacilitatorBuilder {
         if let Some(reason) = self.header_error {
             return Err(FacilitatorConfigError::InvalidHeader(reason));
         }
-        let invalid_url = |reason: String| FacilitatorConfigError::InvalidUrl {
-            url: self.base_url.clone(),
-            reason,
-        };
+        if self.timeout.is_zero() {
+            return Err(FacilitatorConfigError::Zero("the call timeout"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(FacilitatorConfigError::Zero("the connect timeout"));
+        }
+        if self.max_reply_bytes == 0 {
+            return Err(FacilitatorConfigError::Zero("the reply size limit"));
+        }
         let base_url = self.base_url.trim_end_matches('/').to_owned();
-        let parsed = reqwest::Url::parse(&base_url).map_err(|err| invalid_url(err.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(invalid_url("the scheme must be http or https".into()));
-        }
-        if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(invalid_url("a query or fragment is not allowed".into()));
-        }
-        let join = |call: FacilitatorCall| {
-            reqwest::Url::parse(&format!("{base_url}{}", call.path()))
-                .map_err(|err| invalid_url(err.to_string()))
-        };
-        let urls = [
-            join(FacilitatorCall::Requirements)?,
-            join(FacilitatorCall::Verify)?,
-            join(FacilitatorCall::Settle)?,
-            join(FacilitatorCall::Supported)?,
-        ];
-        let client = match self.client {
-            Some(client) => client,
-            None => reqwest::Client::builder()
-                .connect_timeout(self.connect_timeout)
-                .timeout(self.timeout)
-                .build()
-                .map_err(FacilitatorConfigError::Client)?,
+        let urls = call_urls(&base_url)?;
+        let header_names = self.headers.keys().cloned().collect();
+        let (client, per_call_headers, connect_timeout) = match self.client {
+            Some(client) => (client, self.headers, None),
+            None => {
+                let client = reqwest::Client::builder()
+                    .default_headers(self.headers)
+                    .connect_timeout(self.connect_timeout)
+                    .timeout(self.timeout)
+                    // A redirect would carry the extra headers and the client's authorization
+                    // to a host the operator never configured.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(FacilitatorConfigError::Client)?;
+                (client, HeaderMap::new(), Some(self.connect_timeout))
+            }
         };
         Ok(HttpFacilitator {
             inner: Arc::new(Inner {
                 client,
                 base_url,
                 urls,
-                headers: self.headers,
-                connect_timeout: self.connect_timeout,
+                header_names,
+                per_call_headers,
+                connect_timeout,
                 timeout: self.timeout,
                 max_reply_bytes: self.max_reply_bytes,
             }),
         })
     }
+}
+
+/// Checks a base URL and derives the URL of each call from it.
+fn call_urls(base_url: &str) -> Result<[reqwest::Url; 4], FacilitatorConfigError> {
+    // Never echo the URL whole: it may hold a password.
+    let invalid_url = |reason: &str| FacilitatorConfigError::InvalidUrl {
+        url: base_url
+            .split('@')
+            .next_back()
+            .unwrap_or_default()
+            .to_owned(),
+        reason: reason.to_owned(),
+    };
+    let parsed = reqwest::Url::parse(base_url).map_err(|err| invalid_url(&err.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid_url("the scheme must be http or https"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid_url(
+            "credentials in the URL are not allowed: use bearer_token or header",
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid_url("a query or fragment is not allowed"));
+    }
+    let join = |call: FacilitatorCall| {
+        reqwest::Url::parse(&format!("{base_url}{}", call.path()))
+            .map_err(|err| invalid_url(&err.to_string()))
+    };
+    Ok([
+        join(FacilitatorCall::Requirements)?,
+        join(FacilitatorCall::Verify)?,
+        join(FacilitatorCall::Settle)?,
+        join(FacilitatorCall::Supported)?,
+    ])
 }
 
 impl HttpFacilitator {
@@ -240,12 +285,11 @@ impl HttpFacilitator {
         request: reqwest::RequestBuilder,
     ) -> Result<T, FacilitatorError> {
         let transport = |err: reqwest::Error| self.transport_error(call, err);
-        let mut response = request
-            .headers(self.inner.headers.clone())
-            .timeout(self.inner.timeout)
-            .send()
-            .await
-            .map_err(transport)?;
+        let mut request = request.timeout(self.inner.timeout);
+        if !self.inner.per_call_headers.is_empty() {
+            request = request.headers(self.inner.per_call_headers.clone());
+        }
+        let mut response = request.send().await.map_err(transport)?;
         let status = response.status();
 
         let max = self.inner.max_reply_bytes;
@@ -253,7 +297,9 @@ impl HttpFacilitator {
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > max {
                 if !status.is_success() {
-                    break; // an excerpt is all an error body is good for
+                    // An excerpt is all an error body is good for.
+                    body.extend_from_slice(&chunk[..max - body.len()]);
+                    break;
                 }
                 return Err(FacilitatorError::InvalidReply {
                     call,
@@ -278,10 +324,9 @@ impl HttpFacilitator {
 
     fn transport_error(&self, call: FacilitatorCall, err: reqwest::Error) -> FacilitatorError {
         if err.is_timeout() {
-            let after = if err.is_connect() {
-                self.inner.connect_timeout
-            } else {
-                self.inner.timeout
+            let after = match self.inner.connect_timeout {
+                Some(connect_timeout) if err.is_connect() => connect_timeout,
+                _ => self.inner.timeout,
             };
             FacilitatorError::Timeout { call, after }
         } else {
@@ -330,7 +375,13 @@ mod tests {
 
     #[test]
     fn urls_must_be_http_without_query() {
-        for bad in ["ftp://x", "not a url", "http://x/?a=b", "http://x/#f"] {
+        for bad in [
+            "ftp://x",
+            "not a url",
+            "http://x/?a=b",
+            "http://x/#f",
+            "http://user@x",
+        ] {
             assert!(
                 matches!(
                     HttpFacilitator::new(bad),
@@ -339,6 +390,8 @@ mod tests {
                 "{bad}"
             );
         }
+        let err = HttpFacilitator::new("http://user:hunter2@x").unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
         let facilitator = HttpFacilitator::new("http://127.0.0.1:4021/base/").unwrap();
         assert_eq!(facilitator.base_url(), "http://127.0.0.1:4021/base");
         assert_eq!(
@@ -370,6 +423,18 @@ mod tests {
             debug.contains("authorization") && !debug.contains("s3cret"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn zero_timeouts_and_limits_fail_at_build() {
+        let builder = || HttpFacilitator::builder("http://x");
+        for built in [
+            builder().timeout(Duration::ZERO).build(),
+            builder().connect_timeout(Duration::ZERO).build(),
+            builder().max_reply_bytes(0).build(),
+        ] {
+            assert!(matches!(built, Err(FacilitatorConfigError::Zero(_))));
+        }
     }
 
     #[test]
