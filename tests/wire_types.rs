@@ -821,7 +821,7 @@ fn header_names_are_lowercase_x_payment() {
 #[test]
 fn encode_header_writes_padded_standard_base64_of_the_json() {
     let payload = header_payload();
-    let encoded = encode_header(&payload);
+    let encoded = encode_header(&payload).unwrap();
     let json = serde_json::to_vec(&payload).unwrap();
 
     assert_eq!(encoded, STANDARD.encode(&json));
@@ -840,7 +840,7 @@ fn encode_header_writes_padded_standard_base64_of_the_json() {
 
 #[test]
 fn encode_header_of_the_literal_payload_decodes_to_the_literal_json() {
-    let encoded = encode_header(&typed_payload());
+    let encoded = encode_header(&typed_payload()).unwrap();
     let decoded: Value = serde_json::from_slice(&STANDARD.decode(&encoded).unwrap()).unwrap();
     assert_eq!(decoded, value(&payment_payload_literal()));
 }
@@ -882,7 +882,7 @@ fn decode_payment_header_accepts_the_literal_x_payment_json() {
 #[test]
 fn decode_payment_header_tolerates_surrounding_whitespace() {
     let payload = header_payload();
-    let encoded = encode_header(&payload);
+    let encoded = encode_header(&payload).unwrap();
     for wrapped in [
         format!(" {encoded}"),
         format!("{encoded} "),
@@ -895,7 +895,7 @@ fn decode_payment_header_tolerates_surrounding_whitespace() {
         );
     }
     let settle = settle_success();
-    let wrapped = format!("  {}  ", encode_header(&settle));
+    let wrapped = format!("  {}  ", encode_header(&settle).unwrap());
     assert_eq!(
         decode_payment_response_header(wrapped.as_bytes(), DEFAULT_MAX_HEADER_BYTES),
         Ok(settle)
@@ -919,7 +919,7 @@ fn decode_payment_header_refuses_oversized_values_before_decoding() {
     // A perfectly valid payload over the limit is refused too.
     let mut payload = typed_payload();
     payload.payload.invoice = format!("lnbc50u1{}", "q".repeat(7000));
-    let encoded = encode_header(&payload);
+    let encoded = encode_header(&payload).unwrap();
     assert!(encoded.len() > DEFAULT_MAX_HEADER_BYTES);
     assert_eq!(
         decode_payment_header(encoded.as_bytes(), DEFAULT_MAX_HEADER_BYTES),
@@ -991,11 +991,11 @@ fn decode_payment_header_rejects_other_x402_versions() {
         let encoded = STANDARD.encode(literal);
         assert_eq!(
             decode_payment_header(encoded.as_bytes(), DEFAULT_MAX_HEADER_BYTES),
-            Err(HeaderError::UnsupportedVersion(version))
+            Err(HeaderError::UnsupportedVersion(version.to_string()))
         );
     }
     assert_mentions(
-        &HeaderError::UnsupportedVersion(2).to_string(),
+        &HeaderError::UnsupportedVersion("2".into()).to_string(),
         &["x402Version", "2", "1"],
     );
 }
@@ -1010,11 +1010,70 @@ fn decode_payment_header_rejects_wrong_scheme_and_network_naming_the_value() {
     for (field, bad) in cases {
         let literal = edited(&payment_payload_literal(), |v| v[field] = json!(bad));
         let encoded = STANDARD.encode(literal);
-        match decode_payment_header(encoded.as_bytes(), DEFAULT_MAX_HEADER_BYTES) {
-            Err(HeaderError::NotJson(message)) => assert_mentions(&message, &[bad]),
-            other => panic!("{field} = {bad:?}: expected NotJson, got {other:?}"),
+        let err = decode_payment_header(encoded.as_bytes(), DEFAULT_MAX_HEADER_BYTES).unwrap_err();
+        match (field, &err) {
+            ("scheme", HeaderError::UnsupportedScheme(shown)) => {
+                assert_eq!(shown, bad);
+                assert_eq!(err.reason(), "invalid_scheme");
+            }
+            ("network", HeaderError::UnsupportedNetwork(shown)) => {
+                assert_eq!(shown, bad);
+                assert_eq!(err.reason(), "invalid_network");
+            }
+            _ => panic!("{field} = {bad:?}: got {err:?}"),
         }
+        assert_mentions(&err.to_string(), &[bad]);
     }
+}
+
+#[test]
+fn decode_payment_header_names_the_first_unsupported_field_of_any_shape() {
+    let cases = [
+        // An x402 v2 payload has another shape: its version is what is wrong.
+        (
+            json!({"x402Version": 2, "accepted": {}, "payload": {"x": 1}}),
+            HeaderError::UnsupportedVersion("2".into()),
+        ),
+        (
+            json!({"x402Version": 99_999_999_999u64, "scheme": "exact"}),
+            HeaderError::UnsupportedVersion("99999999999".into()),
+        ),
+        (
+            json!({"x402Version": "1", "scheme": "exact"}),
+            HeaderError::UnsupportedVersion("1".into()),
+        ),
+        (
+            json!({"x402Version": 1, "scheme": "upto", "network": "base"}),
+            HeaderError::UnsupportedScheme("upto".into()),
+        ),
+        (
+            json!({"x402Version": 1, "scheme": "exact", "network": 5}),
+            HeaderError::UnsupportedNetwork("5".into()),
+        ),
+        (
+            json!({"x402Version": 1, "scheme": "exact", "network": "x".repeat(500)}),
+            HeaderError::UnsupportedNetwork(format!("{}…", "x".repeat(64))),
+        ),
+    ];
+    for (payload, expected) in cases {
+        let encoded = STANDARD.encode(payload.to_string());
+        assert_eq!(
+            decode_payment_header(encoded.as_bytes(), DEFAULT_MAX_HEADER_BYTES),
+            Err(expected)
+        );
+    }
+    // Right version, scheme and network, wrong rest: a plain JSON error.
+    let payload = json!({"x402Version": 1, "scheme": "exact", "network": "lightning"});
+    let err = decode_payment_header(
+        STANDARD.encode(payload.to_string()).as_bytes(),
+        DEFAULT_MAX_HEADER_BYTES,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, HeaderError::NotJson(m) if m.contains("payload")),
+        "{err:?}"
+    );
+    assert_eq!(err.reason(), "invalid_payload");
 }
 
 fn settle_success() -> SettleResponse {
@@ -1037,7 +1096,7 @@ fn payment_response_header_round_trips_a_settle_response() {
         payer: None,
     };
     for settle in [settle_success(), failed] {
-        let encoded = encode_header(&settle);
+        let encoded = encode_header(&settle).unwrap();
         assert_eq!(
             encoded,
             STANDARD.encode(serde_json::to_vec(&settle).unwrap())
@@ -1070,7 +1129,7 @@ fn payment_response_header_rejects_garbage() {
 #[test]
 fn decode_header_is_generic_over_the_wire_types() {
     let required: PaymentRequired = serde_json::from_str(&payment_required_literal()).unwrap();
-    let encoded = encode_header(&required);
+    let encoded = encode_header(&required).unwrap();
     assert_eq!(
         decode_header::<PaymentRequired>(encoded.as_bytes(), DEFAULT_MAX_HEADER_BYTES),
         Ok(required)

@@ -9,7 +9,7 @@ use bitcoin::secp256k1::{Message, PublicKey, SecretKey};
 use serde_json::json;
 
 use super::keys::{InvalidSecretKey, KeyPair, SECP};
-use crate::header::encode_header;
+use crate::header::encode_payment_header;
 use crate::network::Network;
 use crate::types::{ExactLightningPayload, PaymentPayload, PaymentRequirements, X402_VERSION};
 
@@ -101,7 +101,7 @@ impl TestWallet {
 
     /// The `X-PAYMENT` header value paying the requirements' invoice.
     pub fn pay(&self, requirements: &PaymentRequirements) -> String {
-        encode_header(&self.authorize(requirements))
+        encode_payment_header(&self.authorize(requirements))
     }
 
     /// An `X-PAYMENT` header value spoiled in the way `forgery` says.
@@ -127,11 +127,11 @@ impl TestWallet {
             Forgery::Scheme(scheme) => {
                 let mut value = json!(payment);
                 value["scheme"] = json!(scheme);
-                return encode_header(&value);
+                return BASE64.encode(value.to_string());
             }
             Forgery::NotBase64 => return "not base64 at all!".to_owned(),
             Forgery::NotJson => return BASE64.encode(b"{\"x402Version\": 1,"),
         }
-        encode_header(&payment)
+        encode_payment_header(&payment)
     }
 }
