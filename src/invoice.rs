@@ -10,7 +10,7 @@ use bitcoin::secp256k1::PublicKey;
 use lightning_invoice::{Bolt11Invoice, Currency};
 
 use crate::network::Network;
-use crate::types::{PaymentRequirements, reason};
+use crate::types::{ASSET_BTC, PaymentRequirements, RequirementsRequest, reason};
 
 /// What an invoice must be to pass [`check_invoice`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,11 +80,20 @@ impl CheckedInvoice {
         self.payee
     }
 
-    /// When the invoice expires, as time since the Unix epoch.
+    /// When the invoice expires, as time since the Unix epoch; an absurdly distant expiry is
+    /// clamped to the end of year 9999, so it is safe to add to a `SystemTime`.
     pub fn expires_at(&self) -> Duration {
         self.expires_at
     }
+
+    /// How long the invoice stays payable after `now` (zero once expired).
+    pub fn remaining(&self, now: Duration) -> Duration {
+        self.expires_at.saturating_sub(now)
+    }
 }
+
+/// The latest expiry [`CheckedInvoice::expires_at`] reports: 9999-12-31T23:59:59Z.
+const LATEST_EXPIRY: Duration = Duration::from_secs(253_402_300_799);
 
 /// Why an invoice failed its pre-checks.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -137,10 +146,10 @@ impl InvoiceCheckError {
     /// The x402 snake_case reason for this failure, as a facilitator would say it.
     pub fn reason(&self) -> &'static str {
         match self {
-            InvoiceCheckError::Unparsable(_) | InvoiceCheckError::UnsupportedCurrency(_) => {
-                reason::INVALID_PAYLOAD
+            InvoiceCheckError::Unparsable(_) => reason::INVALID_PAYLOAD,
+            InvoiceCheckError::UnsupportedCurrency(_) | InvoiceCheckError::WrongNetwork { .. } => {
+                reason::INVALID_NETWORK
             }
-            InvoiceCheckError::WrongNetwork { .. } => reason::INVALID_NETWORK,
             InvoiceCheckError::MissingAmount | InvoiceCheckError::WrongAmount { .. } => {
                 reason::INVOICE_AMOUNT
             }
@@ -214,7 +223,9 @@ pub fn check_invoice(
     }
 
     // An expiry so large that it overflows never comes.
-    let expires_at = invoice.expires_at().unwrap_or(Duration::MAX);
+    let expires_at = invoice
+        .expires_at()
+        .map_or(LATEST_EXPIRY, |at| at.min(LATEST_EXPIRY));
     if now >= expires_at {
         return Err(InvoiceCheckError::Expired {
             expired_at: expires_at.as_secs(),
@@ -236,8 +247,87 @@ pub fn check_requirements_invoice(
     now: Duration,
 ) -> Result<CheckedInvoice, InvoiceCheckError> {
     let pay_to = parse_node_id(&requirements.pay_to)?;
+    check_own_invoice(requirements, pay_to, now)
+}
+
+/// Checks the invoice of `requirements` against their network, amount and (parsed) `payTo`.
+fn check_own_invoice(
+    requirements: &PaymentRequirements,
+    pay_to: PublicKey,
+    now: Duration,
+) -> Result<CheckedInvoice, InvoiceCheckError> {
     let expected = InvoiceExpectation::new(requirements.network)
         .amount_msat(requirements.max_amount_required)
         .payee(pay_to);
     check_invoice(&requirements.extra.invoice, &expected, now)
+}
+
+/// A `/requirements` answer that is not what was asked, or not consistent with its own invoice.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequirementsError {
+    /// Requirements on another network than asked.
+    #[error("facilitator answered network {got}, asked {asked}")]
+    Network {
+        /// The network asked for.
+        asked: Network,
+        /// The network answered.
+        got: Network,
+    },
+    /// Requirements for another amount than asked.
+    #[error("facilitator answered {got} msat, asked {asked} msat")]
+    Amount {
+        /// The amount asked for, in msat.
+        asked: u64,
+        /// The amount answered, in msat.
+        got: u64,
+    },
+    /// An asset other than BTC.
+    #[error("facilitator answered asset {0:?}, expected BTC")]
+    Asset(String),
+    /// A `payTo` other than the one the operator pinned.
+    #[error("facilitator answered payTo {got}, pinned {pinned}")]
+    PayTo {
+        /// The pinned node key, hex.
+        pinned: String,
+        /// The answered `payTo`.
+        got: String,
+    },
+    /// The requirements do not match their own invoice.
+    #[error(transparent)]
+    Invoice(#[from] InvoiceCheckError),
+}
+
+/// Checks a `/requirements` answer: on the network and for the amount asked, in BTC, payable to
+/// the pinned node (when one is pinned), and consistent with its own invoice at `now`.
+pub fn check_requirements_answer(
+    asked: &RequirementsRequest,
+    answer: &PaymentRequirements,
+    pinned_pay_to: Option<&PublicKey>,
+    now: Duration,
+) -> Result<CheckedInvoice, RequirementsError> {
+    if answer.network != asked.network {
+        return Err(RequirementsError::Network {
+            asked: asked.network,
+            got: answer.network,
+        });
+    }
+    if answer.max_amount_required != asked.amount {
+        return Err(RequirementsError::Amount {
+            asked: asked.amount,
+            got: answer.max_amount_required,
+        });
+    }
+    if answer.asset != ASSET_BTC {
+        return Err(RequirementsError::Asset(answer.asset.clone()));
+    }
+    let pay_to = parse_node_id(&answer.pay_to)?;
+    if let Some(pinned) = pinned_pay_to {
+        if pay_to != *pinned {
+            return Err(RequirementsError::PayTo {
+                pinned: pinned.to_string(),
+                got: answer.pay_to.clone(),
+            });
+        }
+    }
+    Ok(check_own_invoice(answer, pay_to, now)?)
 }

@@ -1024,3 +1024,68 @@ async fn a_body_that_stalls_after_its_headers_hits_the_call_timeout() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn answers_that_are_not_what_was_asked_fail_the_answer_check() {
+    use x402_lightning::invoice::{RequirementsError, check_requirements_answer};
+    let world = World::new().await;
+    let asked = ask(PRICE_MSAT);
+    let now = unix_now();
+    let mock_node = world.mock.node().node_id();
+
+    let honest = world.requirements().await;
+    assert!(check_requirements_answer(&asked, &honest, Some(&mock_node), now).is_ok());
+    assert!(check_requirements_answer(&asked, &honest, None, now).is_ok());
+
+    let unasked = faulty_requirements(&world, InvoiceFault::UnaskedAmount).await;
+    assert_eq!(
+        check_requirements_answer(&asked, &unasked, None, now),
+        Err(RequirementsError::Amount {
+            asked: PRICE_MSAT,
+            got: unasked.max_amount_required
+        })
+    );
+
+    let foreign = faulty_requirements(&world, InvoiceFault::ForeignPayTo).await;
+    assert!(
+        check_requirements_answer(&asked, &foreign, None, now).is_ok(),
+        "nothing pinned"
+    );
+    assert!(matches!(
+        check_requirements_answer(&asked, &foreign, Some(&mock_node), now),
+        Err(RequirementsError::PayTo { got, .. }) if got == foreign.pay_to
+    ));
+
+    let mut other_network = honest.clone();
+    other_network.network = Network::Testnet;
+    assert!(matches!(
+        check_requirements_answer(&asked, &other_network, None, now),
+        Err(RequirementsError::Network {
+            asked: Network::Regtest,
+            got: Network::Testnet
+        })
+    ));
+
+    let mut other_asset = honest.clone();
+    other_asset.asset = "USDC".into();
+    assert_eq!(
+        check_requirements_answer(&asked, &other_asset, None, now),
+        Err(RequirementsError::Asset("USDC".into()))
+    );
+
+    for fault in [
+        InvoiceFault::WrongAmount,
+        InvoiceFault::WrongNetwork,
+        InvoiceFault::WrongPayee,
+        InvoiceFault::Expired,
+    ] {
+        let bad = faulty_requirements(&world, fault).await;
+        assert!(
+            matches!(
+                check_requirements_answer(&asked, &bad, Some(&mock_node), now),
+                Err(RequirementsError::Invoice(_))
+            ),
+            "{fault:?}"
+        );
+    }
+}

@@ -302,3 +302,36 @@ fn long_descriptions_are_minted_as_a_description_hash() {
         "short descriptions stay direct"
     );
 }
+
+#[test]
+fn an_absurdly_distant_expiry_is_clamped_to_a_safe_time() {
+    let node = MockNode::random();
+    let spec = InvoiceSpec {
+        expiry: Duration::from_secs(1 << 60),
+        ..InvoiceSpec::new(Network::Regtest, AMOUNT)
+    };
+    let text = node.mint(&spec).unwrap().invoice.to_string();
+    let checked = check_invoice(&text, &expect_regtest(&node), unix_now()).unwrap();
+    assert_eq!(checked.expires_at(), Duration::from_secs(253_402_300_799));
+    // Safe to turn into a wall-clock time.
+    let _ = std::time::UNIX_EPOCH + checked.expires_at();
+    assert!(checked.remaining(unix_now()) > Duration::from_secs(3600 * 24 * 365));
+}
+
+#[test]
+fn remaining_time_counts_down_to_zero() {
+    let node = MockNode::random();
+    let spec = InvoiceSpec {
+        created_at: Duration::from_secs(1_700_000_000),
+        expiry: Duration::from_secs(60),
+        ..InvoiceSpec::new(Network::Regtest, AMOUNT)
+    };
+    let text = node.mint(&spec).unwrap().invoice.to_string();
+    let at = Duration::from_secs(1_700_000_010);
+    let checked = check_invoice(&text, &expect_regtest(&node), at).unwrap();
+    assert_eq!(checked.remaining(at), Duration::from_secs(50));
+    assert_eq!(
+        checked.remaining(Duration::from_secs(1_800_000_000)),
+        Duration::ZERO
+    );
+}
