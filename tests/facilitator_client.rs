@@ -1089,3 +1089,60 @@ async fn answers_that_are_not_what_was_asked_fail_the_answer_check() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_call_refused_for_its_token_leaves_the_fault_for_the_next_one() {
+    let mock = MockFacilitator::builder()
+        .require_bearer_token("s3cret")
+        .start()
+        .await
+        .unwrap();
+    mock.fail_next(FacilitatorCall::Supported, Fault::Garbage);
+    let anonymous = HttpFacilitator::new(&mock.url()).unwrap();
+    assert!(anonymous.supported().await.is_err());
+    assert_eq!(mock.calls()[0].fault, None, "the 401 took no fault");
+
+    let authorized = HttpFacilitator::builder(&mock.url())
+        .bearer_token("s3cret")
+        .build()
+        .unwrap();
+    let err = authorized.supported().await.unwrap_err();
+    assert!(
+        matches!(err, FacilitatorError::InvalidReply { .. }),
+        "{err}"
+    );
+    let recorded = format!("{:?}", mock.calls()[1]);
+    assert!(
+        !recorded.contains("s3cret"),
+        "recorded tokens are redacted in Debug"
+    );
+}
+
+#[tokio::test]
+async fn another_asset_is_invalid_payment_requirements() {
+    let world = World::new().await;
+    let mut request = world.paid_request().await;
+    request.payment_requirements.asset = "USDC".into();
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::INVALID_PAYMENT_REQUIREMENTS
+    );
+}
+
+#[tokio::test]
+async fn pay_to_is_compared_as_a_key_not_as_text() {
+    let world = World::new().await;
+    let mut request = world.paid_request().await;
+    request.payment_requirements.pay_to = request.payment_requirements.pay_to.to_uppercase();
+    assert!(world.facilitator.verify(&request).await.unwrap().is_valid);
+    assert!(world.facilitator.settle(&request).await.unwrap().success);
+}
+
+#[tokio::test]
+async fn recording_can_be_turned_off_for_long_runs() {
+    let world = World::with(MockFacilitator::builder().record_calls(false)).await;
+    let request = world.paid_request().await;
+    assert!(world.facilitator.settle(&request).await.unwrap().success);
+    assert!(world.mock.calls().is_empty());
+    assert_eq!(world.mock.call_count(FacilitatorCall::Settle), 0);
+}

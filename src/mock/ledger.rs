@@ -1,5 +1,9 @@
-//! The mock facilitator's books: the invoices it minted, the clients' balances, and the rules of
-//! `/verify` and `/settle` from PROTOCOL.md. No I/O: the server holds it behind a mutex.
+//! The mock facilitator's books and the rules of `/verify` and `/settle` from PROTOCOL.md.
+//!
+//! The rules run in two steps so that the expensive half needs no lock: [`Rules::authenticate`]
+//! checks what the request says on its own (versions, network, signature, the invoice's payee),
+//! then [`Ledger::check`] and [`Ledger::settle`] check it against the books (invoice minted here,
+//! amount, expiry, not yet paid, balance) under the caller's lock. No I/O here.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,25 +18,7 @@ use super::keys::SECP;
 use super::wallet::authorization_message;
 use crate::invoice::parse_node_id;
 use crate::network::Network;
-use crate::types::{VerifyRequest, X402_VERSION, reason};
-
-/// An invoice the mock minted.
-#[derive(Debug)]
-struct InvoiceRecord {
-    invoice: String,
-    amount_msat: u64,
-    expires_at: Duration,
-    paid: bool,
-}
-
-/// An authorization that passed every rule: what settling it pays.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Authorization {
-    pub(crate) payment_hash: [u8; 32],
-    pub(crate) payer: PublicKey,
-    pub(crate) payer_id: String,
-    pub(crate) amount_msat: u64,
-}
+use crate::types::{ASSET_BTC, VerifyRequest, X402_VERSION, reason};
 
 /// An authorization that failed a rule, with the payer once the signature has named one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,26 +36,101 @@ impl Rejection {
     }
 }
 
+/// A request that passed the rules needing no books: signed by its payer, self-consistent.
+#[derive(Clone, Debug)]
+pub(crate) struct Authenticated {
+    payment_hash: [u8; 32],
+    invoice: String,
+    required_msat: u64,
+    /// The invoice is payable to the mock's node and `payTo` names it.
+    payee_is_ours: bool,
+    payer: PublicKey,
+    pub(crate) payer_id: String,
+}
+
+impl Authenticated {
+    fn reject(&self, reason: &'static str) -> Rejection {
+        Rejection {
+            reason,
+            payer: Some(self.payer_id.clone()),
+        }
+    }
+}
+
+/// The fixed facts of the mock the rules compare against.
 #[derive(Debug)]
+pub(crate) struct Rules {
+    pub(crate) network: Network,
+    pub(crate) node_id: PublicKey,
+}
+
+impl Rules {
+    /// The rules that need no books, in order: x402 version, network, asset, payload invoice =
+    /// requirements invoice, signature by `from`, a parsable invoice on this network.
+    pub(crate) fn authenticate(&self, request: &VerifyRequest) -> Result<Authenticated, Rejection> {
+        let payment = &request.payment_payload;
+        let required = &request.payment_requirements;
+        if request.x402_version != X402_VERSION || payment.x402_version != X402_VERSION {
+            return Err(Rejection::new(reason::INVALID_X402_VERSION));
+        }
+        // Scheme is `exact` by type: anything else failed to parse (see `server`).
+        if payment.network != self.network || required.network != self.network {
+            return Err(Rejection::new(reason::INVALID_NETWORK));
+        }
+        if required.asset != ASSET_BTC || payment.payload.invoice != required.extra.invoice {
+            return Err(Rejection::new(reason::INVALID_PAYMENT_REQUIREMENTS));
+        }
+
+        let payer = verify_signature(
+            &payment.payload.invoice,
+            &payment.payload.signature,
+            &payment.payload.from,
+        )?;
+        let payer_id = payer.serialize().to_lower_hex_string();
+        let reject = |reason| Rejection {
+            reason,
+            payer: Some(payer_id.clone()),
+        };
+
+        let invoice: Bolt11Invoice = payment
+            .payload
+            .invoice
+            .parse()
+            .map_err(|_| reject(reason::INVALID_PAYLOAD))?;
+        if Network::from_currency(&invoice.currency()) != Some(self.network) {
+            return Err(reject(reason::INVALID_NETWORK));
+        }
+        let pay_to = parse_node_id(strip_0x(&required.pay_to)).ok();
+        let payee_is_ours =
+            invoice.get_payee_pub_key() == self.node_id && pay_to == Some(self.node_id);
+        Ok(Authenticated {
+            payment_hash: invoice.payment_hash().to_byte_array(),
+            invoice: payment.payload.invoice.clone(),
+            required_msat: required.max_amount_required,
+            payee_is_ours,
+            payer,
+            payer_id,
+        })
+    }
+}
+
+/// An invoice the mock minted.
+#[derive(Debug)]
+struct InvoiceRecord {
+    invoice: String,
+    amount_msat: u64,
+    expires_at: Duration,
+    paid: bool,
+}
+
+/// The mutable books: invoices minted and balances.
+#[derive(Debug, Default)]
 pub(crate) struct Ledger {
-    network: Network,
-    pay_to: String,
-    node_id: PublicKey,
     invoices: HashMap<[u8; 32], InvoiceRecord>,
     balances: HashMap<PublicKey, u64>,
 }
 
 impl Ledger {
-    pub(crate) fn new(network: Network, node_id: PublicKey) -> Self {
-        Self {
-            network,
-            pay_to: node_id.serialize().to_lower_hex_string(),
-            node_id,
-            invoices: HashMap::new(),
-            balances: HashMap::new(),
-        }
-    }
-
     /// Remembers an invoice as minted here.
     pub(crate) fn record_invoice(&mut self, invoice: &Bolt11Invoice) {
         let record = InvoiceRecord {
@@ -97,90 +158,47 @@ impl Ledger {
             .is_some_and(|record| record.paid)
     }
 
-    /// The rules of `/verify`, in order: version, scheme, network, consistency of payload and
-    /// requirements, signature by `from`, invoice minted here, amount, payee, expiry, not yet
-    /// paid, balance.
-    pub(crate) fn check(
-        &self,
-        request: &VerifyRequest,
-        now: Duration,
-    ) -> Result<Authorization, Rejection> {
-        let payment = &request.payment_payload;
-        let required = &request.payment_requirements;
-        if request.x402_version != X402_VERSION || payment.x402_version != X402_VERSION {
-            return Err(Rejection::new(reason::INVALID_X402_VERSION));
-        }
-        // Scheme is `exact` by type: anything else failed to parse (see `server::verdict_for`).
-        if payment.network != self.network || required.network != self.network {
-            return Err(Rejection::new(reason::INVALID_NETWORK));
-        }
-        if payment.payload.invoice != required.extra.invoice {
-            return Err(Rejection::new(reason::INVALID_PAYMENT_REQUIREMENTS));
-        }
-
-        let payer = verify_signature(
-            &payment.payload.invoice,
-            &payment.payload.signature,
-            &payment.payload.from,
-        )?;
-        let payer_id = payer.serialize().to_lower_hex_string();
-        let reject = |reason| Rejection {
-            reason,
-            payer: Some(payer_id.clone()),
-        };
-
-        let invoice: Bolt11Invoice = payment
-            .payload
-            .invoice
-            .parse()
-            .map_err(|_| reject(reason::INVALID_PAYLOAD))?;
-        let payment_hash = invoice.payment_hash().to_byte_array();
+    /// The rules that need the books, in order: invoice minted here, amount, payee, expiry,
+    /// not yet paid, balance. Returns the amount settling would pay.
+    pub(crate) fn check(&self, request: &Authenticated, now: Duration) -> Result<u64, Rejection> {
         let record = self
             .invoices
-            .get(&payment_hash)
-            .filter(|record| record.invoice == payment.payload.invoice)
-            .ok_or_else(|| reject(reason::INVOICE_UNKNOWN))?;
-        if Network::from_currency(&invoice.currency()) != Some(self.network) {
-            return Err(reject(reason::INVALID_NETWORK));
+            .get(&request.payment_hash)
+            .filter(|record| record.invoice == request.invoice)
+            .ok_or_else(|| request.reject(reason::INVOICE_UNKNOWN))?;
+        if record.amount_msat != request.required_msat {
+            return Err(request.reject(reason::INVOICE_AMOUNT));
         }
-        if record.amount_msat != required.max_amount_required {
-            return Err(reject(reason::INVOICE_AMOUNT));
-        }
-        if invoice.get_payee_pub_key() != self.node_id || required.pay_to != self.pay_to {
-            return Err(reject(reason::INVOICE_PAYEE));
+        if !request.payee_is_ours {
+            return Err(request.reject(reason::INVOICE_PAYEE));
         }
         if now >= record.expires_at {
-            return Err(reject(reason::PAYMENT_EXPIRED));
+            return Err(request.reject(reason::PAYMENT_EXPIRED));
         }
         if record.paid {
-            return Err(reject(reason::DUPLICATE_SETTLEMENT));
+            return Err(request.reject(reason::DUPLICATE_SETTLEMENT));
         }
-        if self.balance(&payer) < record.amount_msat {
-            return Err(reject(reason::INSUFFICIENT_FUNDS));
+        if self.balance(&request.payer) < record.amount_msat {
+            return Err(request.reject(reason::INSUFFICIENT_FUNDS));
         }
-        Ok(Authorization {
-            payment_hash,
-            payer,
-            payer_id,
-            amount_msat: record.amount_msat,
-        })
+        Ok(record.amount_msat)
     }
 
-    /// The rules of `/settle`: those of `/verify`, then pay: mark the invoice paid and debit the
-    /// payer, atomically with the checks (the caller holds the lock).
+    /// The rules of [`Self::check`], then pay: mark the invoice paid and debit the payer,
+    /// atomically with the checks (the caller holds the lock). Returns the payment hash.
     pub(crate) fn settle(
         &mut self,
-        request: &VerifyRequest,
+        request: &Authenticated,
         now: Duration,
-    ) -> Result<Authorization, Rejection> {
-        let authorization = self.check(request, now)?;
-        if let Some(record) = self.invoices.get_mut(&authorization.payment_hash) {
+    ) -> Result<[u8; 32], Rejection> {
+        let amount_msat = self.check(request, now)?;
+        if let Some(record) = self.invoices.get_mut(&request.payment_hash) {
             record.paid = true;
         }
-        if let Some(balance) = self.balances.get_mut(&authorization.payer) {
-            *balance = balance.saturating_sub(authorization.amount_msat);
+        if let Some(balance) = self.balances.get_mut(&request.payer) {
+            *balance = balance.saturating_sub(amount_msat);
         }
-        Ok(authorization)
+        Ok(request.payment_hash)
     }
 }
 

@@ -67,7 +67,7 @@ pub use self::keys::InvalidSecretKey;
 pub use self::node::{InvoiceSpec, MintError, MintedInvoice, MockNode};
 pub use self::wallet::{Forgery, TestWallet};
 
-use self::ledger::Ledger;
+use self::ledger::Rules;
 use self::server::{Shared, call_index, lock};
 use crate::facilitator::FacilitatorCall;
 use crate::network::Network;
@@ -115,6 +115,7 @@ pub struct MockFacilitatorBuilder {
     invoice_expiry: Duration,
     bind: SocketAddr,
     bearer_token: Option<String>,
+    record_calls: bool,
 }
 
 impl MockFacilitatorBuilder {
@@ -148,15 +149,27 @@ impl MockFacilitatorBuilder {
         self
     }
 
+    /// Whether to record calls for [`MockFacilitator::calls`] (default yes). Turn it off for
+    /// long load runs, where the record would grow without bound.
+    pub fn record_calls(mut self, record: bool) -> Self {
+        self.record_calls = record;
+        self
+    }
+
     /// Binds the listener and starts serving on the current tokio runtime.
     pub async fn start(self) -> io::Result<MockFacilitator> {
         let node = self.node.unwrap_or_else(MockNode::random);
         let shared = Arc::new(Shared {
             network: self.network,
-            ledger: Mutex::new(Ledger::new(self.network, node.node_id())),
+            rules: Rules {
+                network: self.network,
+                node_id: node.node_id(),
+            },
             node,
             invoice_expiry: self.invoice_expiry,
             bearer_token: self.bearer_token,
+            record_calls: self.record_calls,
+            ledger: Mutex::default(),
             faults: Mutex::default(),
             calls: Mutex::default(),
         });
@@ -201,6 +214,7 @@ impl MockFacilitator {
             invoice_expiry: DEFAULT_INVOICE_EXPIRY,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             bearer_token: None,
+            record_calls: true,
         }
     }
 

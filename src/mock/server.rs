@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::RecordedCall;
 use super::fault::{Fault, FaultPlan, InvoiceFault};
-use super::ledger::Ledger;
+use super::ledger::{Ledger, Rules};
 use super::node::{InvoiceSpec, MintedInvoice, MockNode};
 use crate::facilitator::FacilitatorCall;
 use crate::invoice::unix_now;
@@ -32,8 +32,10 @@ use crate::types::{
 pub(crate) struct Shared {
     pub(crate) network: Network,
     pub(crate) node: MockNode,
+    pub(crate) rules: Rules,
     pub(crate) invoice_expiry: Duration,
     pub(crate) bearer_token: Option<String>,
+    pub(crate) record_calls: bool,
     pub(crate) ledger: Mutex<Ledger>,
     pub(crate) faults: Mutex<[FaultPlan; 4]>,
     pub(crate) calls: Mutex<Vec<RecordedCall>>,
@@ -110,9 +112,13 @@ fn ok<T: serde::Serialize>(body: &T) -> Reply {
 impl Shared {
     async fn answer(&self, call: FacilitatorCall, headers: HeaderMap, body: Bytes) -> Response {
         let started = Instant::now();
-        let fault = lock(&self.faults)[call_index(call)].take();
+        let authorized = self.authorized(&headers);
+        // A refused call leaves the faults waiting for the next one.
+        let fault = authorized
+            .then(|| lock(&self.faults)[call_index(call)].take())
+            .flatten();
 
-        let reply = if !self.authorized(&headers) {
+        let reply = if !authorized {
             error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
         } else {
             match &fault {
@@ -143,15 +149,22 @@ impl Shared {
         )
             .into_response();
 
-        lock(&self.calls).push(RecordedCall {
-            call,
-            request_body: body,
-            headers,
-            status,
-            response_body,
-            fault,
-            service_time: started.elapsed(),
-        });
+        if self.record_calls {
+            let service_time = started.elapsed();
+            let mut headers = headers;
+            if let Some(credentials) = headers.get_mut(AUTHORIZATION) {
+                credentials.set_sensitive(true); // kept for assertions, hidden from `Debug`
+            }
+            lock(&self.calls).push(RecordedCall {
+                call,
+                request_body: body,
+                headers,
+                status,
+                response_body,
+                fault,
+                service_time,
+            });
+        }
         response
     }
 
@@ -295,11 +308,15 @@ impl Shared {
             }
             Err(MalformedRequest::NotJson(reply)) => return reply,
         };
-        let verdict = match lock(&self.ledger).check(&request, unix_now()) {
-            Ok(authorization) => VerifyResponse {
+        let checked = self.rules.authenticate(&request).and_then(|authenticated| {
+            lock(&self.ledger).check(&authenticated, unix_now())?;
+            Ok(authenticated)
+        });
+        let verdict = match checked {
+            Ok(authenticated) => VerifyResponse {
                 is_valid: true,
                 invalid_reason: None,
-                payer: Some(authorization.payer_id),
+                payer: Some(authenticated.payer_id),
             },
             Err(rejection) => VerifyResponse {
                 is_valid: false,
@@ -321,19 +338,20 @@ impl Shared {
                 };
             }
         };
-        let outcome = lock(&self.ledger).settle(&request, unix_now());
-        match outcome {
-            Ok(authorization) => {
-                tracing::debug!(
-                    payment_hash = %authorization.payment_hash.to_lower_hex_string(),
-                    "mock settled invoice"
-                );
+        let settled = self.rules.authenticate(&request).and_then(|authenticated| {
+            let payment_hash = lock(&self.ledger).settle(&authenticated, unix_now())?;
+            Ok((payment_hash, authenticated))
+        });
+        match settled {
+            Ok((payment_hash, authenticated)) => {
+                let transaction = payment_hash.to_lower_hex_string();
+                tracing::debug!(payment_hash = %transaction, "mock settled invoice");
                 ok(&SettleResponse {
                     success: true,
                     error_reason: None,
-                    transaction: authorization.payment_hash.to_lower_hex_string(),
+                    transaction,
                     network: self.network,
-                    payer: Some(authorization.payer_id),
+                    payer: Some(authenticated.payer_id),
                 })
             }
             Err(rejection) => ok(&self.failed_settle(rejection.reason, rejection.payer)),
