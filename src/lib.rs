@@ -13,24 +13,18 @@
 //!   invoices, and a test wallet that pays them.
 //!
 //! ```no_run
-//! use x402_lightning::{Facilitator, HttpFacilitator, Network, RequirementsRequest, Scheme};
+//! use x402_lightning::{Facilitator, HttpFacilitator, Network, RequirementsRequest};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let facilitator = HttpFacilitator::builder("http://127.0.0.1:4021")
 //!     .bearer_token("my-api-key")
 //!     .build()?;
-//! let requirements = facilitator
-//!     .requirements(&RequirementsRequest {
-//!         x402_version: 1,
-//!         scheme: Scheme::Exact,
-//!         network: Network::Regtest,
-//!         amount: 10_000, // msat
-//!         resource: "http://localhost:3000/weather".into(),
-//!         description: "Weather report".into(),
-//!         mime_type: "application/json".into(),
-//!         max_timeout_seconds: 60,
-//!     })
-//!     .await?;
+//! let ask = RequirementsRequest {
+//!     description: "Weather report".into(),
+//!     mime_type: "application/json".into(),
+//!     ..RequirementsRequest::new(Network::Regtest, 10_000, "http://localhost:3000/weather")
+//! };
+//! let requirements = facilitator.requirements(&ask).await?;
 //! println!("pay {}", requirements.extra.invoice);
 //! # Ok(())
 //! # }

@@ -164,6 +164,23 @@ pub struct RequirementsRequest {
     pub max_timeout_seconds: u64,
 }
 
+impl RequirementsRequest {
+    /// Asks for `amount_msat` on `network` for `resource`, with no description or MIME type and
+    /// a 60 s timeout; set the public fields for more.
+    pub fn new(network: Network, amount_msat: u64, resource: impl Into<String>) -> Self {
+        Self {
+            x402_version: X402_VERSION,
+            scheme: Scheme::Exact,
+            network,
+            amount: amount_msat,
+            resource: resource.into(),
+            description: String::new(),
+            mime_type: String::new(),
+            max_timeout_seconds: 60,
+        }
+    }
+}
+
 /// Body of `POST /verify` and `POST /settle`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -174,6 +191,17 @@ pub struct VerifyRequest {
     pub payment_payload: PaymentPayload,
     /// What the resource server expects to be paid.
     pub payment_requirements: PaymentRequirements,
+}
+
+impl VerifyRequest {
+    /// Asks the facilitator about `payment` against `requirements`.
+    pub fn new(payment: PaymentPayload, requirements: PaymentRequirements) -> Self {
+        Self {
+            x402_version: X402_VERSION,
+            payment_payload: payment,
+            payment_requirements: requirements,
+        }
+    }
 }
 
 /// Body of `POST /settle`: the same shape as [`VerifyRequest`].

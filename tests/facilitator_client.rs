@@ -21,14 +21,9 @@ const PRICE_MSAT: u64 = 10_000;
 
 fn ask(amount: u64) -> RequirementsRequest {
     RequirementsRequest {
-        x402_version: 1,
-        scheme: Scheme::Exact,
-        network: Network::Regtest,
-        amount,
-        resource: "http://127.0.0.1:3000/weather".into(),
         description: "Weather report".into(),
         mime_type: "application/json".into(),
-        max_timeout_seconds: 60,
+        ..RequirementsRequest::new(Network::Regtest, amount, "http://127.0.0.1:3000/weather")
     }
 }
 
@@ -66,24 +61,13 @@ impl World {
     /// A verify/settle request in which `wallet` pays fresh requirements honestly.
     async fn paid_request(&self) -> VerifyRequest {
         let requirements = self.requirements().await;
-        payment_request(self.wallet.authorize(&requirements), requirements)
+        VerifyRequest::new(self.wallet.authorize(&requirements), requirements)
     }
 
     async fn invalid_reason(&self, request: &VerifyRequest) -> String {
         let verdict = self.facilitator.verify(request).await.expect("a verdict");
         assert!(!verdict.is_valid, "expected a refusal, got {verdict:?}");
         verdict.invalid_reason.expect("a reason")
-    }
-}
-
-fn payment_request(
-    payment: x402_lightning::PaymentPayload,
-    requirements: PaymentRequirements,
-) -> VerifyRequest {
-    VerifyRequest {
-        x402_version: 1,
-        payment_payload: payment,
-        payment_requirements: requirements,
     }
 }
 
@@ -348,7 +332,7 @@ async fn a_signature_not_by_from_is_invalid_signature() {
     for forgery in [Forgery::TamperedSignature, Forgery::SignedByAnotherKey] {
         let requirements = world.requirements().await;
         let forged = decode_forgery(&world.wallet.forge(&requirements, forgery.clone()));
-        let request = payment_request(forged, requirements);
+        let request = VerifyRequest::new(forged, requirements);
         assert_eq!(
             world.invalid_reason(&request).await,
             reason::INVALID_SIGNATURE,
@@ -395,7 +379,7 @@ async fn an_invoice_minted_elsewhere_is_invoice_unknown() {
             .wallet
             .forge(&requirements, Forgery::AnotherInvoice(stranger)),
     );
-    let request = payment_request(forged, requirements);
+    let request = VerifyRequest::new(forged, requirements);
     assert_eq!(
         world.invalid_reason(&request).await,
         reason::INVOICE_UNKNOWN
@@ -416,7 +400,7 @@ async fn an_invoice_minted_elsewhere_is_invoice_unknown() {
         .to_string();
     let mut requirements = world.requirements().await;
     requirements.extra.invoice = own_but_unissued;
-    let request = payment_request(world.wallet.authorize(&requirements), requirements);
+    let request = VerifyRequest::new(world.wallet.authorize(&requirements), requirements);
     assert_eq!(
         world.invalid_reason(&request).await,
         reason::INVOICE_UNKNOWN
@@ -477,7 +461,7 @@ async fn a_payer_without_enough_balance_is_insufficient_funds() {
     let poor = TestWallet::random();
     world.mock.fund(poor.public_key(), PRICE_MSAT - 1);
     let requirements = world.requirements().await;
-    let request = payment_request(poor.authorize(&requirements), requirements);
+    let request = VerifyRequest::new(poor.authorize(&requirements), requirements);
 
     let verdict = world.facilitator.verify(&request).await.unwrap();
     assert_eq!(
@@ -842,7 +826,7 @@ async fn injected_consistent_but_unasked_requirements_pass_the_self_check_only()
     assert!(check_requirements_invoice(&foreign, now).is_ok());
 
     // The mock itself refuses to be paid through them.
-    let request = payment_request(world.wallet.authorize(&foreign), foreign);
+    let request = VerifyRequest::new(world.wallet.authorize(&foreign), foreign);
     assert_eq!(world.invalid_reason(&request).await, reason::INVOICE_PAYEE);
 }
 

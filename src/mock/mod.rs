@@ -8,8 +8,8 @@
 //!
 //! ```
 //! use x402_lightning::mock::{MockFacilitator, TestWallet};
-//! use x402_lightning::{Facilitator, HttpFacilitator, Network, RequirementsRequest, Scheme};
-//! use x402_lightning::{FacilitatorCall, VerifyRequest};
+//! use x402_lightning::{Facilitator, FacilitatorCall, HttpFacilitator, Network};
+//! use x402_lightning::{RequirementsRequest, VerifyRequest};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,23 +18,9 @@
 //! mock.fund(wallet.public_key(), 1_000_000);
 //!
 //! let facilitator = HttpFacilitator::new(&mock.url())?;
-//! let requirements = facilitator
-//!     .requirements(&RequirementsRequest {
-//!         x402_version: 1,
-//!         scheme: Scheme::Exact,
-//!         network: Network::Regtest,
-//!         amount: 10_000,
-//!         resource: "http://localhost/weather".into(),
-//!         description: "Weather".into(),
-//!         mime_type: "application/json".into(),
-//!         max_timeout_seconds: 60,
-//!     })
-//!     .await?;
-//! let request = VerifyRequest {
-//!     x402_version: 1,
-//!     payment_payload: wallet.authorize(&requirements),
-//!     payment_requirements: requirements,
-//! };
+//! let ask = RequirementsRequest::new(Network::Regtest, 10_000, "http://localhost/weather");
+//! let requirements = facilitator.requirements(&ask).await?;
+//! let request = VerifyRequest::new(wallet.authorize(&requirements), requirements);
 //! assert!(facilitator.verify(&request).await?.is_valid);
 //! assert!(facilitator.settle(&request).await?.success);
 //! assert_eq!(mock.balance(&wallet.public_key()), 990_000);
