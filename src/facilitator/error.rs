@@ -30,6 +30,16 @@ impl FacilitatorCall {
         FacilitatorCall::Supported,
     ];
 
+    /// The position of the call in [`Self::ALL`], for per-call tables.
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            FacilitatorCall::Requirements => 0,
+            FacilitatorCall::Verify => 1,
+            FacilitatorCall::Settle => 2,
+            FacilitatorCall::Supported => 3,
+        }
+    }
+
     /// The path of the call, e.g. `"/verify"`.
     pub const fn path(self) -> &'static str {
         match self {

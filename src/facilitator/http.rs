@@ -217,11 +217,12 @@ fn call_urls(base_url: &str) -> Result<[reqwest::Url; 4], FacilitatorConfigError
         reqwest::Url::parse(&format!("{base_url}{}", call.path()))
             .map_err(|err| invalid_url(&err.to_string()))
     };
+    let [requirements, verify, settle, supported] = FacilitatorCall::ALL;
     Ok([
-        join(FacilitatorCall::Requirements)?,
-        join(FacilitatorCall::Verify)?,
-        join(FacilitatorCall::Settle)?,
-        join(FacilitatorCall::Supported)?,
+        join(requirements)?,
+        join(verify)?,
+        join(settle)?,
+        join(supported)?,
     ])
 }
 
@@ -250,13 +251,7 @@ impl HttpFacilitator {
     }
 
     fn url(&self, call: FacilitatorCall) -> reqwest::Url {
-        let index = match call {
-            FacilitatorCall::Requirements => 0,
-            FacilitatorCall::Verify => 1,
-            FacilitatorCall::Settle => 2,
-            FacilitatorCall::Supported => 3,
-        };
-        self.inner.urls[index].clone()
+        self.inner.urls[call.index()].clone()
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(

@@ -28,7 +28,7 @@ pub(crate) struct Rejection {
 }
 
 impl Rejection {
-    fn new(reason: &'static str) -> Self {
+    pub(crate) fn new(reason: &'static str) -> Self {
         Self {
             reason,
             payer: None,

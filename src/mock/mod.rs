@@ -54,7 +54,7 @@ pub use self::node::{InvoiceSpec, MintError, MintedInvoice, MockNode};
 pub use self::wallet::{Forgery, TestWallet};
 
 use self::ledger::Rules;
-use self::server::{Shared, call_index, lock};
+use self::server::{Shared, lock};
 use crate::facilitator::FacilitatorCall;
 use crate::network::Network;
 
@@ -146,7 +146,6 @@ impl MockFacilitatorBuilder {
     pub async fn start(self) -> io::Result<MockFacilitator> {
         let node = self.node.unwrap_or_else(MockNode::random);
         let shared = Arc::new(Shared {
-            network: self.network,
             rules: Rules {
                 network: self.network,
                 node_id: node.node_id(),
@@ -167,7 +166,7 @@ impl MockFacilitatorBuilder {
                 tracing::error!(error = %err, "mock facilitator stopped");
             }
         });
-        tracing::info!(%addr, network = %shared.network, "mock facilitator listening");
+        tracing::info!(%addr, network = %shared.rules.network, "mock facilitator listening");
         Ok(MockFacilitator { addr, shared, task })
     }
 }
@@ -216,7 +215,7 @@ impl MockFacilitator {
 
     /// The network it serves.
     pub fn network(&self) -> Network {
-        self.shared.network
+        self.shared.rules.network
     }
 
     /// Its node, which mints (and could forge) invoices.
@@ -278,17 +277,17 @@ impl MockFacilitator {
     /// A fault that does not apply to `call` (see [`Fault::applies_to`]) makes that call answer
     /// 500 with a message saying so.
     pub fn fail_next(&self, call: FacilitatorCall, fault: Fault) {
-        lock(&self.shared.faults)[call_index(call)].push_next(fault);
+        lock(&self.shared.faults)[call.index()].push_next(fault);
     }
 
     /// Injects `fault` into every `call` from now on, until [`Self::heal`].
     pub fn fail_always(&self, call: FacilitatorCall, fault: Fault) {
-        lock(&self.shared.faults)[call_index(call)].set_always(Some(fault));
+        lock(&self.shared.faults)[call.index()].set_always(Some(fault));
     }
 
     /// Removes every fault waiting for `call`.
     pub fn heal(&self, call: FacilitatorCall) {
-        lock(&self.shared.faults)[call_index(call)].clear();
+        lock(&self.shared.faults)[call.index()].clear();
     }
 
     /// Removes every fault of every call.

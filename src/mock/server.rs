@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::RecordedCall;
 use super::fault::{Fault, FaultPlan, InvoiceFault};
-use super::ledger::{Ledger, Rules};
+use super::ledger::{Ledger, Rejection, Rules};
 use super::node::{InvoiceSpec, MintedInvoice, MockNode};
 use crate::facilitator::FacilitatorCall;
 use crate::invoice::unix_now;
@@ -30,7 +30,6 @@ use crate::types::{
 /// Everything the server and the test-facing handle share.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) network: Network,
     pub(crate) node: MockNode,
     pub(crate) rules: Rules,
     pub(crate) invoice_expiry: Duration,
@@ -44,15 +43,6 @@ pub(crate) struct Shared {
 /// Locks a mutex, shrugging off poisoning: every critical section leaves the data consistent.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-pub(crate) fn call_index(call: FacilitatorCall) -> usize {
-    match call {
-        FacilitatorCall::Requirements => 0,
-        FacilitatorCall::Verify => 1,
-        FacilitatorCall::Settle => 2,
-        FacilitatorCall::Supported => 3,
-    }
 }
 
 /// What a handler answers, before it becomes a response.
@@ -115,7 +105,7 @@ impl Shared {
         let authorized = self.authorized(&headers);
         // A refused call leaves the faults waiting for the next one.
         let fault = authorized
-            .then(|| lock(&self.faults)[call_index(call)].take())
+            .then(|| lock(&self.faults)[call.index()].take())
             .flatten();
 
         let reply = if !authorized {
@@ -205,7 +195,7 @@ impl Shared {
                 kinds: vec![SupportedKind {
                     x402_version: X402_VERSION,
                     scheme: Scheme::Exact.as_str().to_owned(),
-                    network: self.network.as_str().to_owned(),
+                    network: self.rules.network.as_str().to_owned(),
                     extra: Some(SupportedExtra {
                         pay_to: Some(self.node.pay_to()),
                     }),
@@ -230,12 +220,12 @@ impl Shared {
                 format!("unsupported x402Version {}", request.x402_version),
             );
         }
-        if request.network != self.network {
+        if request.network != self.rules.network {
             return error(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "network {} is not served here, only {}",
-                    request.network, self.network
+                    request.network, self.rules.network
                 ),
             );
         }
@@ -244,7 +234,7 @@ impl Shared {
         }
 
         let mut spec = InvoiceSpec {
-            network: self.network,
+            network: self.rules.network,
             amount_msat: request.amount,
             description: request.description.clone(),
             created_at: unix_now(),
@@ -252,7 +242,7 @@ impl Shared {
         };
         let mut minter = self.node.clone();
         let mut max_amount_required = request.amount;
-        let mut currency = self.network.currency();
+        let mut currency = self.rules.network.currency();
         match fault {
             None => {}
             Some(InvoiceFault::WrongAmount) => spec.amount_msat = other_amount(request.amount),
@@ -260,7 +250,9 @@ impl Shared {
                 spec.amount_msat = other_amount(request.amount);
                 max_amount_required = spec.amount_msat;
             }
-            Some(InvoiceFault::WrongNetwork) => currency = other_network(self.network).currency(),
+            Some(InvoiceFault::WrongNetwork) => {
+                currency = other_network(self.rules.network).currency()
+            }
             Some(InvoiceFault::WrongPayee) | Some(InvoiceFault::ForeignPayTo) => {
                 minter = MockNode::random();
             }
@@ -283,7 +275,7 @@ impl Shared {
 
         ok(&PaymentRequirements {
             scheme: Scheme::Exact,
-            network: self.network,
+            network: self.rules.network,
             max_amount_required,
             asset: ASSET_BTC.to_owned(),
             pay_to,
@@ -297,22 +289,15 @@ impl Shared {
     }
 
     fn verify(&self, body: &[u8]) -> Reply {
-        let request = match parse_payment_request(body) {
-            Ok(request) => request,
-            Err(MalformedRequest::Verdict(reason)) => {
-                return ok(&VerifyResponse {
-                    is_valid: false,
-                    invalid_reason: Some(reason.to_owned()),
-                    payer: None,
-                });
-            }
+        let checked = match parse_payment_request(body) {
+            Ok(request) => self.rules.authenticate(&request).and_then(|authenticated| {
+                lock(&self.ledger).check(&authenticated, unix_now())?;
+                Ok(authenticated)
+            }),
+            Err(MalformedRequest::Rejected(rejection)) => Err(rejection),
             Err(MalformedRequest::NotJson(reply)) => return reply,
         };
-        let checked = self.rules.authenticate(&request).and_then(|authenticated| {
-            lock(&self.ledger).check(&authenticated, unix_now())?;
-            Ok(authenticated)
-        });
-        let verdict = match checked {
+        ok(&match checked {
             Ok(authenticated) => VerifyResponse {
                 is_valid: true,
                 invalid_reason: None,
@@ -323,25 +308,18 @@ impl Shared {
                 invalid_reason: Some(rejection.reason.to_owned()),
                 payer: rejection.payer,
             },
-        };
-        ok(&verdict)
+        })
     }
 
     fn settle(&self, body: &[u8]) -> Reply {
-        let request = match parse_payment_request(body) {
-            Ok(request) => request,
-            Err(reply) => {
-                return match reply {
-                    // Re-shape a verify verdict into a settle one.
-                    MalformedRequest::Verdict(reason) => ok(&self.failed_settle(reason, None)),
-                    MalformedRequest::NotJson(reply) => reply,
-                };
-            }
+        let settled = match parse_payment_request(body) {
+            Ok(request) => self.rules.authenticate(&request).and_then(|authenticated| {
+                let payment_hash = lock(&self.ledger).settle(&authenticated, unix_now())?;
+                Ok((payment_hash, authenticated))
+            }),
+            Err(MalformedRequest::Rejected(rejection)) => Err(rejection),
+            Err(MalformedRequest::NotJson(reply)) => return reply,
         };
-        let settled = self.rules.authenticate(&request).and_then(|authenticated| {
-            let payment_hash = lock(&self.ledger).settle(&authenticated, unix_now())?;
-            Ok((payment_hash, authenticated))
-        });
         match settled {
             Ok((payment_hash, authenticated)) => {
                 let transaction = payment_hash.to_lower_hex_string();
@@ -350,7 +328,7 @@ impl Shared {
                     success: true,
                     error_reason: None,
                     transaction,
-                    network: self.network,
+                    network: self.rules.network,
                     payer: Some(authenticated.payer_id),
                 })
             }
@@ -363,7 +341,7 @@ impl Shared {
             success: false,
             error_reason: Some(reason.to_owned()),
             transaction: String::new(),
-            network: self.network,
+            network: self.rules.network,
             payer,
         }
     }
@@ -372,7 +350,7 @@ impl Shared {
 /// A `/verify` or `/settle` body that is not a valid request.
 enum MalformedRequest {
     /// JSON, but not a payment request: answered with a verdict, as x402 facilitators do.
-    Verdict(&'static str),
+    Rejected(Rejection),
     /// Not JSON at all: answered 400.
     NotJson(Reply),
 }
@@ -382,7 +360,9 @@ fn parse_payment_request(body: &[u8]) -> Result<VerifyRequest, MalformedRequest>
         return Ok(request);
     }
     match serde_json::from_slice::<Value>(body) {
-        Ok(value) => Err(MalformedRequest::Verdict(reason_for_malformed(&value))),
+        Ok(value) => Err(MalformedRequest::Rejected(Rejection::new(
+            reason_for_malformed(&value),
+        ))),
         Err(err) => Err(MalformedRequest::NotJson(error(
             StatusCode::BAD_REQUEST,
             format!("body is not JSON: {err}"),
