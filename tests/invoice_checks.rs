@@ -164,15 +164,20 @@ fn an_invoice_for_another_payee_is_wrong_payee() {
     assert_eq!(err.reason(), reason::INVOICE_PAYEE);
 }
 
-#[test]
-fn an_invoice_is_expired_from_its_expiry_on() {
-    let node = MockNode::random();
+/// A regtest invoice for `AMOUNT` created at unix time 1,700,000,000 and payable for 60 s.
+fn one_minute_invoice(node: &MockNode) -> String {
     let spec = InvoiceSpec {
         created_at: Duration::from_secs(1_700_000_000),
         expiry: Duration::from_secs(60),
         ..InvoiceSpec::new(Network::Regtest, AMOUNT)
     };
-    let text = node.mint(&spec).unwrap().invoice.to_string();
+    node.mint(&spec).unwrap().invoice.to_string()
+}
+
+#[test]
+fn an_invoice_is_expired_from_its_expiry_on() {
+    let node = MockNode::random();
+    let text = one_minute_invoice(&node);
     let expires_at = Duration::from_secs(1_700_000_060);
 
     let before = expires_at - Duration::from_millis(1);
@@ -321,12 +326,7 @@ fn an_absurdly_distant_expiry_is_clamped_to_a_safe_time() {
 #[test]
 fn remaining_time_counts_down_to_zero() {
     let node = MockNode::random();
-    let spec = InvoiceSpec {
-        created_at: Duration::from_secs(1_700_000_000),
-        expiry: Duration::from_secs(60),
-        ..InvoiceSpec::new(Network::Regtest, AMOUNT)
-    };
-    let text = node.mint(&spec).unwrap().invoice.to_string();
+    let text = one_minute_invoice(&node);
     let at = Duration::from_secs(1_700_000_010);
     let checked = check_invoice(&text, &expect_regtest(&node), at).unwrap();
     assert_eq!(checked.remaining(at), Duration::from_secs(50));

@@ -135,8 +135,9 @@ impl MockFacilitatorBuilder {
         self
     }
 
-    /// Whether to record calls for [`MockFacilitator::calls`] (default yes). Turn it off for
-    /// long load runs, where the record would grow without bound.
+    /// Whether to record calls (default yes). Turn it off for long load runs, where the record
+    /// would grow without bound; [`MockFacilitator::calls`], [`MockFacilitator::calls_to`] and
+    /// [`MockFacilitator::call_count`] then stay empty.
     pub fn record_calls(mut self, record: bool) -> Self {
         self.record_calls = record;
         self
