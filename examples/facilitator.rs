@@ -9,7 +9,8 @@
 //! - `X402_MOCK_BIND`: address to listen on (default `127.0.0.1:4021`);
 //! - `X402_NETWORK`: `lightning`, `lightning-testnet`, `lightning-signet` or
 //!   `lightning-regtest` (default);
-//! - `X402_MOCK_WALLET_KEY`: the demo wallet's secret key, 64 hex (default: a random one).
+//! - `X402_MOCK_WALLET_KEY`: the funded wallet's secret key, 64 hex (default: the public demo
+//!   wallet of `TestWallet::demo()`, which `cargo run --example pay` uses too).
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -35,7 +36,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let wallet = match std::env::var("X402_MOCK_WALLET_KEY") {
         Ok(hex) => TestWallet::from_secret_hex(&hex)
             .map_err(|err| format!("X402_MOCK_WALLET_KEY: {err}"))?,
-        Err(_) => TestWallet::random(),
+        Err(_) => TestWallet::demo(),
     };
 
     let mock = MockFacilitator::builder()

@@ -42,13 +42,17 @@
 pub mod facilitator;
 pub mod header;
 pub mod invoice;
+pub mod layer;
 #[cfg(feature = "mock")]
 pub mod mock;
 pub mod network;
+pub mod price;
 pub mod types;
 
 pub use crate::facilitator::{Facilitator, FacilitatorCall, FacilitatorError, HttpFacilitator};
+pub use crate::layer::{VerifiedPayment, X402Layer, X402Service};
 pub use crate::network::Network;
+pub use crate::price::{DynamicPrice, Price, PriceTag, SettleMode};
 pub use crate::types::{
     PaymentPayload, PaymentRequired, PaymentRequirements, RequirementsRequest, Scheme,
     SettleRequest, SettleResponse, SupportedResponse, VerifyRequest, VerifyResponse,

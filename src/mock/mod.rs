@@ -51,7 +51,7 @@ use tokio::task::JoinHandle;
 pub use self::fault::{Fault, InvoiceFault};
 pub use self::keys::InvalidSecretKey;
 pub use self::node::{InvoiceSpec, MintError, MintedInvoice, MockNode};
-pub use self::wallet::{Forgery, TestWallet};
+pub use self::wallet::{DEMO_WALLET_SECRET, Forgery, TestWallet};
 
 use self::ledger::Rules;
 use self::server::{Shared, lock};

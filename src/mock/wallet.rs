@@ -46,7 +46,18 @@ pub enum Forgery {
     NotJson,
 }
 
+/// The secret key of [`TestWallet::demo`]: public, for demos only.
+pub const DEMO_WALLET_SECRET: &str =
+    "de40de40de40de40de40de40de40de40de40de40de40de40de40de40de40de40";
+
 impl TestWallet {
+    /// The demo wallet: a fixed, publicly known key ([`DEMO_WALLET_SECRET`]) that the demo and
+    /// the mock facilitator example fund, so `cargo run --example pay` can pay without setup.
+    /// Never use it for anything but demos.
+    pub fn demo() -> Self {
+        Self::from_secret_hex(DEMO_WALLET_SECRET).unwrap_or_else(|_| Self::random())
+    }
+
     /// A wallet with a fresh random key.
     pub fn random() -> Self {
         Self {
@@ -133,5 +144,15 @@ impl TestWallet {
             Forgery::NotJson => return BASE64.encode(b"{\"x402Version\": 1,"),
         }
         encode_payment_header(&payment)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_wallet_has_the_published_key() {
+        assert_eq!(TestWallet::demo().secret_hex(), DEMO_WALLET_SECRET);
     }
 }

@@ -1,0 +1,93 @@
+//! What a handler behind the layer learns about the payment for its request.
+
+use crate::network::Network;
+
+/// A payment the facilitator verified for this request, placed in the request's extensions
+/// before the handler runs.
+///
+/// With [`SettleMode::AfterHandler`](crate::SettleMode::AfterHandler) (the default) it is
+/// verified but not yet settled while the handler runs: the handler's response only leaves once
+/// the settle succeeds. Read it in axum with the extractor (feature `axum`):
+///
+/// ```
+/// use x402_lightning::VerifiedPayment;
+///
+/// async fn weather(payment: VerifiedPayment) -> String {
+///     format!("thanks {}, for {} msat", payment.payer, payment.amount_msat)
+/// }
+/// # let _ = weather;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifiedPayment {
+    /// Who pays: the facilitator's `payer`, else the authorization's `from`.
+    pub payer: String,
+    /// The invoice's payment hash, hex.
+    pub payment_hash: String,
+    /// The amount paid, in msat.
+    pub amount_msat: u64,
+    /// The network of the invoice.
+    pub network: Network,
+    /// The BOLT11 invoice paid.
+    pub invoice: String,
+    /// Whether the invoice is already settled (settle-before-handler routes).
+    pub settled: bool,
+}
+
+#[cfg(feature = "axum")]
+mod extract {
+    use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+    use axum_core::response::{IntoResponse, Response};
+    use http::request::Parts;
+    use http::{HeaderValue, StatusCode, header};
+
+    use super::VerifiedPayment;
+
+    /// The rejection of the [`VerifiedPayment`] extractor: the route is not priced by an
+    /// [`X402Layer`](crate::X402Layer), a server configuration error (500).
+    #[derive(Clone, Copy, Debug, thiserror::Error)]
+    #[error("no verified payment on this request: is the route priced by X402Layer?")]
+    pub struct MissingPayment;
+
+    impl IntoResponse for MissingPayment {
+        fn into_response(self) -> Response {
+            let body = serde_json::json!({ "error": self.to_string() }).to_string();
+            let mut response = Response::new(body.into());
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    }
+
+    impl<S: Send + Sync> FromRequestParts<S> for VerifiedPayment {
+        type Rejection = MissingPayment;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
+            parts
+                .extensions
+                .get::<VerifiedPayment>()
+                .cloned()
+                .ok_or(MissingPayment)
+        }
+    }
+
+    impl<S: Send + Sync> OptionalFromRequestParts<S> for VerifiedPayment {
+        type Rejection = std::convert::Infallible;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Option<Self>, Self::Rejection> {
+            Ok(parts.extensions.get::<VerifiedPayment>().cloned())
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+pub use self::extract::MissingPayment;

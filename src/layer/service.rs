@@ -1,0 +1,159 @@
+//! [`X402Layer`] and [`X402Service`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Method, Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::body::X402Body;
+use super::config::{Shared, X402LayerBuilder};
+use super::flow::serve_priced;
+use super::future::ResponseFuture;
+use super::support::SupportError;
+use crate::facilitator::Facilitator;
+use crate::network::Network;
+
+/// A tower layer that charges for priced routes with x402 over Lightning.
+///
+/// Built with [`X402Layer::builder`]; cheap to clone (clones share the in-flight guard and the
+/// settled-invoice memory).
+pub struct X402Layer<F> {
+    pub(crate) shared: Arc<Shared<F>>,
+}
+
+impl<F: Facilitator> X402Layer<F> {
+    /// Starts a layer paid through `facilitator` on `network`.
+    pub fn builder(facilitator: F, network: Network) -> X402LayerBuilder<F> {
+        X402LayerBuilder::new(facilitator, network)
+    }
+
+    /// Asks the facilitator's `/supported` whether it serves this layer's network (and, when
+    /// `payTo` is pinned, with that node). Call it at start-up to report a misconfiguration
+    /// early; the layer otherwise runs the same check on its first priced request and logs the
+    /// outcome. A failure never stops the layer: priced routes answer 502 until the facilitator
+    /// works.
+    pub async fn check_facilitator(&self) -> Result<(), SupportError> {
+        let result = self.shared.check_support().await;
+        if !matches!(result, Err(SupportError::Facilitator(_))) {
+            self.shared.facilitator_state.finish_check(true);
+        }
+        result
+    }
+
+    /// The facilitator this layer pays through.
+    pub fn facilitator(&self) -> &F {
+        &self.shared.facilitator
+    }
+
+    /// The network this layer is paid on.
+    pub fn network(&self) -> Network {
+        self.shared.network
+    }
+}
+
+impl<F> Clone for X402Layer<F> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<F> fmt::Debug for X402Layer<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("X402Layer").field(&self.shared).finish()
+    }
+}
+
+impl<S, F> Layer<S> for X402Layer<F> {
+    type Service = X402Service<S, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        X402Service {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The service of [`X402Layer`]: lets free requests through and makes priced ones pay.
+pub struct X402Service<S, F> {
+    inner: S,
+    shared: Arc<Shared<F>>,
+}
+
+impl<S, F> X402Service<S, F> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the layer's service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, F> Clone for X402Service<S, F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug, F> fmt::Debug for X402Service<S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("X402Service")
+            .field("inner", &self.inner)
+            .field("config", &self.shared)
+            .finish()
+    }
+}
+
+impl<S, F, ReqBody, ResBody> Service<Request<ReqBody>> for X402Service<S, F>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    F: Facilitator,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<X402Body<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // CORS preflights are always free.
+        if request.method() == Method::OPTIONS {
+            return ResponseFuture::free(self.inner.call(request));
+        }
+        let Some(tag) = self
+            .shared
+            .prices
+            .find(request.method(), request.uri().path())
+        else {
+            return ResponseFuture::free(self.inner.call(request));
+        };
+        let tag = Arc::clone(tag);
+        // Keep the service `poll_ready` made ready; leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        ResponseFuture::priced(Box::pin(serve_priced(shared, tag, inner, request)))
+    }
+}

@@ -1,0 +1,175 @@
+//! What the layer learns from the facilitator itself: whether it serves the layer's network
+//! (`/supported`, checked at start-up or on first use) and which node keys it hands out
+//! invoices for.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{PoisonError, RwLock};
+
+use super::config::Shared;
+use crate::PublicKey;
+use crate::facilitator::{Facilitator, FacilitatorError};
+use crate::invoice::parse_node_id;
+use crate::network::Network;
+
+/// How many announced payee keys are remembered (a facilitator may run several nodes).
+const KNOWN_PAYEES: usize = 16;
+
+const UNCHECKED: u8 = 0;
+const CHECKING: u8 = 1;
+const CHECKED: u8 = 2;
+
+/// Why the facilitator cannot serve the layer, as found by
+/// [`X402Layer::check_facilitator`](crate::X402Layer::check_facilitator).
+#[derive(Debug, thiserror::Error)]
+pub enum SupportError {
+    /// `/supported` could not be asked.
+    #[error(transparent)]
+    Facilitator(#[from] FacilitatorError),
+    /// `/supported` does not list `exact` on the layer's network.
+    #[error("the facilitator does not support exact payments on {network}; it lists {listed:?}")]
+    NetworkNotSupported {
+        /// The layer's network.
+        network: Network,
+        /// The `scheme/network` kinds it lists.
+        listed: Vec<String>,
+    },
+    /// `/supported` announces another payee than the pinned `payTo`.
+    #[error("the facilitator pays invoices to {announced}, but payTo is pinned to {pinned}")]
+    PayToMismatch {
+        /// The pinned node key.
+        pinned: PublicKey,
+        /// The node key the facilitator announces.
+        announced: String,
+    },
+}
+
+/// The facilitator check's progress and the payees the facilitator announced.
+#[derive(Debug, Default)]
+pub(crate) struct FacilitatorState {
+    check: AtomicU8,
+    payees: RwLock<Vec<PublicKey>>,
+}
+
+impl FacilitatorState {
+    /// Whether this caller should run the `/supported` check now (at most one at a time, until
+    /// one gets an answer).
+    pub(crate) fn claim_check(&self) -> bool {
+        self.check.load(Ordering::Acquire) == UNCHECKED
+            && self
+                .check
+                .compare_exchange(UNCHECKED, CHECKING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// Records the end of a check: answered (done for good) or not (try again later).
+    pub(crate) fn finish_check(&self, answered: bool) {
+        let state = if answered { CHECKED } else { UNCHECKED };
+        self.check.store(state, Ordering::Release);
+    }
+
+    /// Remembers a node key the facilitator hands out invoices for.
+    pub(crate) fn learn_payee(&self, payee: PublicKey) {
+        if self.knows(&payee) {
+            return;
+        }
+        let mut payees = self.payees.write().unwrap_or_else(PoisonError::into_inner);
+        if !payees.contains(&payee) {
+            if payees.len() == KNOWN_PAYEES {
+                payees.remove(0);
+            }
+            payees.push(payee);
+        }
+    }
+
+    /// Whether `payee` was announced; `None` when no payee is known yet.
+    pub(crate) fn payee_is_known(&self, payee: &PublicKey) -> Option<bool> {
+        let payees = self.payees.read().unwrap_or_else(PoisonError::into_inner);
+        (!payees.is_empty()).then(|| payees.contains(payee))
+    }
+
+    fn knows(&self, payee: &PublicKey) -> bool {
+        self.payee_is_known(payee) == Some(true)
+    }
+}
+
+impl<F: Facilitator> Shared<F> {
+    /// Asks `/supported` whether the facilitator serves this network, and learns its payee.
+    pub(crate) async fn check_support(&self) -> Result<(), SupportError> {
+        let supported = self.facilitator.supported().await?;
+        let Some(kind) = supported.find(self.network) else {
+            return Err(SupportError::NetworkNotSupported {
+                network: self.network,
+                listed: supported
+                    .kinds
+                    .iter()
+                    .map(|kind| format!("{}/{}", kind.scheme, kind.network))
+                    .collect(),
+            });
+        };
+        let announced = kind
+            .extra
+            .as_ref()
+            .and_then(|extra| extra.pay_to.as_deref());
+        if let Some(announced) = announced {
+            match (parse_node_id(announced), self.pay_to) {
+                (Ok(key), Some(pinned)) if key != pinned => {
+                    return Err(SupportError::PayToMismatch {
+                        pinned,
+                        announced: announced.to_owned(),
+                    });
+                }
+                (Ok(key), _) => self.facilitator_state.learn_payee(key),
+                (Err(_), _) => {
+                    tracing::warn!(pay_to = announced, "facilitator announces an invalid payTo");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the `/supported` check once, on the first priced request, unless it already ran.
+    ///
+    /// Never fails the request: a facilitator that is down is retried on a later request, and
+    /// one that does not serve the network is reported in the log.
+    pub(crate) async fn check_support_on_first_use(&self) {
+        if !self.facilitator_state.claim_check() {
+            return;
+        }
+        let result = self.check_support().await;
+        if let Err(err) = &result {
+            tracing::error!(network = %self.network, error = %err, "facilitator check failed");
+        }
+        let answered = !matches!(result, Err(SupportError::Facilitator(_)));
+        self.facilitator_state.finish_check(answered);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The generator point G and 2G: two valid node keys.
+    const G: &str = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+    const G2: &str = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5";
+
+    #[test]
+    fn the_check_runs_once_at_a_time_and_again_after_no_answer() {
+        let state = FacilitatorState::default();
+        assert!(state.claim_check());
+        assert!(!state.claim_check());
+        state.finish_check(false);
+        assert!(state.claim_check());
+        state.finish_check(true);
+        assert!(!state.claim_check());
+    }
+
+    #[test]
+    fn payees_are_unknown_until_one_is_announced() {
+        let state = FacilitatorState::default();
+        let (a, b) = (parse_node_id(G).unwrap(), parse_node_id(G2).unwrap());
+        assert_eq!(state.payee_is_known(&a), None);
+        state.learn_payee(a);
+        assert_eq!(state.payee_is_known(&a), Some(true));
+        assert_eq!(state.payee_is_known(&b), Some(false));
+    }
+}

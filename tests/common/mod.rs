@@ -1,0 +1,180 @@
+//! A demo-like app behind `X402Layer`, served over real HTTP on loopback, paid through the
+//! mock facilitator (also real HTTP), with a funded test wallet and a counter of handler runs.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::StatusCode;
+use serde_json::{Value, json};
+use x402_lightning::header::{X_PAYMENT, X_PAYMENT_RESPONSE, decode_payment_response_header};
+use x402_lightning::layer::X402LayerBuilder;
+use x402_lightning::mock::{MockFacilitator, TestWallet};
+use x402_lightning::{
+    FacilitatorCall, HttpFacilitator, Network, PaymentRequired, PaymentRequirements, Price,
+    PriceTag, SettleResponse, VerifiedPayment, X402Layer,
+};
+
+pub const WEATHER_MSAT: u64 = 10_000;
+pub const PREMIUM_MSAT: u64 = 250_000;
+pub const INFER_MSAT: u64 = 5_000_000;
+pub const FUNDS_MSAT: u64 = 1_000_000_000;
+
+/// The demo's price table, on `network`, through `facilitator`.
+pub fn demo_prices(
+    facilitator: HttpFacilitator,
+    network: Network,
+) -> X402LayerBuilder<HttpFacilitator> {
+    X402Layer::builder(facilitator, network)
+        .route(
+            "GET /weather",
+            PriceTag::fixed(Price::msat(WEATHER_MSAT))
+                .description("Current weather")
+                .mime_type("application/json"),
+        )
+        .route(
+            "GET /premium/{*path}",
+            PriceTag::fixed(Price::msat(PREMIUM_MSAT)).description("Premium content"),
+        )
+        .route(
+            "POST /ai/infer",
+            PriceTag::fixed(Price::msat(INFER_MSAT)).description("Batch AI inference request"),
+        )
+}
+
+/// The demo's handlers, counting how often a handler ran.
+pub fn demo_app(runs: Arc<AtomicUsize>) -> Router {
+    Router::new()
+        .route("/", get(|| async { "free" }))
+        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/weather", get(weather))
+        .route("/premium/{*path}", get(premium))
+        .route("/ai/infer", post(infer))
+        .route(
+            "/fail",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .with_state(runs)
+}
+
+async fn weather(State(runs): State<Arc<AtomicUsize>>, payment: VerifiedPayment) -> Json<Value> {
+    runs.fetch_add(1, Ordering::SeqCst);
+    Json(json!({
+        "conditions": "sunny",
+        "payer": payment.payer,
+        "paymentHash": payment.payment_hash,
+        "amountMsat": payment.amount_msat,
+        "network": payment.network,
+        "settled": payment.settled,
+    }))
+}
+
+async fn premium(State(runs): State<Arc<AtomicUsize>>, Path(path): Path<String>) -> String {
+    runs.fetch_add(1, Ordering::SeqCst);
+    format!("premium {path}")
+}
+
+async fn infer(State(runs): State<Arc<AtomicUsize>>, Json(body): Json<Value>) -> Json<Value> {
+    runs.fetch_add(1, Ordering::SeqCst);
+    Json(json!({ "completion": body["prompt"], "model": "test" }))
+}
+
+/// A running app, its mock facilitator and a funded wallet.
+pub struct Harness {
+    pub mock: MockFacilitator,
+    pub wallet: TestWallet,
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub runs: Arc<AtomicUsize>,
+}
+
+/// The demo app with the demo prices on regtest.
+pub async fn start() -> Harness {
+    start_with(|prices| prices).await
+}
+
+/// The demo app with the demo prices changed by `configure`.
+pub async fn start_with(
+    configure: impl FnOnce(X402LayerBuilder<HttpFacilitator>) -> X402LayerBuilder<HttpFacilitator>,
+) -> Harness {
+    let mock = MockFacilitator::start().await.expect("mock starts");
+    let facilitator = HttpFacilitator::builder(&mock.url())
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("facilitator client");
+    let layer = configure(demo_prices(facilitator, mock.network()))
+        .build()
+        .expect("layer builds");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let app = demo_app(Arc::clone(&runs)).layer(layer);
+    let addr = serve(app).await;
+    let wallet = TestWallet::random();
+    mock.fund(wallet.public_key(), FUNDS_MSAT);
+    Harness {
+        mock,
+        wallet,
+        addr,
+        client: reqwest::Client::new(),
+        runs,
+    }
+}
+
+/// Serves `app` on `127.0.0.1:0`; returns its address.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+impl Harness {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn handler_runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+
+    pub fn calls(&self, call: FacilitatorCall) -> usize {
+        self.mock.call_count(call)
+    }
+
+    /// `GET path` with an optional `X-PAYMENT` value.
+    pub async fn get(&self, path: &str, payment: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(payment) = payment {
+            request = request.header(X_PAYMENT, payment);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// The requirements of a fresh 402 for `GET path`.
+    pub async fn requirements(&self, path: &str) -> PaymentRequirements {
+        let response = self.get(path, None).await;
+        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+        let mut body: PaymentRequired = response.json().await.expect("402 body");
+        body.accepts.remove(0)
+    }
+
+    /// An `X-PAYMENT` value paying a fresh invoice of `GET path`.
+    pub async fn payment_for(&self, path: &str) -> String {
+        let requirements = self.requirements(path).await;
+        self.wallet.pay(&requirements)
+    }
+}
+
+/// The decoded `X-PAYMENT-RESPONSE` of a response, if any.
+pub fn payment_response(response: &reqwest::Response) -> Option<SettleResponse> {
+    let value = response.headers().get(X_PAYMENT_RESPONSE)?;
+    Some(decode_payment_response_header(value.as_bytes(), 64 * 1024).expect("decodable"))
+}
