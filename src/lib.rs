@@ -3,8 +3,13 @@
 //! Charge for HTTP routes in bitcoin over the Lightning Network with the
 //! [x402](https://www.x402.org) protocol (HTTP 402 Payment Required), `exact` scheme.
 //!
-//! This crate is the foundation of the payment layer:
+//! [`X402Layer`] is a tower layer: priced routes answer 402 with a fresh BOLT11 invoice, and a
+//! request carrying an `X-PAYMENT` authorization is pre-checked, verified by the facilitator,
+//! served, and settled before its response leaves. The resource server never holds Lightning
+//! credentials.
 //!
+//! - [`layer`]: [`X402Layer`], its service, and [`VerifiedPayment`] for handlers;
+//! - [`price`]: [`Price`], [`PriceTag`], dynamic prices and the route patterns;
 //! - [`types`]: the wire types of the protocol (requirements, payloads, facilitator calls);
 //! - [`header`]: encoding and decoding of the `X-PAYMENT` / `X-PAYMENT-RESPONSE` headers;
 //! - [`invoice`]: pre-checks of BOLT11 invoices (network, amount, payee, expiry);
@@ -13,19 +18,24 @@
 //!   invoices, and a test wallet that pays them.
 //!
 //! ```no_run
-//! use x402_lightning::{Facilitator, HttpFacilitator, Network, RequirementsRequest};
+//! use axum::{Router, routing::get};
+//! use x402_lightning::{HttpFacilitator, Network, Price, VerifiedPayment, X402Layer};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let facilitator = HttpFacilitator::builder("http://127.0.0.1:4021")
 //!     .bearer_token("my-api-key")
 //!     .build()?;
-//! let ask = RequirementsRequest {
-//!     description: "Weather report".into(),
-//!     mime_type: "application/json".into(),
-//!     ..RequirementsRequest::new(Network::Regtest, 10_000, "http://localhost:3000/weather")
-//! };
-//! let requirements = facilitator.requirements(&ask).await?;
-//! println!("pay {}", requirements.extra.invoice);
+//! let payments = X402Layer::builder(facilitator, Network::Regtest)
+//!     .route("GET /weather", Price::sats(10))
+//!     .build()?;
+//! let app: Router = Router::new()
+//!     .route(
+//!         "/weather",
+//!         get(|paid: VerifiedPayment| async move { format!("sunny, thanks {}", paid.payer) }),
+//!     )
+//!     .layer(payments);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -34,7 +44,8 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `mock` | `mock::MockFacilitator` and `mock::TestWallet` (pulls in axum) |
+//! | `axum` (default) | the [`VerifiedPayment`] extractor (pulls in `axum-core` only) |
+//! | `mock` | `mock::MockFacilitator` and `mock::TestWallet` (pulls in axum and tokio) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
