@@ -90,9 +90,7 @@ where
         }
     };
     if !verdict.is_valid {
-        let error = verdict
-            .invalid_reason
-            .unwrap_or_else(|| reason::UNEXPECTED_VERIFY_ERROR.to_owned());
+        let error = reason_or(verdict.invalid_reason, reason::UNEXPECTED_VERIFY_ERROR);
         tracing::info!(payment_hash = %hash_hex, reason = %error, "payment refused by verify");
         return Ok(sale.payment_required(error, verdict.payer).await);
     }
@@ -270,10 +268,10 @@ impl<F: Facilitator> Sale<'_, F> {
             }
         };
         if !settlement.success {
-            let error = settlement
-                .error_reason
-                .clone()
-                .unwrap_or_else(|| reason::UNEXPECTED_SETTLE_ERROR.to_owned());
+            let error = reason_or(
+                settlement.error_reason.clone(),
+                reason::UNEXPECTED_SETTLE_ERROR,
+            );
             tracing::info!(payment_hash = %hash_hex, reason = %error, "settle refused");
             // The client learns the outcome even if fresh requirements cannot be had.
             let mut refusal = self.payment_required(error, settlement.payer.clone()).await;
@@ -290,4 +288,11 @@ impl<F: Facilitator> Sale<'_, F> {
         tracing::info!(payment_hash = %hash_hex, "payment settled");
         Ok(settlement)
     }
+}
+
+/// The facilitator's reason, or `fallback` when it gave none (or a blank one).
+fn reason_or(reason: Option<String>, fallback: &str) -> String {
+    reason
+        .filter(|reason| !reason.trim().is_empty())
+        .unwrap_or_else(|| fallback.to_owned())
 }

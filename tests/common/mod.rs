@@ -102,16 +102,31 @@ pub async fn start() -> Harness {
 pub async fn start_with(
     configure: impl FnOnce(X402LayerBuilder<HttpFacilitator>) -> X402LayerBuilder<HttpFacilitator>,
 ) -> Harness {
+    start_layer(|mock| configure(demo_prices(facilitator_for(mock), mock.network()))).await
+}
+
+/// The demo app behind the layer `prices` declares for a fresh regtest mock (which it may read,
+/// e.g. to pin the mock's node key), instead of the demo prices.
+pub async fn start_layer(
+    prices: impl FnOnce(&MockFacilitator) -> X402LayerBuilder<HttpFacilitator>,
+) -> Harness {
     let mock = MockFacilitator::start().await.expect("mock starts");
-    let facilitator = HttpFacilitator::builder(&mock.url())
-        .timeout(Duration::from_millis(500))
-        .build()
-        .expect("facilitator client");
-    let layer = configure(demo_prices(facilitator, mock.network()))
-        .build()
-        .expect("layer builds");
+    let layer = prices(&mock).build().expect("layer builds");
     let runs = Arc::new(AtomicUsize::new(0));
     let app = demo_app(Arc::clone(&runs)).layer(layer);
+    harness(mock, app, runs).await
+}
+
+/// A client of `mock` as the harness configures it.
+pub fn facilitator_for(mock: &MockFacilitator) -> HttpFacilitator {
+    HttpFacilitator::builder(&mock.url())
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("facilitator client")
+}
+
+/// Serves `app` (whose handlers count their runs in `runs`) and funds a wallet at `mock`.
+pub async fn harness(mock: MockFacilitator, app: Router, runs: Arc<AtomicUsize>) -> Harness {
     let addr = serve(app).await;
     let wallet = TestWallet::random();
     mock.fund(wallet.public_key(), FUNDS_MSAT);
