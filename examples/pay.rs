@@ -18,6 +18,7 @@ use lightning_invoice::Bolt11Invoice;
 use reqwest::{Method, StatusCode};
 use x402_lightning::PaymentRequired;
 use x402_lightning::header::{X_PAYMENT, X_PAYMENT_RESPONSE, decode_payment_response_header};
+use x402_lightning::invoice::{check_requirements_invoice, unix_now};
 use x402_lightning::mock::TestWallet;
 
 #[tokio::main]
@@ -78,12 +79,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("   resource:    {}", requirements.resource);
     println!("   invoice:     {}", requirements.extra.invoice);
 
+    // Never sign an invoice that is not what the requirements say (amount, network, payee).
+    check_requirements_invoice(requirements, unix_now())
+        .map_err(|err| format!("refusing to pay: {err}"))?;
     let invoice: Bolt11Invoice = requirements
         .extra
         .invoice
         .parse()
         .map_err(|err| format!("the invoice does not decode: {err}"))?;
-    println!("2. decoded the invoice with lightning-invoice");
+    println!("2. checked the invoice against the requirements with lightning-invoice");
     println!(
         "   amount:       {} msat",
         invoice.amount_milli_satoshis().unwrap_or(0)

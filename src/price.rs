@@ -2,15 +2,20 @@
 //!
 //! A route is declared as `"METHOD /path"` (or `"/path"` for every method) with a
 //! [`PriceTag`]: a fixed [`Price`] or a [`DynamicPrice`] callback, plus what the payment buys
-//! (description, MIME type, timeout) and when to settle. Paths use axum's syntax: `{id}` matches
-//! one segment, `{*rest}` or a trailing `/*` matches the rest of the path.
+//! (description, MIME type, timeout) and when to settle. Paths use axum 0.8's syntax: `{id}`
+//! matches one segment, a trailing `{*rest}` or `/*` matches the rest of the path; anything
+//! axum would not route (`:id`, a `*` elsewhere, a query) is refused when the layer is built.
 //!
 //! Patterns match the raw request path exactly as axum's router does: no percent-decoding, no
-//! trailing-slash or case folding. A `GET` price also covers `HEAD`, because axum serves `HEAD`
-//! with the `GET` handler.
+//! trailing-slash or case folding, the most specific pattern wins. Where the rules differ, the
+//! table errs on the side of charging:
+//!
+//! - a `GET` price also covers `HEAD`, because axum serves `HEAD` with the `GET` handler;
+//! - a trailing wildcard also covers its bare prefix (`/premium` and `/premium/` for
+//!   `/premium/*`), which `nest_service` serves;
+//! - a method is looked up among all patterns that price it: pricing `POST /api/expensive`
+//!   leaves `GET /api/expensive` under a wider `/api/*` price, not free.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -83,14 +88,23 @@ pub type PriceFuture = Pin<Box<dyn Future<Output = Option<Price>> + Send>>;
 /// returns the price, or `None` for "free this time" (e.g. a free tier).
 ///
 /// Implemented for every `Fn(&Parts) -> impl Future<Output = Option<Price>>` closure; clone what
-/// the future needs out of the head before the `async` block.
+/// the future needs out of the head before the `async` block. Anything the client sends can be
+/// forged: grant a free request only on what the server can check (e.g. a verified API key).
 ///
 /// ```
 /// use x402_lightning::{Price, PriceTag};
 ///
+/// // Full-resolution images cost more; small previews are free.
 /// let tag = PriceTag::dynamic(|head: &http::request::Parts| {
-///     let free_tier = head.headers.contains_key("x-free-tier-token");
-///     async move { (!free_tier).then_some(Price::sats(5)) }
+///     let query = head.uri.query().unwrap_or_default();
+///     let price = if query.contains("size=full") {
+///         Some(Price::sats(50))
+///     } else if query.contains("size=preview") {
+///         None
+///     } else {
+///         Some(Price::sats(10))
+///     };
+///     async move { price }
 /// });
 /// # let _ = tag;
 /// ```
@@ -258,25 +272,19 @@ pub enum RouteError {
 /// The name given to the catch-all parameter a trailing `/*` stands for.
 const TRAILING_WILDCARD: &str = "{*x402_rest}";
 
-/// Method + path pattern → price tag, matched like axum's router.
-#[derive(Clone, Default)]
-pub(crate) struct RouteTable {
-    router: matchit::Router<Vec<MethodPrice>>,
-    len: usize,
-}
-
-#[derive(Clone, Debug)]
-struct MethodPrice {
-    /// `None` prices every method.
+/// One declared route, its path in matchit's syntax.
+#[derive(Debug)]
+struct Declared {
+    route: String,
     method: Option<Method>,
+    path: String,
     tag: Arc<PriceTag>,
 }
 
-/// Builds a [`RouteTable`], grouping methods by path so `GET /a` and `POST /a` share a node.
+/// Collects routes for a [`RouteTable`], refusing bad patterns, bad prices and duplicates.
 #[derive(Debug, Default)]
 pub(crate) struct RouteTableBuilder {
-    paths: Vec<(String, Vec<MethodPrice>)>,
-    index: HashMap<String, usize>,
+    declared: Vec<Declared>,
 }
 
 impl RouteTableBuilder {
@@ -291,50 +299,118 @@ impl RouteTableBuilder {
             source,
         })?;
         let (method, path) = parse_route(route).map_err(bad)?;
-        let path = match path.strip_suffix("/*") {
-            Some(prefix) => format!("{prefix}/{TRAILING_WILDCARD}"),
-            None => path.to_owned(),
-        };
-        let slot = match self.index.entry(path.clone()) {
-            Entry::Occupied(entry) => *entry.get(),
-            Entry::Vacant(entry) => {
-                // Check the pattern alone now, so the error names this route.
-                matchit::Router::new()
-                    .insert(path.clone(), ())
-                    .map_err(|err| bad(&err.to_string()))?;
-                self.paths.push((path, Vec::new()));
-                *entry.insert(self.paths.len() - 1)
-            }
-        };
-        let methods = &mut self.paths[slot].1;
-        if methods.iter().any(|existing| existing.method == method) {
+        let path = matchit_path(path).map_err(bad)?;
+        // Check the pattern alone now, so the error names this route.
+        matchit::Router::new()
+            .insert(path.clone(), ())
+            .map_err(|err| bad(&err.to_string()))?;
+        if self
+            .declared
+            .iter()
+            .any(|other| other.method == method && other.path == path)
+        {
             return Err(RouteError::Duplicate {
                 route: route.to_owned(),
             });
         }
-        methods.push(MethodPrice {
+        self.declared.push(Declared {
+            route: route.to_owned(),
             method,
+            path,
             tag: Arc::new(tag),
         });
         Ok(())
     }
 
-    /// Builds the table; fails when two paths conflict (e.g. `{id}` and `{name}` in one place).
+    /// Builds one path router per declared method (plus `HEAD` when `GET` is priced) and one
+    /// for every other method, so a method never falls through to a less specific pattern's
+    /// absence: each router holds every pattern that prices its method.
+    ///
+    /// Fails when two patterns conflict (e.g. `{id}` and `{name}` in one place).
     pub(crate) fn build(self) -> Result<RouteTable, RouteError> {
-        let mut router = matchit::Router::new();
-        let mut len = 0;
-        for (path, methods) in self.paths {
-            len += methods.len();
-            let route = path.replace(TRAILING_WILDCARD, "*");
-            router
-                .insert(path, methods)
-                .map_err(|err| RouteError::BadPattern {
-                    route,
-                    why: err.to_string(),
-                })?;
+        let mut methods: Vec<Method> = Vec::new();
+        for method in self
+            .declared
+            .iter()
+            .filter_map(|route| route.method.clone())
+        {
+            let implied_head = (method == Method::GET).then_some(Method::HEAD);
+            for method in std::iter::once(method).chain(implied_head) {
+                if !methods.contains(&method) {
+                    methods.push(method);
+                }
+            }
         }
-        Ok(RouteTable { router, len })
+        let per_method = methods
+            .into_iter()
+            .map(|method| {
+                let mut sources = vec![Some(method.clone())];
+                if method == Method::HEAD {
+                    sources.push(Some(Method::GET));
+                }
+                sources.push(None);
+                Ok((method, self.router_of(&sources)?))
+            })
+            .collect::<Result<_, RouteError>>()?;
+        Ok(RouteTable {
+            per_method,
+            other_methods: self.router_of(&[None])?,
+            len: self.declared.len(),
+        })
     }
+
+    /// The routes of `sources` (a method, or `None` for every-method routes), the earlier
+    /// source winning a path both price; a trailing wildcard also prices its bare prefix (with
+    /// and without `/`), as `nest_service` serves both, unless a route prices it explicitly.
+    fn router_of(&self, sources: &[Option<Method>]) -> Result<PathRouter, RouteError> {
+        let mut router = PathRouter::default();
+        let routes = sources.iter().flat_map(|source| {
+            self.declared
+                .iter()
+                .filter(move |route| route.method == *source)
+        });
+        let mut implied = Vec::new();
+        for route in routes {
+            router.insert(&route.path, route)?;
+            implied.extend(wildcard_prefixes(&route.path).map(|prefix| (prefix, route)));
+        }
+        for (prefix, route) in implied {
+            router.insert(&prefix, route)?;
+        }
+        Ok(router)
+    }
+}
+
+/// A path router holding each path once.
+#[derive(Clone, Default)]
+struct PathRouter {
+    router: matchit::Router<Arc<PriceTag>>,
+    paths: Vec<String>,
+}
+
+impl PathRouter {
+    /// Adds `path` for `route`, unless an earlier route already prices that exact path.
+    fn insert(&mut self, path: &str, route: &Declared) -> Result<(), RouteError> {
+        if self.paths.iter().any(|known| known == path) {
+            return Ok(());
+        }
+        self.router
+            .insert(path, Arc::clone(&route.tag))
+            .map_err(|err| RouteError::BadPattern {
+                route: route.route.clone(),
+                why: err.to_string(),
+            })?;
+        self.paths.push(path.to_owned());
+        Ok(())
+    }
+}
+
+/// Method + path pattern → price tag, matched like axum's router.
+#[derive(Clone, Default)]
+pub(crate) struct RouteTable {
+    per_method: Vec<(Method, PathRouter)>,
+    other_methods: PathRouter,
+    len: usize,
 }
 
 impl fmt::Debug for RouteTable {
@@ -348,21 +424,48 @@ impl fmt::Debug for RouteTable {
 impl RouteTable {
     /// The price tag of a request, if its route is priced.
     pub(crate) fn find(&self, method: &Method, path: &str) -> Option<&Arc<PriceTag>> {
-        let methods = self.router.at(path).ok()?.value;
-        let exact = |wanted: &Method| {
-            methods
-                .iter()
-                .find(|entry| entry.method.as_ref() == Some(wanted))
-        };
-        exact(method)
-            .or_else(|| {
-                (method == Method::HEAD)
-                    .then(|| exact(&Method::GET))
-                    .flatten()
-            })
-            .or_else(|| methods.iter().find(|entry| entry.method.is_none()))
-            .map(|entry| &entry.tag)
+        let router = self
+            .per_method
+            .iter()
+            .find(|(priced, _)| priced == method)
+            .map_or(&self.other_methods, |(_, router)| router);
+        router.router.at(path).ok().map(|found| found.value)
     }
+}
+
+/// Checks a declared path and turns a trailing `/*` into a named catch-all.
+fn matchit_path(path: &str) -> Result<String, &'static str> {
+    if path.contains(['?', '#']) {
+        return Err("a route is a path, without query or fragment");
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    let last = segments.len() - 1;
+    for (index, segment) in segments.iter().enumerate() {
+        if segment.starts_with(':') {
+            return Err("`:name` is not axum 0.8 syntax; write `{name}`");
+        }
+        let trailing_star = *segment == "*" && index == last;
+        if segment.contains('*') && !trailing_star && !segment.starts_with("{*") {
+            return Err("`*` is only allowed as a trailing `/*` or a trailing `{*name}`");
+        }
+    }
+    Ok(match path.strip_suffix("/*") {
+        Some(prefix) => format!("{prefix}/{TRAILING_WILDCARD}"),
+        None => path.to_owned(),
+    })
+}
+
+/// The bare prefix of a path ending in a catch-all, with and without its trailing slash.
+fn wildcard_prefixes(path: &str) -> impl Iterator<Item = String> + '_ {
+    let prefix = path
+        .rsplit_once('/')
+        .filter(|(_, last)| last.starts_with("{*"))
+        .map(|(prefix, _)| prefix);
+    prefix.into_iter().flat_map(|prefix| {
+        let bare = (!prefix.is_empty()).then(|| prefix.to_owned());
+        bare.into_iter()
+            .chain(std::iter::once(format!("{prefix}/")))
+    })
 }
 
 /// Splits `"METHOD /path"` or `"/path"`.
@@ -428,8 +531,68 @@ mod tests {
         assert!(priced(&table, Method::GET, "/premium/a/b/c"));
         assert!(priced(&table, Method::DELETE, "/files/x"));
         assert!(!priced(&table, Method::GET, "/premiumx"));
-        // As in axum, a catch-all needs at least one character.
-        assert!(!priced(&table, Method::GET, "/premium/"));
+        // Unlike axum's `route`, but like its `nest_service`, the bare prefix is covered too.
+        assert!(priced(&table, Method::GET, "/premium/"));
+        assert!(priced(&table, Method::GET, "/premium"));
+        assert!(priced(&table, Method::PUT, "/files"));
+        assert!(!priced(&table, Method::GET, "/item"));
+    }
+
+    #[test]
+    fn a_method_priced_on_one_path_does_not_free_other_methods_of_a_wider_pattern() {
+        let mut builder = RouteTableBuilder::default();
+        builder.add("/api/*", Price::sats(1).into()).unwrap();
+        builder
+            .add("POST /api/expensive", Price::sats(1_000).into())
+            .unwrap();
+        builder
+            .add("GET /reports/{id}", Price::sats(2).into())
+            .unwrap();
+        builder
+            .add("POST /reports/export", Price::sats(3).into())
+            .unwrap();
+        let table = builder.build().unwrap();
+        let price = |method: Method, path| match table.find(&method, path).map(|tag| &tag.source) {
+            Some(PriceSource::Fixed(price)) => Some(price.as_msat()),
+            _ => None,
+        };
+        assert_eq!(price(Method::POST, "/api/expensive"), Some(1_000_000));
+        assert_eq!(price(Method::GET, "/api/expensive"), Some(1_000));
+        assert_eq!(price(Method::PUT, "/api/expensive"), Some(1_000));
+        assert_eq!(price(Method::GET, "/reports/export"), Some(2_000));
+        assert_eq!(price(Method::HEAD, "/reports/export"), Some(2_000));
+        assert_eq!(price(Method::POST, "/reports/export"), Some(3_000));
+        assert_eq!(price(Method::POST, "/reports/42"), None);
+    }
+
+    #[test]
+    fn an_explicit_head_price_keeps_get_routes_priced_for_head() {
+        let mut builder = RouteTableBuilder::default();
+        builder.add("GET /a", Price::sats(1).into()).unwrap();
+        builder.add("HEAD /b", Price::sats(2).into()).unwrap();
+        let table = builder.build().unwrap();
+        assert!(table.find(&Method::HEAD, "/a").is_some());
+        assert!(table.find(&Method::HEAD, "/b").is_some());
+        assert!(table.find(&Method::GET, "/b").is_none());
+    }
+
+    #[test]
+    fn patterns_axum_would_not_route_are_refused() {
+        for route in [
+            "GET /items/:id",
+            "GET /x/*rest",
+            "GET /files/*.txt",
+            "GET /a/*/b",
+            "GET /premium*",
+            "GET /q?a=1",
+            "GET /a#b",
+        ] {
+            let err = table(&[route]).map(drop).unwrap_err();
+            assert!(
+                matches!(err, RouteError::BadPattern { .. }),
+                "{route}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -227,8 +227,9 @@ async fn refused_settle(h: &Harness, path: &str, price_msat: u64) -> usize {
     assert_eq!(settlement.transaction, "");
     let body = expect_offer(h, response, path, price_msat).await;
     assert_eq!(body.error, "settle_exact_lightning_payment_failed");
-    assert_ne!(body.accepts[0].extra.invoice, requirements.extra.invoice);
-    assert_eq!(made(h), (1, 1, 1), "(/requirements, /verify, /settle)");
+    // The invoice was not paid, so it is offered again: no /requirements call.
+    assert_eq!(body.accepts[0].extra.invoice, requirements.extra.invoice);
+    assert_eq!(made(h), (0, 1, 1), "(/requirements, /verify, /settle)");
     assert!(!h.mock.is_paid(&requirements.extra.invoice));
     assert_eq!(balance(h), FUNDS_MSAT);
     h.handler_runs()
@@ -968,4 +969,88 @@ async fn no_priced_content_without_verify_and_settle() {
     assert_eq!(h.handler_runs(), 0);
     assert_eq!(h.calls(FacilitatorCall::Settle), 0);
     assert_eq!(balance(&h), FUNDS_MSAT);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Route matching as the app routes: no method or prefix slips through unpriced
+// ---------------------------------------------------------------------------------------------
+
+/// An app that proxies `/api/{*rest}` for every method and nests a service at `/files`, behind
+/// `/api/*` (1 sat), `POST /api/expensive` (1,000 sat) and `GET /files/*` (2 sat).
+async fn start_proxy() -> Harness {
+    let mock = MockFacilitator::start().await.expect("mock starts");
+    let layer = X402Layer::builder(facilitator_for(&mock), mock.network())
+        .route("/api/*", Price::sats(1))
+        .route("POST /api/expensive", Price::sats(1_000))
+        .route("GET /files/*", Price::sats(2))
+        .build()
+        .expect("layer builds");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&runs);
+    let proxy = axum::routing::any(move |headers: http::HeaderMap| {
+        let counted = Arc::clone(&counted);
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            // The handler never sees the client's authorization.
+            format!(
+                "proxied, x-payment forwarded: {}",
+                headers.contains_key(X_PAYMENT)
+            )
+        }
+    });
+    let files = get(|uri: http::Uri| async move { format!("file {uri}") });
+    let app = Router::new()
+        .route("/api/{*rest}", proxy)
+        .nest_service("/files", files)
+        .layer(layer);
+    harness(mock, app, runs).await
+}
+
+#[tokio::test]
+async fn a_method_priced_on_one_path_leaves_the_wider_pattern_priced_for_other_methods() {
+    let h = start_proxy().await;
+    for method in [Method::GET, Method::PUT, Method::DELETE, Method::POST] {
+        let response = h
+            .client
+            .request(method.clone(), h.url("/api/expensive"))
+            .send()
+            .await
+            .unwrap();
+        let body = expect_json_402(response).await;
+        let expected = if method == Method::POST {
+            1_000_000
+        } else {
+            1_000
+        };
+        assert_eq!(body.accepts[0].max_amount_required, expected, "{method}");
+    }
+    assert_eq!(h.handler_runs(), 0);
+}
+
+#[tokio::test]
+async fn a_trailing_wildcard_also_prices_the_bare_prefix_a_nested_service_serves() {
+    let h = start_proxy().await;
+    for path in ["/files", "/files/", "/files/a.txt"] {
+        let body = expect_json_402(h.get(path, None).await).await;
+        assert_eq!(body.accepts[0].max_amount_required, 2_000, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_handler_does_not_see_the_clients_authorization() {
+    let h = start_proxy().await;
+    let requirements = h.requirements("/api/cheap").await;
+    let response = h
+        .get("/api/cheap", Some(&h.wallet.pay(&requirements)))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "proxied, x-payment forwarded: false"
+    );
+}
+
+async fn expect_json_402(response: reqwest::Response) -> PaymentRequired {
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    response.json().await.expect("a PaymentRequired body")
 }

@@ -94,6 +94,8 @@ where
         tracing::info!(payment_hash = %hash_hex, reason = %error, "payment refused by verify");
         return Ok(sale.payment_required(error, verdict.payer).await);
     }
+    // The handler gets the payment as `VerifiedPayment`, not the client's authorization.
+    head.headers.remove(X_PAYMENT);
     let mut verified = VerifiedPayment {
         payer: verdict
             .payer
@@ -273,8 +275,10 @@ impl<F: Facilitator> Sale<'_, F> {
                 reason::UNEXPECTED_SETTLE_ERROR,
             );
             tracing::info!(payment_hash = %hash_hex, reason = %error, "settle refused");
-            // The client learns the outcome even if fresh requirements cannot be had.
-            let mut refusal = self.payment_required(error, settlement.payer.clone()).await;
+            // The invoice was not paid: it is still the one to pay, so no fresh one is asked.
+            let requirements = order.payment_requirements.clone();
+            let mut refusal =
+                respond::payment_required(error, requirements, settlement.payer.clone());
             respond::add_payment_response(refusal.headers_mut(), &settlement);
             return Err(refusal);
         }

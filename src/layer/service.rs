@@ -36,9 +36,11 @@ impl<F: Facilitator> X402Layer<F> {
     /// outcome. A failure never stops the layer: priced routes answer 502 until the facilitator
     /// works.
     pub async fn check_facilitator(&self) -> Result<(), SupportError> {
+        // Counts as the first-use check: requests do not repeat it right away.
+        self.shared.facilitator_state.claim_check();
         let result = self.shared.check_support().await;
         if !matches!(result, Err(SupportError::Facilitator(_))) {
-            self.shared.facilitator_state.finish_check(true);
+            self.shared.facilitator_state.check_answered();
         }
         result
     }

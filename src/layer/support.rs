@@ -2,8 +2,9 @@
 //! (`/supported`, checked at start-up or on first use) and which node keys it hands out
 //! invoices for.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use super::config::Shared;
 use crate::PublicKey;
@@ -12,11 +13,11 @@ use crate::invoice::parse_node_id;
 use crate::network::Network;
 
 /// How many announced payee keys are remembered (a facilitator may run several nodes).
-const KNOWN_PAYEES: usize = 16;
+const KNOWN_PAYEES: usize = 256;
 
-const UNCHECKED: u8 = 0;
-const CHECKING: u8 = 1;
-const CHECKED: u8 = 2;
+/// How long after an unanswered `/supported` check the next one may run, so an outage does not
+/// add a call to every priced request.
+const RECHECK_AFTER: Duration = Duration::from_secs(60);
 
 /// Why the facilitator cannot serve the layer, as found by
 /// [`X402Layer::check_facilitator`](crate::X402Layer::check_facilitator).
@@ -46,25 +47,36 @@ pub enum SupportError {
 /// The facilitator check's progress and the payees the facilitator announced.
 #[derive(Debug, Default)]
 pub(crate) struct FacilitatorState {
-    check: AtomicU8,
+    answered: AtomicBool,
+    last_attempt: Mutex<Option<Instant>>,
     payees: RwLock<Vec<PublicKey>>,
 }
 
 impl FacilitatorState {
-    /// Whether this caller should run the `/supported` check now (at most one at a time, until
-    /// one gets an answer).
+    /// Whether this caller should run the `/supported` check now: not once it was answered, and
+    /// at most once per [`RECHECK_AFTER`] until then.
     pub(crate) fn claim_check(&self) -> bool {
-        self.check.load(Ordering::Acquire) == UNCHECKED
-            && self
-                .check
-                .compare_exchange(UNCHECKED, CHECKING, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+        self.claim_check_at(Instant::now())
     }
 
-    /// Records the end of a check: answered (done for good) or not (try again later).
-    pub(crate) fn finish_check(&self, answered: bool) {
-        let state = if answered { CHECKED } else { UNCHECKED };
-        self.check.store(state, Ordering::Release);
+    fn claim_check_at(&self, now: Instant) -> bool {
+        if self.answered.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut last = self
+            .last_attempt
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|last| now.saturating_duration_since(last) < RECHECK_AFTER) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
+    /// Records that the facilitator answered a check: no more checks are needed.
+    pub(crate) fn check_answered(&self) {
+        self.answered.store(true, Ordering::Release);
     }
 
     /// Remembers a node key the facilitator hands out invoices for.
@@ -139,8 +151,9 @@ impl<F: Facilitator> Shared<F> {
         if let Err(err) = &result {
             tracing::error!(network = %self.network, error = %err, "facilitator check failed");
         }
-        let answered = !matches!(result, Err(SupportError::Facilitator(_)));
-        self.facilitator_state.finish_check(answered);
+        if !matches!(result, Err(SupportError::Facilitator(_))) {
+            self.facilitator_state.check_answered();
+        }
     }
 }
 
@@ -153,14 +166,14 @@ mod tests {
     const G2: &str = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5";
 
     #[test]
-    fn the_check_runs_once_at_a_time_and_again_after_no_answer() {
+    fn the_check_runs_once_a_minute_until_answered() {
         let state = FacilitatorState::default();
-        assert!(state.claim_check());
-        assert!(!state.claim_check());
-        state.finish_check(false);
-        assert!(state.claim_check());
-        state.finish_check(true);
-        assert!(!state.claim_check());
+        let start = Instant::now();
+        assert!(state.claim_check_at(start));
+        assert!(!state.claim_check_at(start + Duration::from_secs(59)));
+        assert!(state.claim_check_at(start + RECHECK_AFTER));
+        state.check_answered();
+        assert!(!state.claim_check_at(start + RECHECK_AFTER * 10));
     }
 
     #[test]
