@@ -246,6 +246,12 @@ async fn start_prepaid() -> Harness {
     .await
 }
 
+/// `GET /` of the dynamic-price app with an `x-tier` header.
+async fn get_tier(h: &Harness, tier: &str) -> reqwest::Response {
+    let request = h.client.get(h.url("/")).header("x-tier", tier);
+    request.send().await.expect("request sent")
+}
+
 /// The demo app with `GET /` priced per request: free with `x-tier: free`, zero with
 /// `x-tier: zero`, else 7 sat.
 async fn start_dynamic() -> Harness {
@@ -865,13 +871,7 @@ async fn settle_before_handler_charges_even_when_the_handler_fails() {
 #[tokio::test]
 async fn dynamic_price_of_none_is_free_without_facilitator_calls() {
     let h = start_dynamic().await;
-    let response = h
-        .client
-        .get(h.url("/"))
-        .header("x-tier", "free")
-        .send()
-        .await
-        .unwrap();
+    let response = get_tier(&h, "free").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.unwrap(), "free");
     assert!(h.mock.calls().is_empty(), "{:?}", h.mock.calls());
@@ -892,13 +892,7 @@ async fn dynamic_price_is_charged_as_returned() {
 #[tokio::test]
 async fn dynamic_price_of_zero_is_a_500_not_a_free_pass() {
     let h = start_dynamic().await;
-    let response = h
-        .client
-        .get(h.url("/"))
-        .header("x-tier", "zero")
-        .send()
-        .await
-        .unwrap();
+    let response = get_tier(&h, "zero").await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_json(&response);
     let body: Value = response.json().await.unwrap();
