@@ -100,7 +100,7 @@ where
         payer: verdict
             .payer
             .unwrap_or_else(|| order.payment_payload.payload.from.clone()),
-        payment_hash: hash_hex,
+        payment_hash: hash_hex.clone(),
         amount_msat: price.as_msat(),
         network: shared.network,
         invoice: order.payment_payload.payload.invoice.clone(),
@@ -109,10 +109,7 @@ where
 
     match tag.settle {
         SettleMode::BeforeHandler => {
-            let settlement = match sale
-                .settle(&order, payment.hash, &verified.payment_hash)
-                .await
-            {
+            let settlement = match sale.settle(&order, payment.hash, &hash_hex).await {
                 Ok(settlement) => settlement,
                 Err(refusal) => return Ok(refusal),
             };
@@ -122,11 +119,11 @@ where
             Ok(with_settlement(response, &settlement))
         }
         SettleMode::AfterHandler => {
-            let hash_hex = verified.payment_hash.clone();
             head.extensions.insert(verified);
             let response = inner.call(Request::from_parts(head, body)).await?;
-            if response.status().as_u16() >= 400 {
-                tracing::info!(payment_hash = %hash_hex, status = %response.status(), "handler failed; not settled");
+            let status = response.status();
+            if status.as_u16() >= 400 {
+                tracing::info!(payment_hash = %hash_hex, %status, "handler failed; not settled");
                 return Ok(response.map(X402Body::inner));
             }
             match sale.settle(&order, payment.hash, &hash_hex).await {
