@@ -11,8 +11,11 @@
 //! table errs on the side of charging:
 //!
 //! - a `GET` price also covers `HEAD`, because axum serves `HEAD` with the `GET` handler;
-//! - a trailing wildcard also covers its bare prefix (`/premium` and `/premium/` for
-//!   `/premium/*`), which `nest_service` serves;
+//! - a trailing `/*` also covers its bare prefix (`/premium` and `/premium/` for
+//!   `/premium/*`), which `nest_service` serves; a trailing `{*rest}` keeps the meaning of
+//!   axum's `route` (at least one character after the slash);
+//! - a request target that is not a path (`*`, `host:port`) reaches axum's fallback, so it is
+//!   looked up under the root, where a root wildcard prices it;
 //! - a method is looked up among all patterns that price it: pricing `POST /api/expensive`
 //!   leaves `GET /api/expensive` under a wider `/api/*` price, not free.
 
@@ -375,7 +378,8 @@ impl RouteTableBuilder {
             implied.extend(wildcard_prefixes(&route.path).map(|prefix| (prefix, route)));
         }
         for (prefix, route) in implied {
-            router.insert(&prefix, route)?;
+            // A conflict means another priced pattern of this method covers that shape.
+            let _ = router.insert(&prefix, route);
         }
         Ok(router)
     }
@@ -398,7 +402,7 @@ impl PathRouter {
             .insert(path, Arc::clone(&route.tag))
             .map_err(|err| RouteError::BadPattern {
                 route: route.route.clone(),
-                why: err.to_string(),
+                why: err.to_string().replace(TRAILING_WILDCARD, "*"),
             })?;
         self.paths.push(path.to_owned());
         Ok(())
@@ -423,7 +427,13 @@ impl fmt::Debug for RouteTable {
 
 impl RouteTable {
     /// The price tag of a request, if its route is priced.
+    ///
+    /// A request target that is not a path (`example.com:443`, `*`) reaches axum's fallback,
+    /// so it is looked up as a path under the root, where a root wildcard prices it.
     pub(crate) fn find(&self, method: &Method, path: &str) -> Option<&Arc<PriceTag>> {
+        if !path.starts_with('/') {
+            return self.find(method, &format!("/{path}"));
+        }
         let router = self
             .per_method
             .iter()
@@ -455,12 +465,12 @@ fn matchit_path(path: &str) -> Result<String, &'static str> {
     })
 }
 
-/// The bare prefix of a path ending in a catch-all, with and without its trailing slash.
+/// The bare prefix of a path ending in a trailing `/*`, with and without its slash (a
+/// `{*name}` catch-all keeps axum's meaning: at least one character after the slash).
 fn wildcard_prefixes(path: &str) -> impl Iterator<Item = String> + '_ {
     let prefix = path
-        .rsplit_once('/')
-        .filter(|(_, last)| last.starts_with("{*"))
-        .map(|(prefix, _)| prefix);
+        .strip_suffix(TRAILING_WILDCARD)
+        .map(|prefix| prefix.strip_suffix('/').unwrap_or(prefix));
     prefix.into_iter().flat_map(|prefix| {
         let bare = (!prefix.is_empty()).then(|| prefix.to_owned());
         bare.into_iter()
@@ -483,7 +493,7 @@ fn parse_route(route: &str) -> Result<(Option<Method>, &str), &'static str> {
     }
     let method = match method {
         None => None,
-        Some(method) if method.bytes().all(|b| b.is_ascii_uppercase()) => Some(
+        Some(method) if !method.bytes().any(|b| b.is_ascii_lowercase()) => Some(
             Method::from_bytes(method.as_bytes()).map_err(|_| "the method is not a valid token")?,
         ),
         Some(_) => return Err("the method must be upper case, e.g. GET"),
@@ -531,11 +541,31 @@ mod tests {
         assert!(priced(&table, Method::GET, "/premium/a/b/c"));
         assert!(priced(&table, Method::DELETE, "/files/x"));
         assert!(!priced(&table, Method::GET, "/premiumx"));
-        // Unlike axum's `route`, but like its `nest_service`, the bare prefix is covered too.
+        // A trailing `/*` also covers the bare prefix, as `nest_service` serves it...
         assert!(priced(&table, Method::GET, "/premium/"));
         assert!(priced(&table, Method::GET, "/premium"));
-        assert!(priced(&table, Method::PUT, "/files"));
+        // ...while `{*name}` keeps the meaning of axum's `route`: a landing page stays free.
+        assert!(!priced(&table, Method::PUT, "/files"));
+        assert!(!priced(&table, Method::PUT, "/files/"));
         assert!(!priced(&table, Method::GET, "/item"));
+    }
+
+    #[test]
+    fn targets_that_are_not_paths_are_priced_by_a_root_wildcard() {
+        let table = table(&["/*"]).unwrap();
+        for target in ["", "*", "example.com:443"] {
+            assert!(priced(&table, Method::GET, target), "{target:?}");
+        }
+        let table = self::table(&["GET /weather"]).unwrap();
+        assert!(!priced(&table, Method::GET, "example.com:443"));
+    }
+
+    #[test]
+    fn routes_axum_accepts_together_build_together() {
+        table(&["GET /items/{id}", "GET /items/{item}/*"]).unwrap();
+        table(&["GET /", "/*"]).unwrap();
+        table(&["GET /premium", "GET /premium/*"]).unwrap();
+        table(&["M-SEARCH /upnp"]).unwrap();
     }
 
     #[test]

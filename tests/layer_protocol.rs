@@ -1048,3 +1048,28 @@ async fn expect_json_402(response: reqwest::Response) -> PaymentRequired {
     assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
     response.json().await.expect("a PaymentRequired body")
 }
+
+#[tokio::test]
+async fn request_targets_that_are_not_paths_cannot_reach_the_fallback_unpaid() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mock = MockFacilitator::start().await.expect("mock starts");
+    let layer = X402Layer::builder(facilitator_for(&mock), mock.network())
+        .route("/*", Price::sats(1))
+        .build()
+        .expect("layer builds");
+    let app = Router::new()
+        .route("/", axum::routing::any(|| async { "paid content" }))
+        .fallback(|| async { "paid content" })
+        .layer(layer);
+    let h = harness(mock, app, Arc::new(AtomicUsize::new(0))).await;
+    for target in ["*", "example.com:80"] {
+        let mut stream = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(!answer.contains("paid content"), "{target}: {answer}");
+        assert!(answer.starts_with("HTTP/1.1 402"), "{target}: {answer}");
+    }
+}

@@ -38,11 +38,7 @@ impl<F: Facilitator> X402Layer<F> {
     pub async fn check_facilitator(&self) -> Result<(), SupportError> {
         // Counts as the first-use check: requests do not repeat it right away.
         self.shared.facilitator_state.claim_check();
-        let result = self.shared.check_support().await;
-        if !matches!(result, Err(SupportError::Facilitator(_))) {
-            self.shared.facilitator_state.check_answered();
-        }
-        result
+        self.shared.check_support().await
     }
 
     /// The facilitator this layer pays through.

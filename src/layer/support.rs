@@ -44,6 +44,20 @@ pub enum SupportError {
     },
 }
 
+impl SupportError {
+    /// Whether the facilitator answered (so asking again will not help): a verdict, or a 4xx
+    /// status such as a facilitator without `/supported`.
+    pub(crate) fn is_answer(&self) -> bool {
+        match self {
+            SupportError::Facilitator(FacilitatorError::Status { status, .. }) => {
+                status.is_client_error()
+            }
+            SupportError::Facilitator(_) => false,
+            SupportError::NetworkNotSupported { .. } | SupportError::PayToMismatch { .. } => true,
+        }
+    }
+}
+
 /// The facilitator check's progress and the payees the facilitator announced.
 #[derive(Debug, Default)]
 pub(crate) struct FacilitatorState {
@@ -105,8 +119,20 @@ impl FacilitatorState {
 }
 
 impl<F: Facilitator> Shared<F> {
-    /// Asks `/supported` whether the facilitator serves this network, and learns its payee.
+    /// Runs the `/supported` check now; once the facilitator answered, it is done for good.
     pub(crate) async fn check_support(&self) -> Result<(), SupportError> {
+        let result = self.ask_supported().await;
+        if result
+            .as_ref()
+            .map_or_else(SupportError::is_answer, |()| true)
+        {
+            self.facilitator_state.check_answered();
+        }
+        result
+    }
+
+    /// Asks `/supported` whether the facilitator serves this network, and learns its payee.
+    async fn ask_supported(&self) -> Result<(), SupportError> {
         let supported = self.facilitator.supported().await?;
         let Some(kind) = supported.find(self.network) else {
             return Err(SupportError::NetworkNotSupported {
@@ -147,12 +173,8 @@ impl<F: Facilitator> Shared<F> {
         if !self.facilitator_state.claim_check() {
             return;
         }
-        let result = self.check_support().await;
-        if let Err(err) = &result {
+        if let Err(err) = self.check_support().await {
             tracing::error!(network = %self.network, error = %err, "facilitator check failed");
-        }
-        if !matches!(result, Err(SupportError::Facilitator(_))) {
-            self.facilitator_state.check_answered();
         }
     }
 }
@@ -174,6 +196,24 @@ mod tests {
         assert!(state.claim_check_at(start + RECHECK_AFTER));
         state.check_answered();
         assert!(!state.claim_check_at(start + RECHECK_AFTER * 10));
+    }
+
+    #[test]
+    fn a_status_4xx_is_an_answer_and_outages_are_not() {
+        let status = |status| {
+            SupportError::Facilitator(FacilitatorError::Status {
+                call: crate::FacilitatorCall::Supported,
+                status,
+                body_excerpt: String::new(),
+            })
+        };
+        assert!(status(http::StatusCode::NOT_FOUND).is_answer());
+        assert!(!status(http::StatusCode::SERVICE_UNAVAILABLE).is_answer());
+        let timeout = SupportError::Facilitator(FacilitatorError::Timeout {
+            call: crate::FacilitatorCall::Supported,
+            after: Duration::from_secs(1),
+        });
+        assert!(!timeout.is_answer());
     }
 
     #[test]
