@@ -325,6 +325,11 @@ impl RouteTableBuilder {
         Ok(())
     }
 
+    /// How many routes were declared.
+    pub(crate) fn len(&self) -> usize {
+        self.declared.len()
+    }
+
     /// Builds one path router per declared method (plus `HEAD` when `GET` is priced) and one
     /// for every other method, so a method never falls through to a less specific pattern's
     /// absence: each router holds every pattern that prices its method.

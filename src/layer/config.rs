@@ -122,7 +122,6 @@ pub struct X402LayerBuilder<F> {
     max_header_bytes: usize,
     settled_memory: usize,
     routes: RouteTableBuilder,
-    route_count: usize,
     every_request: Option<PriceTag>,
     first_error: Option<ConfigError>,
 }
@@ -131,7 +130,7 @@ impl<F> fmt::Debug for X402LayerBuilder<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("X402LayerBuilder")
             .field("network", &self.network)
-            .field("routes", &self.route_count)
+            .field("routes", &self.routes.len())
             .finish_non_exhaustive()
     }
 }
@@ -146,7 +145,6 @@ impl<F: Facilitator> X402LayerBuilder<F> {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             settled_memory: DEFAULT_SETTLED_MEMORY,
             routes: RouteTableBuilder::default(),
-            route_count: 0,
             every_request: None,
             first_error: None,
         }
@@ -155,7 +153,6 @@ impl<F: Facilitator> X402LayerBuilder<F> {
     /// Prices a route: `"GET /weather"`, `"POST /items/{id}"`, `"GET /premium/*"`, or a path
     /// alone (`"/reports/{*path}"`) for every method.
     pub fn route(mut self, route: &str, price: impl Into<PriceTag>) -> Self {
-        self.route_count += 1;
         if let Err(err) = self.routes.add(route, price.into()) {
             self.first_error.get_or_insert(err.into());
         }
@@ -199,7 +196,8 @@ impl<F: Facilitator> X402LayerBuilder<F> {
         if let Some(err) = self.first_error {
             return Err(err);
         }
-        let prices = match (self.route_count, self.every_request) {
+        // A route that failed to parse ended `build` above, so every declared route is here.
+        let prices = match (self.routes.len(), self.every_request) {
             (0, None) => return Err(ConfigError::NoPrices),
             (0, Some(tag)) => {
                 tag.validate().map_err(|source| RouteError::BadPrice {
