@@ -2,12 +2,13 @@
 //! then compare network, amount, payee and expiry with what is expected, returning a typed
 //! reason for each failure. Pre-checks reject garbage early; they never replace `/verify`.
 
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bitcoin::hashes::Hash as _;
 use bitcoin::hex::DisplayHex as _;
-use bitcoin::secp256k1::PublicKey;
-use lightning_invoice::{Bolt11Invoice, Currency};
+use bitcoin::secp256k1::{Message, PublicKey, Secp256k1, VerifyOnly};
+use lightning_invoice::{Bolt11Invoice, Currency, SignedRawBolt11Invoice};
 
 use crate::network::Network;
 use crate::types::{ASSET_BTC, PaymentRequirements, RequirementsRequest, reason};
@@ -49,6 +50,7 @@ impl InvoiceExpectation {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckedInvoice {
     invoice: Bolt11Invoice,
+    network: Network,
     amount_msat: u64,
     payee: PublicKey,
     expires_at: Duration,
@@ -68,6 +70,49 @@ impl CheckedInvoice {
     /// The payment hash as 64 lowercase hex characters (the `transaction` of a settle).
     pub fn payment_hash_hex(&self) -> String {
         self.payment_hash().to_lower_hex_string()
+    }
+
+    /// Checks the invoice's facts against `expected` at time `now`, in this order: network,
+    /// amount, payee, expiry. [`check_invoice`] ends with this; call it again to re-check an
+    /// invoice parsed earlier (its expiry may have come since).
+    pub fn check(
+        &self,
+        expected: &InvoiceExpectation,
+        now: Duration,
+    ) -> Result<(), InvoiceCheckError> {
+        if self.network != expected.network {
+            return Err(InvoiceCheckError::WrongNetwork {
+                expected: expected.network,
+                found: self.network,
+            });
+        }
+        if let Some(expected_amount) = expected.amount_msat {
+            if self.amount_msat != expected_amount {
+                return Err(InvoiceCheckError::WrongAmount {
+                    expected: expected_amount,
+                    found: self.amount_msat,
+                });
+            }
+        }
+        if let Some(expected_payee) = expected.payee {
+            if self.payee != expected_payee {
+                return Err(InvoiceCheckError::WrongPayee {
+                    expected: expected_payee.to_string(),
+                    found: self.payee.to_string(),
+                });
+            }
+        }
+        if now >= self.expires_at {
+            return Err(InvoiceCheckError::Expired {
+                expired_at: self.expires_at.as_secs(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The network of the invoice's currency.
+    pub fn network(&self) -> Network {
+        self.network
     }
 
     /// The amount in msat.
@@ -179,65 +224,55 @@ pub fn unix_now() -> Duration {
 
 /// Parses `invoice` and checks it against `expected` at time `now` (since the Unix epoch).
 ///
-/// Checks run in this order, and the first failure is returned: parse and signature, network,
-/// amount, payee, expiry.
+/// Checks run in this order, and the first failure is returned: parse and signature, currency,
+/// presence of an amount, then [`CheckedInvoice::check`]: network, amount, payee, expiry.
 pub fn check_invoice(
     invoice: &str,
     expected: &InvoiceExpectation,
     now: Duration,
 ) -> Result<CheckedInvoice, InvoiceCheckError> {
-    let invoice: Bolt11Invoice = invoice
-        .parse()
-        .map_err(|err| InvoiceCheckError::Unparsable(format!("{err}")))?;
-
+    let (invoice, payee) = parse_invoice(invoice)?;
     let currency = invoice.currency();
     let network = Network::from_currency(&currency)
         .ok_or(InvoiceCheckError::UnsupportedCurrency(currency))?;
-    if network != expected.network {
-        return Err(InvoiceCheckError::WrongNetwork {
-            expected: expected.network,
-            found: network,
-        });
-    }
-
     let amount_msat = invoice
         .amount_milli_satoshis()
         .ok_or(InvoiceCheckError::MissingAmount)?;
-    if let Some(expected_amount) = expected.amount_msat {
-        if amount_msat != expected_amount {
-            return Err(InvoiceCheckError::WrongAmount {
-                expected: expected_amount,
-                found: amount_msat,
-            });
-        }
-    }
-
-    let payee = invoice.get_payee_pub_key();
-    if let Some(expected_payee) = expected.payee {
-        if payee != expected_payee {
-            return Err(InvoiceCheckError::WrongPayee {
-                expected: expected_payee.to_string(),
-                found: payee.to_string(),
-            });
-        }
-    }
-
     // An expiry so large that it overflows never comes.
     let expires_at = invoice
         .expires_at()
         .map_or(LATEST_EXPIRY, |at| at.min(LATEST_EXPIRY));
-    if now >= expires_at {
-        return Err(InvoiceCheckError::Expired {
-            expired_at: expires_at.as_secs(),
-        });
-    }
-
-    Ok(CheckedInvoice {
+    let checked = CheckedInvoice {
         invoice,
+        network,
         amount_msat,
         payee,
         expires_at,
-    })
+    };
+    checked.check(expected, now)?;
+    Ok(checked)
+}
+
+/// One secp256k1 context for the process. `lightning-invoice` builds a context for each
+/// signature it checks, which re-randomizes it (a scalar multiplication) whenever any crate in
+/// the build enables `bitcoin/rand-std`; recovering the payee here reuses this one.
+static VERIFIER: LazyLock<Secp256k1<VerifyOnly>> = LazyLock::new(Secp256k1::verification_only);
+
+/// Parses `invoice` with `lightning-invoice` (which checks its signature) and returns it with
+/// its payee: the `n` field, else the key recovered from the signature.
+fn parse_invoice(invoice: &str) -> Result<(Bolt11Invoice, PublicKey), InvoiceCheckError> {
+    let unparsable = |err: &dyn std::fmt::Display| InvoiceCheckError::Unparsable(err.to_string());
+    let signed: SignedRawBolt11Invoice = invoice.parse().map_err(|err| unparsable(&err))?;
+    let explicit_payee = signed.raw_invoice().payee_pub_key().map(|payee| payee.0);
+    let (signed_hash, signature) = (*signed.signable_hash(), signed.signature().0);
+    let invoice = Bolt11Invoice::from_signed(signed).map_err(|err| unparsable(&err))?;
+    let payee = match explicit_payee {
+        Some(payee) => payee,
+        None => VERIFIER
+            .recover_ecdsa(&Message::from_digest(signed_hash), &signature)
+            .map_err(|err| unparsable(&err))?,
+    };
+    Ok((invoice, payee))
 }
 
 /// Checks that requirements are consistent with their own invoice: on `network`, for exactly

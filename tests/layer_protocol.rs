@@ -547,6 +547,27 @@ async fn expired_invoice_is_refused_before_verify() {
 }
 
 #[tokio::test]
+async fn an_invoice_handed_out_in_a_402_is_checked_again_when_paid() {
+    // The layer remembers the invoices of its 402s, so their payments skip parsing them again;
+    // the remembered facts are still checked: here the invoice expired since the 402.
+    let mock = MockFacilitator::builder()
+        .invoice_expiry(Duration::from_secs(1))
+        .start()
+        .await
+        .unwrap();
+    let layer = demo_prices(facilitator_for(&mock), mock.network())
+        .build()
+        .unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let h = harness(mock, demo_app(Arc::clone(&runs)).layer(layer), runs).await;
+    let (payment, _) = fresh_payment(&h, "/weather").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let says = ["Invalid payment", "invoice expired at unix time"];
+    assert_weather_refused(&h, &payment, &says).await;
+    assert_eq!(balance(&h), FUNDS_MSAT);
+}
+
+#[tokio::test]
 async fn replayed_settled_invoice_is_refused_without_verify() {
     let h = start().await;
     let (payment, _) = fresh_payment(&h, "/weather").await;

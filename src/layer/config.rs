@@ -7,12 +7,16 @@ use http::Method;
 use http::request::Parts;
 
 use super::X402Layer;
-use super::guard::{InFlight, SettledInvoices};
+use super::guard::{InFlight, IssuedInvoices, SettledInvoices};
 use super::support::FacilitatorState;
 use crate::header::DEFAULT_MAX_HEADER_BYTES;
 use crate::network::Network;
 use crate::price::{PriceTag, RouteError, RouteTable, RouteTableBuilder};
 use crate::{Facilitator, PublicKey};
+
+/// How many invoices handed out in 402s the layer remembers, so their payments skip parsing
+/// them again (about 1.5 KB each).
+const ISSUED_MEMORY: usize = 4096;
 
 /// How many settled invoices the layer remembers by default.
 pub const DEFAULT_SETTLED_MEMORY: usize = 100_000;
@@ -70,6 +74,7 @@ pub(crate) struct Shared<F> {
     pub(crate) prices: Prices,
     pub(crate) in_flight: Arc<InFlight>,
     pub(crate) settled: SettledInvoices,
+    pub(crate) issued: IssuedInvoices,
     pub(crate) facilitator_state: FacilitatorState,
 }
 
@@ -229,6 +234,7 @@ impl<F: Facilitator> X402LayerBuilder<F> {
                 prices,
                 in_flight: Arc::default(),
                 settled: SettledInvoices::new(self.settled_memory),
+                issued: IssuedInvoices::new(ISSUED_MEMORY),
                 facilitator_state: FacilitatorState::default(),
             }),
         })

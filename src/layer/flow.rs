@@ -181,8 +181,13 @@ impl<F: Facilitator> Sale<'_, F> {
         if let Some(pinned) = self.shared.pay_to {
             expected = expected.payee(pinned);
         }
-        let invoice = check_invoice(&payload.payload.invoice, &expected, unix_now())
-            .map_err(|err| format!("Invalid payment: {err}"))?;
+        let text = &payload.payload.invoice;
+        let now = unix_now();
+        let invoice = match self.shared.issued.take(text) {
+            Some(issued) => issued.check(&expected, now).map(|()| issued),
+            None => check_invoice(text, &expected, now),
+        }
+        .map_err(|err| format!("Invalid payment: {err}"))?;
         if self.shared.pay_to.is_none()
             && self
                 .shared
@@ -240,6 +245,7 @@ impl<F: Facilitator> Sale<'_, F> {
                 }
             };
         shared.facilitator_state.learn_payee(invoice.payee());
+        shared.issued.remember(&answer.extra.invoice, invoice);
         let requirements = PaymentRequirements {
             resource: self.ask.resource.clone(),
             description: self.ask.description.clone(),

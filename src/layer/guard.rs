@@ -1,8 +1,10 @@
-//! Per-invoice bookkeeping of the layer: which invoices are being processed right now, and which
-//! were recently settled here.
+//! Per-invoice bookkeeping of the layer: which invoices it recently handed out, which are being
+//! processed right now, and which were recently settled here.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::invoice::CheckedInvoice;
 
 /// A payment hash: the identity of an invoice.
 pub(crate) type PaymentHash = [u8; 32];
@@ -90,9 +92,65 @@ impl SettledInvoices {
     }
 
     /// How many invoices are remembered.
+    #[cfg(any(test, feature = "internals"))]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.inner).order.len()
+    }
+}
+
+/// The last `capacity` invoices the layer checked and handed out in a 402, by their exact text.
+///
+/// A payment usually carries one of them: its pre-check then re-checks the remembered facts
+/// (network, amount, payee, expiry) instead of parsing the invoice and recovering its payee
+/// from the signature again, which is most of the layer's own time on the paid path. The key is
+/// the whole invoice text, so only a byte-for-byte copy of an invoice that passed
+/// `check_requirements_answer` is found.
+#[derive(Debug)]
+pub(crate) struct IssuedInvoices {
+    inner: Mutex<Issued>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Issued {
+    by_text: HashMap<Arc<str>, CheckedInvoice>,
+    /// Insertion order; may still hold invoices already taken (they count toward the bound).
+    order: VecDeque<Arc<str>>,
+}
+
+impl IssuedInvoices {
+    /// Remembers at most `capacity` invoices (none when zero).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Issued::default()),
+            capacity,
+        }
+    }
+
+    /// Remembers `invoice` (its text) as checked into `checked`, forgetting the oldest when full.
+    pub(crate) fn remember(&self, invoice: &str, checked: CheckedInvoice) {
+        if self.capacity == 0 {
+            return;
+        }
+        let text: Arc<str> = Arc::from(invoice);
+        let mut issued = lock(&self.inner);
+        if issued.order.len() >= self.capacity {
+            if let Some(oldest) = issued.order.pop_front() {
+                issued.by_text.remove(&oldest);
+            }
+        }
+        issued.order.push_back(Arc::clone(&text));
+        issued.by_text.insert(text, checked);
+    }
+
+    /// The checked form of `invoice` if it was handed out here and not taken since.
+    pub(crate) fn take(&self, invoice: &str) -> Option<CheckedInvoice> {
+        lock(&self.inner).by_text.remove(invoice)
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
-        lock(&self.inner).order.len()
+        lock(&self.inner).by_text.len()
     }
 }
 
@@ -122,5 +180,37 @@ mod tests {
         assert!(!settled.contains(&[1; 32]));
         assert!(settled.contains(&[2; 32]) && settled.contains(&[3; 32]));
         assert_eq!(settled.len(), 2);
+    }
+
+    #[cfg(feature = "mock")]
+    #[test]
+    fn issued_invoices_are_taken_once_and_bounded() {
+        use crate::invoice::{InvoiceExpectation, check_invoice, unix_now};
+        use crate::mock::{InvoiceSpec, MockNode};
+        use crate::network::Network;
+
+        let node = MockNode::random();
+        let minted: Vec<(String, CheckedInvoice)> = (0..3)
+            .map(|_| {
+                let spec = InvoiceSpec::new(Network::Regtest, 1_000);
+                let text = node.mint(&spec).unwrap().invoice.to_string();
+                let expected = InvoiceExpectation::new(Network::Regtest);
+                let checked = check_invoice(&text, &expected, unix_now()).unwrap();
+                (text, checked)
+            })
+            .collect();
+        let issued = IssuedInvoices::new(2);
+        for (text, checked) in &minted {
+            issued.remember(text, checked.clone());
+        }
+        assert_eq!(issued.len(), 2);
+        assert_eq!(issued.take(&minted[0].0), None, "the oldest is forgotten");
+        assert_eq!(issued.take(&minted[2].0).as_ref(), Some(&minted[2].1));
+        assert_eq!(issued.take(&minted[2].0), None, "taken once");
+        assert_eq!(issued.take(&minted[1].0[1..]), None, "only the exact text");
+
+        let none = IssuedInvoices::new(0);
+        none.remember(&minted[0].0, minted[0].1.clone());
+        assert_eq!(none.take(&minted[0].0), None);
     }
 }

@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use bitcoin::hex::{DisplayHex as _, FromHex as _};
-use bitcoin::secp256k1::rand::thread_rng;
 use bitcoin::secp256k1::{All, PublicKey, Secp256k1, SecretKey};
+use rand::thread_rng;
 
 /// One signing context for the whole mock: creating one is not free.
 pub(crate) static SECP: LazyLock<Secp256k1<All>> = LazyLock::new(Secp256k1::new);

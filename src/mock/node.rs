@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use bitcoin::hashes::{Hash as _, sha256};
-use bitcoin::secp256k1::rand::{RngCore as _, thread_rng};
 use bitcoin::secp256k1::{PublicKey, SecretKey};
 use lightning_invoice::{
     Bolt11Invoice, Bolt11InvoiceDescription, Currency, Description, InvoiceBuilder, PaymentSecret,
     Sha256,
 };
+use rand::{RngCore as _, thread_rng};
 
 use super::keys::{InvalidSecretKey, KeyPair, SECP};
 use crate::network::Network;
