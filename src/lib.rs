@@ -52,6 +52,9 @@
 
 pub mod facilitator;
 pub mod header;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals;
 pub mod invoice;
 pub mod layer;
 #[cfg(feature = "mock")]

@@ -43,7 +43,7 @@ mod body;
 mod config;
 mod flow;
 mod future;
-mod guard;
+pub(crate) mod guard;
 mod payment;
 mod respond;
 mod service;
