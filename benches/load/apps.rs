@@ -1,4 +1,7 @@
 //! The demo's handlers as three servers: bare axum, behind `X402Layer`, behind `x402-axum`.
+//!
+//! The handlers and prices are copies of `examples/demo.rs` (a bench cannot import an example);
+//! `weather` takes an `Option<VerifiedPayment>` so the same handler serves all three apps.
 
 use std::error::Error;
 use std::net::SocketAddr;
