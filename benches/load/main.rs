@@ -208,7 +208,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                         .network(Network::Regtest)
                         .start()
                         .await?;
-                    let (stub_url, _) = stub::serve().await.map_err(|err| err.to_string())?;
+                    let stub_url = stub::serve().await.map_err(|err| err.to_string())?;
                     Ok::<_, Box<dyn Error>>((mock, stub_url))
                 };
                 let _ = tx.send(started.await.map_err(|err| err.to_string()));
