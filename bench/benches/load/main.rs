@@ -13,7 +13,7 @@
 //! as medians with every round, beside the server thread's CPU time per request.
 //!
 //! ```text
-//! cargo bench --bench load
+//! cargo bench -p x402-lightning-bench --bench load
 //! ```
 //!
 //! Environment: `X402_BENCH_ROUNDS` (default 5), `X402_BENCH_SECONDS` per timed run (default 2),
@@ -287,10 +287,10 @@ fn main() -> Result<(), Box<dyn Error>> {
 }
 
 fn pin(core: Option<core_affinity::CoreId>) {
-    if let Some(core) = core {
-        if !core_affinity::set_for_current(core) {
-            eprintln!("note: could not pin a thread to core {}", core.id);
-        }
+    if let Some(core) = core
+        && !core_affinity::set_for_current(core)
+    {
+        eprintln!("note: could not pin a thread to core {}", core.id);
     }
 }
 

@@ -11,7 +11,8 @@
 //!   build enables secp256k1's `rand-std`, so `Secp256k1::new` does not re-randomize.
 //!
 //! Setup (a mock facilitator on loopback, a real invoice and payment) runs once, outside the
-//! measured loops. Run: `cargo bench --bench micro` (under a minute).
+//! measured loops. Run: `cargo bench -p x402-lightning-bench --bench micro` (under
+//! a minute).
 
 use std::hint::black_box;
 use std::str::FromStr as _;

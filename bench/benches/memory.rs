@@ -15,7 +15,8 @@
 //! slots. So a full record of 100,000 settles at about 1.7 times its first-fill memory and then
 //! stays flat: the bound checked is "flat after two rounds, at most double the first fill".
 //!
-//! Run: `cargo bench --bench memory` (a release build; takes a few seconds).
+//! Run: `cargo bench -p x402-lightning-bench --bench memory` (a release build; takes a few
+//! seconds).
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
