@@ -15,7 +15,10 @@
 //! - `X402_PAY_TO`: pin the payee node key (66 hex); invoices payable elsewhere are refused;
 //! - `X402_FACILITATOR_TIMEOUT_MS`: timeout of each facilitator call (default 10000);
 //! - `X402_PUBLIC_BASE_URL`: the URL clients reach the demo at, used for `resource` (default:
-//!   the request's `Host`).
+//!   the request's `Host`);
+//! - `X402_ISSUANCE_PER_MINUTE`: how many invoices one client (peer IP) may have minted per
+//!   minute, in bursts of up to a fifth of that (default 300; 0 turns the limit off); all
+//!   clients together may have ten times as many.
 //!
 //! Routes: `GET /` and `GET /health` are free; `GET /weather` costs 10,000 msat,
 //! `GET /premium/{*path}` 250,000 msat, `POST /ai/infer` 5,000,000 msat.
@@ -30,6 +33,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use x402_lightning::invoice::parse_node_id;
+use x402_lightning::layer::{IssuanceLimit, IssuanceRate};
 use x402_lightning::mock::{MockFacilitator, TestWallet};
 use x402_lightning::{HttpFacilitator, Network, Price, PriceTag, VerifiedPayment, X402Layer};
 
@@ -65,6 +69,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let bind: SocketAddr = parse_env("X402_BIND", "127.0.0.1:3000")?;
     let network: Network = parse_env("X402_NETWORK", Network::Regtest.as_str())?;
     let timeout_ms: u64 = parse_env("X402_FACILITATOR_TIMEOUT_MS", "10000")?;
+    let issuance_per_minute: u32 = parse_env("X402_ISSUANCE_PER_MINUTE", "300")?;
 
     // The embedded mock lives as long as `main`; dropping it would stop it.
     let mut _embedded = None;
@@ -115,6 +120,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
     if let Some(url) = env("X402_PUBLIC_BASE_URL") {
         payments = payments.public_base_url(&url);
     }
+    if issuance_per_minute > 0 {
+        // Every 402 mints an invoice at the facilitator: an unpaid flood must not mint without
+        // bound. Per client (peer IP, from the connect info below) and in all.
+        let per_client =
+            IssuanceRate::per_minute(issuance_per_minute).burst(issuance_per_minute.div_ceil(5));
+        let global = IssuanceRate::per_minute(issuance_per_minute.saturating_mul(10))
+            .burst(issuance_per_minute.saturating_mul(2));
+        payments =
+            payments.issuance_limit(IssuanceLimit::new().per_client(per_client).global(global));
+    }
     let payments = payments.build()?;
     match payments.check_facilitator().await {
         Ok(()) => println!("facilitator {facilitator_url} serves {network}"),
@@ -133,6 +148,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .await
         .map_err(|err| format!("cannot listen on {bind}: {err}"))?;
     println!("listening on http://{}", listener.local_addr()?);
+    // The peer address keys the per-client issuance limit.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -5,8 +5,9 @@
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use http::{HeaderMap, HeaderName};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::network::Network;
@@ -17,6 +18,53 @@ pub const X_PAYMENT: &str = "x-payment";
 
 /// The response header carrying the [`SettleResponse`].
 pub const X_PAYMENT_RESPONSE: &str = "x-payment-response";
+
+/// The request header of x402 version 2 carrying a payment proof.
+pub const PAYMENT_SIGNATURE: &str = "payment-signature";
+
+static X_PAYMENT_NAME: HeaderName = HeaderName::from_static(X_PAYMENT);
+static PAYMENT_SIGNATURE_NAME: HeaderName = HeaderName::from_static(PAYMENT_SIGNATURE);
+
+/// Removes every payment header (`X-PAYMENT`, `PAYMENT-SIGNATURE`) from `headers`, so a client's
+/// authorization or proof never reaches a handler.
+#[inline]
+pub(crate) fn strip_payment_headers(headers: &mut HeaderMap) {
+    // Most requests carry neither: comparing the few names is cheaper than two hash lookups.
+    let carries_payment = headers
+        .keys()
+        .any(|name| matches!(name.as_str(), X_PAYMENT | PAYMENT_SIGNATURE));
+    if carries_payment {
+        headers.remove(&X_PAYMENT_NAME);
+        headers.remove(&PAYMENT_SIGNATURE_NAME);
+    }
+}
+
+/// The `X-PAYMENT` header of a request, taken out of its headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TakenPayment {
+    /// No `X-PAYMENT` header.
+    Missing,
+    /// Exactly one.
+    One(http::HeaderValue),
+    /// More than one: ambiguous, refused.
+    Several,
+}
+
+/// Takes the `X-PAYMENT` header out of `headers`, and strips every other payment header too.
+pub(crate) fn take_payment_header(headers: &mut HeaderMap) -> TakenPayment {
+    let taken = match headers.entry(&X_PAYMENT_NAME) {
+        http::header::Entry::Vacant(_) => TakenPayment::Missing,
+        http::header::Entry::Occupied(entry) => {
+            let (_, mut values) = entry.remove_entry_mult();
+            match (values.next(), values.next()) {
+                (Some(value), None) => TakenPayment::One(value),
+                _ => TakenPayment::Several,
+            }
+        }
+    };
+    strip_payment_headers(headers);
+    taken
+}
 
 /// The default limit on the size of an encoded header value: 8 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
@@ -53,15 +101,26 @@ pub enum HeaderError {
     /// The payload names a network that is not a Lightning network (shown as sent).
     #[error("unsupported network {0}: expected a Lightning network such as lightning-regtest")]
     UnsupportedNetwork(String),
+    /// A known field has the wrong JSON type.
+    #[error("payment field {field} must be {expected}, not {found}")]
+    WrongType {
+        /// The field, as a path (`x402Version`, `payload.invoice`).
+        field: &'static str,
+        /// The JSON type it must have.
+        expected: &'static str,
+        /// The JSON type it has.
+        found: &'static str,
+    },
 }
 
 impl HeaderError {
     /// The x402 snake_case reason for this failure.
     pub fn reason(&self) -> &'static str {
         match self {
-            HeaderError::TooLarge { .. } | HeaderError::NotBase64 | HeaderError::NotJson(_) => {
-                reason::INVALID_PAYLOAD
-            }
+            HeaderError::TooLarge { .. }
+            | HeaderError::NotBase64
+            | HeaderError::NotJson(_)
+            | HeaderError::WrongType { .. } => reason::INVALID_PAYLOAD,
             HeaderError::UnsupportedVersion(_) => reason::INVALID_X402_VERSION,
             HeaderError::UnsupportedScheme(_) => reason::INVALID_SCHEME,
             HeaderError::UnsupportedNetwork(_) => reason::INVALID_NETWORK,
@@ -130,39 +189,75 @@ fn decode_base64(value: &[u8], max_len: usize) -> Result<Vec<u8>, HeaderError> {
         .map_err(|_| HeaderError::NotBase64)
 }
 
-/// The fields that say what kind of payment a payload is, read loosely.
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "x402Version")]
-    version: Option<Value>,
-    scheme: Option<Value>,
-    network: Option<Value>,
+/// For a payload that failed to parse, the first problem of its known fields in this order:
+/// `x402Version` (type, then value), `scheme`, `network`, then the types of `payload` and its
+/// `invoice`, `signature` and `from`. `None` when they are all fine (serde's message then says
+/// what is wrong).
+fn unsupported_field(json: &[u8]) -> Option<HeaderError> {
+    let Value::Object(envelope) = serde_json::from_slice(json).ok()? else {
+        return None;
+    };
+    if let Some(version) = envelope.get("x402Version") {
+        if !(version.is_u64() || version.is_i64()) {
+            return Some(wrong_type("x402Version", "an integer", version));
+        }
+        if version.as_u64() != Some(u64::from(X402_VERSION)) {
+            return Some(HeaderError::UnsupportedVersion(shown(version)));
+        }
+    }
+    if let Some(scheme) = envelope.get("scheme") {
+        match scheme.as_str() {
+            None => return Some(wrong_type("scheme", "a string", scheme)),
+            Some(name) if name != Scheme::Exact.as_str() => {
+                return Some(HeaderError::UnsupportedScheme(shown(scheme)));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(network) = envelope.get("network") {
+        match network.as_str() {
+            None => return Some(wrong_type("network", "a string", network)),
+            Some(name) if name.parse::<Network>().is_err() => {
+                return Some(HeaderError::UnsupportedNetwork(shown(network)));
+            }
+            Some(_) => {}
+        }
+    }
+    let payload = envelope.get("payload")?;
+    let Value::Object(payload) = payload else {
+        return Some(wrong_type("payload", "an object", payload));
+    };
+    [
+        ("payload.invoice", "invoice"),
+        ("payload.signature", "signature"),
+        ("payload.from", "from"),
+    ]
+    .into_iter()
+    .find_map(|(field, name)| {
+        let value = payload.get(name)?;
+        (!value.is_string()).then(|| wrong_type(field, "a string", value))
+    })
 }
 
-/// For a payload that failed to parse: the first of version, scheme and network that is
-/// present and not supported.
-fn unsupported_field(json: &[u8]) -> Option<HeaderError> {
-    let envelope: Envelope = serde_json::from_slice(json).ok()?;
-    if let Some(version) = envelope.version {
-        if version.as_u64() != Some(u64::from(X402_VERSION)) {
-            return Some(HeaderError::UnsupportedVersion(shown(&version)));
-        }
+fn wrong_type(field: &'static str, expected: &'static str, value: &Value) -> HeaderError {
+    HeaderError::WrongType {
+        field,
+        expected,
+        found: json_type(value),
     }
-    if let Some(scheme) = envelope.scheme {
-        if scheme.as_str() != Some(Scheme::Exact.as_str()) {
-            return Some(HeaderError::UnsupportedScheme(shown(&scheme)));
-        }
+}
+
+/// The JSON type of `value`, as an error message names it.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(number) if number.is_f64() => "a floating-point number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
-    if let Some(network) = envelope.network {
-        if network
-            .as_str()
-            .and_then(|n| n.parse::<Network>().ok())
-            .is_none()
-        {
-            return Some(HeaderError::UnsupportedNetwork(shown(&network)));
-        }
-    }
-    None
 }
 
 /// A value as sent, cut short: it ends up in an error message.
@@ -206,6 +301,91 @@ mod tests {
                     "{value}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_known_field_of_the_wrong_type_is_named_with_both_types() {
+        let cases = [
+            (
+                r#"{"x402Version":"1"}"#,
+                "x402Version",
+                "an integer",
+                "a string",
+            ),
+            (
+                r#"{"x402Version":1.0}"#,
+                "x402Version",
+                "an integer",
+                "a floating-point number",
+            ),
+            (
+                r#"{"x402Version":null}"#,
+                "x402Version",
+                "an integer",
+                "null",
+            ),
+            (
+                r#"{"x402Version":1,"scheme":["exact"]}"#,
+                "scheme",
+                "a string",
+                "an array",
+            ),
+            (
+                r#"{"x402Version":1,"network":true}"#,
+                "network",
+                "a string",
+                "a boolean",
+            ),
+            (
+                r#"{"x402Version":1,"payload":"lnbcrt1"}"#,
+                "payload",
+                "an object",
+                "a string",
+            ),
+            (
+                r#"{"x402Version":1,"payload":{"invoice":"i","signature":{},"from":"f"}}"#,
+                "payload.signature",
+                "a string",
+                "an object",
+            ),
+            (
+                r#"{"x402Version":1,"payload":{"invoice":"i","signature":"s","from":7}}"#,
+                "payload.from",
+                "a string",
+                "an integer",
+            ),
+        ];
+        for (json, field, expected, found) in cases {
+            let value = STANDARD.encode(json);
+            let err = decode_payment_header(value.as_bytes(), 1024).unwrap_err();
+            assert_eq!(
+                err,
+                HeaderError::WrongType {
+                    field,
+                    expected,
+                    found
+                },
+                "{json}"
+            );
+            assert_eq!(err.reason(), reason::INVALID_PAYLOAD);
+            assert_eq!(
+                err.to_string(),
+                format!("payment field {field} must be {expected}, not {found}")
+            );
+        }
+    }
+
+    #[test]
+    fn a_number_of_the_wrong_value_is_an_unsupported_version_not_a_type_error() {
+        for (json, shown) in [
+            (r#"{"x402Version":2}"#, "2"),
+            (r#"{"x402Version":-1}"#, "-1"),
+        ] {
+            let value = STANDARD.encode(json);
+            let err = decode_payment_header(value.as_bytes(), 1024).unwrap_err();
+            assert_eq!(err, HeaderError::UnsupportedVersion(shown.into()), "{json}");
+            assert_eq!(err.reason(), reason::INVALID_X402_VERSION);
         }
     }
 

@@ -14,6 +14,7 @@
 //! - [`header`]: encoding and decoding of the `X-PAYMENT` / `X-PAYMENT-RESPONSE` headers;
 //! - [`invoice`]: pre-checks of BOLT11 invoices (network, amount, payee, expiry);
 //! - [`facilitator`]: the [`Facilitator`] trait and [`HttpFacilitator`], its HTTP client;
+//! - [`clock`]: the layer's and the mock's time, injectable for tests ([`clock::ManualClock`]);
 //! - `mock` (feature `mock`): a mock facilitator that is a real HTTP server minting real signed
 //!   invoices, and a test wallet that pays them.
 //!
@@ -44,12 +45,13 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `axum` (default) | the [`VerifiedPayment`] extractor (pulls in `axum-core` only) |
+//! | `axum` (default) | the [`VerifiedPayment`] extractor, and peer addresses from axum's `ConnectInfo` for the issuance limit (pulls in axum without its default features) |
 //! | `mock` | `mock::MockFacilitator` and `mock::TestWallet` (pulls in axum and tokio) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod facilitator;
 pub mod header;
 #[cfg(feature = "internals")]

@@ -349,7 +349,7 @@ impl RouteTableBuilder {
                 }
             }
         }
-        let per_method = methods
+        let per_method: Vec<(Method, PathRouter)> = methods
             .into_iter()
             .map(|method| {
                 let mut sources = vec![Some(method.clone())];
@@ -360,9 +360,18 @@ impl RouteTableBuilder {
                 Ok((method, self.router_of(&sources)?))
             })
             .collect::<Result<_, RouteError>>()?;
+        let other_methods = self.router_of(&[None])?;
+        let first_bytes = std::iter::once(&other_methods)
+            .chain(per_method.iter().map(|(_, router)| router))
+            .flat_map(|router| &router.paths)
+            .fold(FirstBytes::default(), |mut first_bytes, path| {
+                first_bytes.add(path);
+                first_bytes
+            });
         Ok(RouteTable {
             per_method,
-            other_methods: self.router_of(&[None])?,
+            other_methods,
+            first_bytes,
             len: self.declared.len(),
         })
     }
@@ -419,7 +428,42 @@ impl PathRouter {
 pub(crate) struct RouteTable {
     per_method: Vec<(Method, PathRouter)>,
     other_methods: PathRouter,
+    first_bytes: FirstBytes,
     len: usize,
+}
+
+/// The bytes that follow the leading `/` in the priced patterns, so that a request whose path
+/// starts otherwise is known free without walking a router: the common case of a free route
+/// costs a bit test. A pattern with a parameter or wildcard right after the `/` could match
+/// anything, and turns the filter off.
+#[derive(Clone, Debug, Default)]
+struct FirstBytes {
+    /// One bit per byte value.
+    bytes: [u64; 4],
+    /// `/` itself is priced.
+    root: bool,
+    /// Some pattern matches any first segment.
+    any: bool,
+}
+
+impl FirstBytes {
+    /// Counts `path` (matchit syntax) in.
+    fn add(&mut self, path: &str) {
+        match path.as_bytes().get(1) {
+            None => self.root = true,
+            Some(b'{') => self.any = true,
+            Some(&byte) => self.bytes[usize::from(byte >> 6)] |= 1 << (byte & 63),
+        }
+    }
+
+    /// Whether some priced pattern could match `path` (which starts with `/`).
+    fn may_match(&self, path: &str) -> bool {
+        self.any
+            || match path.as_bytes().get(1) {
+                None => self.root,
+                Some(&byte) => self.bytes[usize::from(byte >> 6)] & (1 << (byte & 63)) != 0,
+            }
+    }
 }
 
 impl fmt::Debug for RouteTable {
@@ -438,6 +482,9 @@ impl RouteTable {
     pub(crate) fn find(&self, method: &Method, path: &str) -> Option<&Arc<PriceTag>> {
         if !path.starts_with('/') {
             return self.find(method, &format!("/{path}"));
+        }
+        if !self.first_bytes.may_match(path) {
+            return None;
         }
         let router = self
             .per_method
@@ -563,6 +610,54 @@ mod tests {
         }
         let table = self::table(&["GET /weather"]).unwrap();
         assert!(!priced(&table, Method::GET, "example.com:443"));
+    }
+
+    #[test]
+    fn the_first_byte_filter_never_frees_a_priced_path() {
+        let routes = [
+            "GET /weather",
+            "GET /premium/*",
+            "POST /ai/infer",
+            "/files/{*path}",
+            "GET /",
+            "HEAD /h",
+        ];
+        let filtered = table(&routes).unwrap();
+        let mut unfiltered = table(&routes).unwrap();
+        unfiltered.first_bytes.any = true;
+        let paths = [
+            "/",
+            "/weather",
+            "/weatherx",
+            "/w",
+            "/premium",
+            "/premium/",
+            "/premium/a",
+            "/ai/infer",
+            "/files/x",
+            "/files",
+            "/health",
+            "/h",
+            "/x",
+            "/%77eather",
+            "/Weather",
+            "//weather",
+        ];
+        for method in [Method::GET, Method::HEAD, Method::POST, Method::PUT] {
+            for path in paths {
+                assert_eq!(
+                    filtered.find(&method, path).is_some(),
+                    unfiltered.find(&method, path).is_some(),
+                    "{method} {path}"
+                );
+            }
+        }
+        assert!(filtered.find(&Method::GET, "/health").is_none());
+        assert!(filtered.find(&Method::GET, "/premium").is_some());
+        // A parameter right after the root turns the filter off.
+        let any = table(&["GET /{id}"]).unwrap();
+        assert!(any.first_bytes.any);
+        assert!(any.find(&Method::GET, "/anything").is_some());
     }
 
     #[test]

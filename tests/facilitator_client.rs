@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::{Value, json};
-use x402_lightning::invoice::{InvoiceCheckError, check_requirements_invoice, unix_now};
+use x402_lightning::clock::{Clock, ManualClock};
+use x402_lightning::invoice::{InvoiceCheckError, check_requirements_invoice};
 use x402_lightning::mock::{
     Fault, Forgery, InvoiceFault, InvoiceSpec, MockFacilitator, MockNode, TestWallet,
 };
@@ -27,11 +28,13 @@ fn ask(amount: u64) -> RequirementsRequest {
     }
 }
 
-/// A mock, a client for it, and a wallet funded with 1,000 sat.
+/// A mock on a clock that moves only when told, a client for it, and a wallet funded with
+/// 1,000 sat.
 struct World {
     mock: MockFacilitator,
     facilitator: HttpFacilitator,
     wallet: TestWallet,
+    clock: ManualClock,
 }
 
 impl World {
@@ -40,7 +43,12 @@ impl World {
     }
 
     async fn with(builder: x402_lightning::mock::MockFacilitatorBuilder) -> Self {
-        let mock = builder.start().await.expect("mock starts");
+        let clock = ManualClock::starting_now();
+        let mock = builder
+            .clock(clock.clone())
+            .start()
+            .await
+            .expect("mock starts");
         let facilitator = HttpFacilitator::new(&mock.url()).expect("valid url");
         let wallet = TestWallet::random();
         mock.fund(wallet.public_key(), 1_000_000);
@@ -48,7 +56,13 @@ impl World {
             mock,
             facilitator,
             wallet,
+            clock,
         }
+    }
+
+    /// Wall-clock time as the mock sees it.
+    fn now(&self) -> Duration {
+        self.clock.unix_now()
     }
 
     async fn requirements(&self) -> PaymentRequirements {
@@ -94,7 +108,7 @@ async fn requirements_carry_a_fresh_invoice_for_the_asked_amount() {
     assert_eq!(first.mime_type, "application/json");
     assert_eq!(first.max_timeout_seconds, 60);
     assert!(first.extra.invoice.starts_with("lnbcrt"));
-    let checked = check_requirements_invoice(&first, unix_now()).expect("consistent");
+    let checked = check_requirements_invoice(&first, world.now()).expect("consistent");
     assert_eq!(checked.amount_msat(), PRICE_MSAT);
     assert_ne!(
         first.extra.invoice, second.extra.invoice,
@@ -445,14 +459,31 @@ async fn an_expired_invoice_is_payment_expired() {
 #[tokio::test]
 async fn an_invoice_that_expires_while_waiting_is_payment_expired() {
     let world =
-        World::with(MockFacilitator::builder().invoice_expiry(Duration::from_secs(1))).await;
+        World::with(MockFacilitator::builder().invoice_expiry(Duration::from_secs(60))).await;
     let request = world.paid_request().await;
-    // The invoice timestamp has whole seconds: two seconds cover any rounding.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expires_at = check_requirements_invoice(&request.payment_requirements, world.now())
+        .expect("a valid invoice")
+        .expires_at();
+
+    // A second before its expiry it still verifies...
+    world
+        .clock
+        .advance(expires_at - world.now() - Duration::from_secs(1));
+    let verdict = world.facilitator.verify(&request).await.expect("a verdict");
+    assert!(verdict.is_valid, "{verdict:?}");
+    // ...and from its expiry on it is neither valid nor paid.
+    world.clock.advance(Duration::from_secs(1));
     assert_eq!(
         world.invalid_reason(&request).await,
         reason::PAYMENT_EXPIRED
     );
+    let settled = world.facilitator.settle(&request).await.expect("a verdict");
+    assert!(!settled.success);
+    assert_eq!(
+        settled.error_reason.as_deref(),
+        Some(reason::PAYMENT_EXPIRED)
+    );
+    assert_eq!(world.mock.balance(&world.wallet.public_key()), 1_000_000);
 }
 
 #[tokio::test]
@@ -772,7 +803,7 @@ async fn faulty_requirements(world: &World, fault: InvoiceFault) -> PaymentRequi
 #[tokio::test]
 async fn injected_bad_invoices_fail_the_requirements_self_check() {
     let world = World::new().await;
-    let now = unix_now();
+    let now = world.now();
 
     let wrong_amount = faulty_requirements(&world, InvoiceFault::WrongAmount).await;
     assert_eq!(wrong_amount.max_amount_required, PRICE_MSAT);
@@ -808,7 +839,7 @@ async fn injected_bad_invoices_fail_the_requirements_self_check() {
 #[tokio::test]
 async fn injected_consistent_but_unasked_requirements_pass_the_self_check_only() {
     let world = World::new().await;
-    let now = unix_now();
+    let now = world.now();
 
     let unasked = faulty_requirements(&world, InvoiceFault::UnaskedAmount).await;
     assert_ne!(
@@ -1014,7 +1045,7 @@ async fn answers_that_are_not_what_was_asked_fail_the_answer_check() {
     use x402_lightning::invoice::{RequirementsError, check_requirements_answer};
     let world = World::new().await;
     let asked = ask(PRICE_MSAT);
-    let now = unix_now();
+    let now = world.now();
     let mock_node = world.mock.node().node_id();
 
     let honest = world.requirements().await;

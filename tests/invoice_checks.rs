@@ -15,8 +15,20 @@ use x402_lightning::{Network, PaymentRequirements, Scheme};
 
 const AMOUNT: u64 = 250_000;
 
+/// The time the checks run at, and invoices are created at unless said otherwise: the checks
+/// take `now`, so no result depends on the real clock or on how fast a test runs.
+const NOW: Duration = Duration::from_secs(1_700_000_000);
+
+/// An invoice on `network` for `amount_msat`, created at [`NOW`], valid for an hour.
+fn spec(network: Network, amount_msat: u64) -> InvoiceSpec {
+    InvoiceSpec {
+        created_at: NOW,
+        ..InvoiceSpec::new(network, amount_msat)
+    }
+}
+
 fn mint(node: &MockNode, network: Network, amount_msat: u64) -> String {
-    node.mint(&InvoiceSpec::new(network, amount_msat))
+    node.mint(&spec(network, amount_msat))
         .expect("mints")
         .invoice
         .to_string()
@@ -31,12 +43,10 @@ fn expect_regtest(node: &MockNode) -> InvoiceExpectation {
 #[test]
 fn a_matching_invoice_passes_and_reports_its_facts() {
     let node = MockNode::random();
-    let minted = node
-        .mint(&InvoiceSpec::new(Network::Regtest, AMOUNT))
-        .unwrap();
+    let minted = node.mint(&spec(Network::Regtest, AMOUNT)).unwrap();
     let text = minted.invoice.to_string();
 
-    let checked = check_invoice(&text, &expect_regtest(&node), unix_now()).expect("passes");
+    let checked = check_invoice(&text, &expect_regtest(&node), NOW).expect("passes");
     assert_eq!(checked.amount_msat(), AMOUNT);
     assert_eq!(checked.payee(), node.node_id());
     assert_eq!(
@@ -45,22 +55,14 @@ fn a_matching_invoice_passes_and_reports_its_facts() {
         "the payment hash commits to the preimage"
     );
     assert_eq!(checked.payment_hash_hex().len(), 64);
-    assert_eq!(
-        checked.expires_at(),
-        minted.invoice.duration_since_epoch() + Duration::from_secs(3600)
-    );
+    assert_eq!(checked.expires_at(), NOW + Duration::from_secs(3600));
     assert_eq!(checked.invoice(), &minted.invoice);
 }
 
 #[test]
 fn loose_expectations_accept_any_amount_and_payee() {
     let text = mint(&MockNode::random(), Network::Bitcoin, 1);
-    let checked = check_invoice(
-        &text,
-        &InvoiceExpectation::new(Network::Bitcoin),
-        unix_now(),
-    )
-    .unwrap();
+    let checked = check_invoice(&text, &InvoiceExpectation::new(Network::Bitcoin), NOW).unwrap();
     assert_eq!(checked.amount_msat(), 1);
 }
 
@@ -81,7 +83,7 @@ fn garbage_and_tampered_invoices_are_unparsable() {
         &tampered,
         &text.to_uppercase().replacen('L', "l", 1),
     ] {
-        let err = check_invoice(bad, &expect_regtest(&node), unix_now()).unwrap_err();
+        let err = check_invoice(bad, &expect_regtest(&node), NOW).unwrap_err();
         assert!(
             matches!(err, InvoiceCheckError::Unparsable(_)),
             "{bad:?}: {err}"
@@ -95,7 +97,7 @@ fn an_invoice_on_another_network_is_wrong_network() {
     let node = MockNode::random();
     for network in [Network::Bitcoin, Network::Testnet, Network::Signet] {
         let text = mint(&node, network, AMOUNT);
-        let err = check_invoice(&text, &expect_regtest(&node), unix_now()).unwrap_err();
+        let err = check_invoice(&text, &expect_regtest(&node), NOW).unwrap_err();
         assert_eq!(
             err,
             InvoiceCheckError::WrongNetwork {
@@ -113,7 +115,7 @@ fn an_invoice_for_another_amount_is_wrong_amount() {
     let node = MockNode::random();
     for amount in [AMOUNT - 1, AMOUNT + 1, AMOUNT * 10] {
         let text = mint(&node, Network::Regtest, amount);
-        let err = check_invoice(&text, &expect_regtest(&node), unix_now()).unwrap_err();
+        let err = check_invoice(&text, &expect_regtest(&node), NOW).unwrap_err();
         assert_eq!(
             err,
             InvoiceCheckError::WrongAmount {
@@ -133,17 +135,12 @@ fn an_invoice_without_amount_is_missing_amount() {
         .description("any amount".into())
         .payment_hash(sha256::Hash::hash(b"preimage"))
         .payment_secret(PaymentSecret([1u8; 32]))
-        .current_timestamp()
+        .duration_since_epoch(NOW)
         .min_final_cltv_expiry_delta(18)
         .build_signed(|message| secp.sign_ecdsa_recoverable(message, &key))
         .unwrap()
         .to_string();
-    let err = check_invoice(
-        &text,
-        &InvoiceExpectation::new(Network::Regtest),
-        unix_now(),
-    )
-    .unwrap_err();
+    let err = check_invoice(&text, &InvoiceExpectation::new(Network::Regtest), NOW).unwrap_err();
     assert_eq!(err, InvoiceCheckError::MissingAmount);
     assert_eq!(err.reason(), reason::INVOICE_AMOUNT);
 }
@@ -153,7 +150,7 @@ fn an_invoice_for_another_payee_is_wrong_payee() {
     let node = MockNode::random();
     let impostor = MockNode::random();
     let text = mint(&impostor, Network::Regtest, AMOUNT);
-    let err = check_invoice(&text, &expect_regtest(&node), unix_now()).unwrap_err();
+    let err = check_invoice(&text, &expect_regtest(&node), NOW).unwrap_err();
     assert_eq!(
         err,
         InvoiceCheckError::WrongPayee {
@@ -164,12 +161,12 @@ fn an_invoice_for_another_payee_is_wrong_payee() {
     assert_eq!(err.reason(), reason::INVOICE_PAYEE);
 }
 
-/// A regtest invoice for `AMOUNT` created at unix time 1,700,000,000 and payable for 60 s.
+/// A regtest invoice for `AMOUNT` created at [`NOW`] (unix time 1,700,000,000) and payable for
+/// 60 s.
 fn one_minute_invoice(node: &MockNode) -> String {
     let spec = InvoiceSpec {
-        created_at: Duration::from_secs(1_700_000_000),
         expiry: Duration::from_secs(60),
-        ..InvoiceSpec::new(Network::Regtest, AMOUNT)
+        ..spec(Network::Regtest, AMOUNT)
     };
     node.mint(&spec).unwrap().invoice.to_string()
 }
@@ -192,7 +189,7 @@ fn an_invoice_is_expired_from_its_expiry_on() {
         );
         assert_eq!(err.reason(), reason::PAYMENT_EXPIRED);
     }
-    // And with the real clock, an invoice from 2023 is long gone.
+    // `unix_now` is wall-clock time since the epoch: by it, an invoice from 2023 is long gone.
     assert!(check_invoice(&text, &expect_regtest(&node), unix_now()).is_err());
 }
 
@@ -200,12 +197,16 @@ fn an_invoice_is_expired_from_its_expiry_on() {
 fn checks_run_in_a_fixed_order_network_first() {
     // Wrong network, amount and payee at once, and expired: the network is reported.
     let node = MockNode::random();
-    let spec = InvoiceSpec {
+    let long_ago = InvoiceSpec {
         created_at: Duration::from_secs(1_000_000_000),
-        ..InvoiceSpec::new(Network::Testnet, 1)
+        ..spec(Network::Testnet, 1)
     };
-    let text = MockNode::random().mint(&spec).unwrap().invoice.to_string();
-    let err = check_invoice(&text, &expect_regtest(&node), unix_now()).unwrap_err();
+    let text = MockNode::random()
+        .mint(&long_ago)
+        .unwrap()
+        .invoice
+        .to_string();
+    let err = check_invoice(&text, &expect_regtest(&node), NOW).unwrap_err();
     assert!(
         matches!(err, InvoiceCheckError::WrongNetwork { .. }),
         "{err}"
@@ -233,31 +234,31 @@ fn requirements_are_checked_against_their_own_invoice() {
     let node = MockNode::random();
     let invoice = mint(&node, Network::Regtest, AMOUNT);
     let consistent = requirements_for(&node, invoice.clone(), AMOUNT);
-    assert!(check_requirements_invoice(&consistent, unix_now()).is_ok());
+    assert!(check_requirements_invoice(&consistent, NOW).is_ok());
 
     let cheaper = requirements_for(&node, invoice.clone(), AMOUNT - 1);
     assert!(matches!(
-        check_requirements_invoice(&cheaper, unix_now()),
+        check_requirements_invoice(&cheaper, NOW),
         Err(InvoiceCheckError::WrongAmount { .. })
     ));
 
     let mut elsewhere = consistent.clone();
     elsewhere.network = Network::Testnet;
     assert!(matches!(
-        check_requirements_invoice(&elsewhere, unix_now()),
+        check_requirements_invoice(&elsewhere, NOW),
         Err(InvoiceCheckError::WrongNetwork { .. })
     ));
 
     let mut other_payee = consistent.clone();
     other_payee.pay_to = MockNode::random().pay_to();
     assert!(matches!(
-        check_requirements_invoice(&other_payee, unix_now()),
+        check_requirements_invoice(&other_payee, NOW),
         Err(InvoiceCheckError::WrongPayee { .. })
     ));
 
     let mut bad_pay_to = consistent;
     bad_pay_to.pay_to = "03abc".into();
-    let err = check_requirements_invoice(&bad_pay_to, unix_now()).unwrap_err();
+    let err = check_requirements_invoice(&bad_pay_to, NOW).unwrap_err();
     assert_eq!(err, InvoiceCheckError::InvalidPayTo("03abc".into()));
 }
 
@@ -285,11 +286,11 @@ fn node_ids_are_exactly_66_hex_characters_of_a_valid_key() {
 #[test]
 fn long_descriptions_are_minted_as_a_description_hash() {
     let node = MockNode::random();
-    let spec = InvoiceSpec {
+    let long = InvoiceSpec {
         description: "x".repeat(640),
-        ..InvoiceSpec::new(Network::Regtest, AMOUNT)
+        ..spec(Network::Regtest, AMOUNT)
     };
-    let invoice = node.mint(&spec).unwrap().invoice;
+    let invoice = node.mint(&long).unwrap().invoice;
     assert!(matches!(
         invoice.description(),
         lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(_)
@@ -297,7 +298,7 @@ fn long_descriptions_are_minted_as_a_description_hash() {
     let short = node
         .mint(&InvoiceSpec {
             description: "Weather".into(),
-            ..InvoiceSpec::new(Network::Regtest, AMOUNT)
+            ..spec(Network::Regtest, AMOUNT)
         })
         .unwrap()
         .invoice;
@@ -311,16 +312,16 @@ fn long_descriptions_are_minted_as_a_description_hash() {
 #[test]
 fn an_absurdly_distant_expiry_is_clamped_to_a_safe_time() {
     let node = MockNode::random();
-    let spec = InvoiceSpec {
+    let forever = InvoiceSpec {
         expiry: Duration::from_secs(1 << 60),
-        ..InvoiceSpec::new(Network::Regtest, AMOUNT)
+        ..spec(Network::Regtest, AMOUNT)
     };
-    let text = node.mint(&spec).unwrap().invoice.to_string();
-    let checked = check_invoice(&text, &expect_regtest(&node), unix_now()).unwrap();
+    let text = node.mint(&forever).unwrap().invoice.to_string();
+    let checked = check_invoice(&text, &expect_regtest(&node), NOW).unwrap();
     assert_eq!(checked.expires_at(), Duration::from_secs(253_402_300_799));
     // Safe to turn into a wall-clock time.
     let _ = std::time::UNIX_EPOCH + checked.expires_at();
-    assert!(checked.remaining(unix_now()) > Duration::from_secs(3600 * 24 * 365));
+    assert!(checked.remaining(NOW) > Duration::from_secs(3600 * 24 * 365));
 }
 
 #[test]

@@ -8,7 +8,9 @@ use http::request::Parts;
 
 use super::X402Layer;
 use super::guard::{InFlight, IssuedInvoices, SettledInvoices};
+use super::limit::{IssuanceLimit, Limiter};
 use super::support::FacilitatorState;
+use crate::clock::{self, Clock, SharedClock};
 use crate::header::DEFAULT_MAX_HEADER_BYTES;
 use crate::network::Network;
 use crate::price::{PriceTag, RouteError, RouteTable, RouteTableBuilder};
@@ -48,6 +50,10 @@ pub enum ConfigError {
 
 /// Which requests are priced.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once and kept in the layer's Arc, never moved on a request"
+)]
 pub(crate) enum Prices {
     /// Method + path table.
     Table(RouteTable),
@@ -76,6 +82,8 @@ pub(crate) struct Shared<F> {
     pub(crate) settled: SettledInvoices,
     pub(crate) issued: IssuedInvoices,
     pub(crate) facilitator_state: FacilitatorState,
+    pub(crate) limiter: Option<Limiter>,
+    pub(crate) clock: SharedClock,
 }
 
 impl<F> fmt::Debug for Shared<F> {
@@ -86,33 +94,93 @@ impl<F> fmt::Debug for Shared<F> {
             .field("public_base_url", &self.public_base_url)
             .field("max_header_bytes", &self.max_header_bytes)
             .field("prices", &self.prices)
+            .field("issuance_limit", &self.limiter)
             .finish_non_exhaustive()
     }
 }
 
 impl<F> Shared<F> {
     /// The absolute URL of the requested resource: the public base URL when configured, else
-    /// the request's own authority or `Host`.
-    pub(crate) fn resource_url(&self, head: &Parts) -> String {
-        let path = head
-            .uri
-            .path_and_query()
-            .map_or("/", |path_and_query| path_and_query.as_str());
+    /// the request's own authority (absolute-form target) or `Host`, which must then be a plain
+    /// `host[:port]`; `Err` says why the request names no usable origin. Without either (a
+    /// request built in a test), the host is `localhost`.
+    pub(crate) fn resource_url(&self, head: &Parts) -> Result<String, String> {
+        let path = match head.uri.path_and_query().map(|target| target.as_str()) {
+            Some(path) if path.starts_with('/') => path,
+            // `*` and authority-form targets have no path of their own.
+            _ => "/",
+        };
         if let Some(base) = &self.public_base_url {
-            return format!("{base}{path}");
+            return Ok(format!("{base}{path}"));
         }
-        let scheme = head.uri.scheme_str().unwrap_or("http");
-        let host = head
-            .uri
-            .authority()
-            .map(|authority| authority.as_str())
-            .or_else(|| {
-                let host = head.headers.get(http::header::HOST)?.to_str().ok()?;
-                host.parse::<http::uri::Authority>().is_ok().then_some(host)
-            })
-            .unwrap_or("localhost");
-        format!("{scheme}://{host}{path}")
+        let scheme = match head.uri.scheme_str() {
+            None | Some("http") => "http",
+            Some("https") => "https",
+            Some(other) => return Err(format!("the request's scheme {other:?} is not http(s)")),
+        };
+        let mut hosts = head.headers.get_all(http::header::HOST).iter();
+        let host = match (head.uri.authority(), hosts.next(), hosts.next()) {
+            (Some(authority), _, _) => authority.as_str(),
+            (None, Some(_), Some(_)) => return Err("the request has more than one Host".into()),
+            (None, Some(host), None) => host.to_str().unwrap_or("\u{fffd}"),
+            (None, None, _) => "localhost",
+        };
+        if !is_host_and_port(host) {
+            return Err(format!(
+                "the request's Host {:?} is not a valid host[:port]",
+                host.chars().take(64).collect::<String>()
+            ));
+        }
+        let url = format!("{scheme}://{host}{path}");
+        // A URL parser must agree that this is an absolute URL with that very host.
+        match reqwest::Url::parse(&url) {
+            Ok(parsed) if parsed.username().is_empty() && parsed.password().is_none() => Ok(url),
+            _ => Err(format!(
+                "the request's URL {url:?} is not a valid absolute URL"
+            )),
+        }
     }
+}
+
+/// Whether `authority` is `host[:port]` and nothing more: a DNS name or IPv4 address (letters,
+/// digits, `-`, `.`, `_`) or a bracketed IPv6 address, then an optional port of 1 to 5 digits
+/// up to 65535. No userinfo, no spaces, no empty port.
+fn is_host_and_port(authority: &str) -> bool {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) => {
+                if v6.parse::<std::net::Ipv6Addr>().is_err() {
+                    return false;
+                }
+                match after {
+                    "" => return true,
+                    after => match after.strip_prefix(':') {
+                        Some(port) => ("v6", Some(port)),
+                        None => return false,
+                    },
+                }
+            }
+            None => return false,
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    let port_ok = match port {
+        None => true,
+        Some(port) => {
+            (1..=5).contains(&port.len())
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok()
+        }
+    };
+    host_ok && port_ok
 }
 
 /// Builds an [`X402Layer`]: the facilitator and network, then prices and options.
@@ -128,6 +196,8 @@ pub struct X402LayerBuilder<F> {
     settled_memory: usize,
     routes: RouteTableBuilder,
     every_request: Option<PriceTag>,
+    issuance_limit: Option<IssuanceLimit>,
+    clock: SharedClock,
     first_error: Option<ConfigError>,
 }
 
@@ -151,6 +221,8 @@ impl<F: Facilitator> X402LayerBuilder<F> {
             settled_memory: DEFAULT_SETTLED_MEMORY,
             routes: RouteTableBuilder::default(),
             every_request: None,
+            issuance_limit: None,
+            clock: clock::system(),
             first_error: None,
         }
     }
@@ -171,13 +243,20 @@ impl<F: Facilitator> X402LayerBuilder<F> {
     }
 
     /// Pins the payee: only invoices payable to this node key are handed out or accepted.
+    ///
+    /// Without a pin, the layer accepts an invoice only if it is payable to a node the
+    /// facilitator vouched for: one announced as `payTo` in `/supported`, or the payee of an
+    /// invoice the facilitator minted for one of this layer's 402s. Until it knows one, every
+    /// payment is refused (402 with a fresh invoice, which teaches it the payee), so a client
+    /// can never have its own invoice checked against itself.
     pub fn pay_to(mut self, node: PublicKey) -> Self {
         self.pay_to = Some(node);
         self
     }
 
     /// The public URL the server is reached at (e.g. `https://api.example.com`), used for
-    /// `resource`; without it the request's `Host` is used.
+    /// `resource`; without it the request's `Host` is used, and a priced request whose `Host`
+    /// is not a plain `host[:port]` (userinfo, a bad port, junk) is refused with 400.
     pub fn public_base_url(mut self, url: &str) -> Self {
         self.public_base_url = Some(url.to_owned());
         self
@@ -193,6 +272,22 @@ impl<F: Facilitator> X402LayerBuilder<F> {
     /// facilitator (default [`DEFAULT_SETTLED_MEMORY`]).
     pub fn settled_memory(mut self, invoices: usize) -> Self {
         self.settled_memory = invoices;
+        self
+    }
+
+    /// Limits how many invoices the layer has minted for its 402s, per client and in all
+    /// (default: no limit). A request over a limit gets a 429 with `Retry-After`, and nothing
+    /// is minted.
+    pub fn issuance_limit(mut self, limit: IssuanceLimit) -> Self {
+        self.issuance_limit = Some(limit);
+        self
+    }
+
+    /// The clock the layer reads (default: the system's), for invoice expiry and rate limits.
+    /// Tests pass a [`ManualClock`](crate::clock::ManualClock) shared with the mock
+    /// facilitator.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -224,6 +319,11 @@ impl<F: Facilitator> X402LayerBuilder<F> {
             .public_base_url
             .map(|url| validate_base_url(&url))
             .transpose()?;
+        let limiter = self
+            .issuance_limit
+            .map(|limit| limit.build(Arc::clone(&self.clock)))
+            .transpose()
+            .map_err(ConfigError::Zero)?;
         Ok(X402Layer {
             shared: Arc::new(Shared {
                 facilitator: self.facilitator,
@@ -236,6 +336,8 @@ impl<F: Facilitator> X402LayerBuilder<F> {
                 settled: SettledInvoices::new(self.settled_memory),
                 issued: IssuedInvoices::new(ISSUED_MEMORY),
                 facilitator_state: FacilitatorState::default(),
+                limiter,
+                clock: self.clock,
             }),
         })
     }

@@ -2,21 +2,23 @@
 //! (in the route's order). Every refusal is an HTTP response; the inner service's errors pass
 //! through untouched.
 
+use std::future::poll_fn;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::body::X402Body;
 use super::config::Shared;
-use super::guard::PaymentHash;
+use super::detach::run_detached;
+use super::guard::{InFlightGuard, PaymentHash};
 use super::payment::VerifiedPayment;
 use super::respond::{self, MALFORMED_PAYMENT, PAYMENT_REQUIRED};
-use crate::facilitator::Facilitator;
-use crate::header::{X_PAYMENT, decode_payment_header};
+use crate::facilitator::{Facilitator, FacilitatorError};
+use crate::header::{TakenPayment, decode_payment_header, take_payment_header};
 use crate::invoice::{
-    CheckedInvoice, InvoiceExpectation, check_invoice, check_requirements_answer, unix_now,
+    CheckedInvoice, InvoiceExpectation, check_invoice, check_requirements_answer,
 };
 use crate::price::{Price, PriceSource, PriceTag, SettleMode};
 use crate::types::{
@@ -24,28 +26,26 @@ use crate::types::{
     SettleResponse, VerifyRequest, reason,
 };
 
-/// The response type of the layer.
-type LayerResponse<B> = Response<X402Body<B>>;
-
-/// Serves a request to a priced route with `inner`, which `poll_ready` made ready.
+/// Serves a request to a priced route with `inner`, which is driven to readiness only once the
+/// request is let through to it.
 pub(crate) async fn serve_priced<S, F, ReqBody, ResBody>(
     shared: Arc<Shared<F>>,
     tag: Arc<PriceTag>,
-    mut inner: S,
+    inner: S,
     request: Request<ReqBody>,
-) -> Result<LayerResponse<ResBody>, S::Error>
+) -> Result<Response<ResBody>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     F: Facilitator,
+    ResBody: From<Bytes>,
 {
     let (mut head, body) = request.into_parts();
+    // The handler never sees the client's authorization: it gets `VerifiedPayment` instead.
+    let payment_header = take_payment_header(&mut head.headers);
     let price = match &tag.source {
         PriceSource::Fixed(price) => *price,
         PriceSource::Dynamic(dynamic) => match dynamic.price(&head).await {
-            None => {
-                let response = inner.call(Request::from_parts(head, body)).await?;
-                return Ok(response.map(X402Body::inner));
-            }
+            None => return call_when_ready(inner, Request::from_parts(head, body)).await,
             Some(price) => match price.validate() {
                 Ok(price) => price,
                 Err(err) => {
@@ -55,33 +55,38 @@ where
             },
         },
     };
-    shared.check_support_on_first_use().await;
+    shared.check_support_in_background();
+    let resource = match shared.resource_url(&head) {
+        Ok(resource) => resource,
+        Err(why) => return Ok(respond::bad_host(&why)),
+    };
     let sale = Sale {
         ask: RequirementsRequest {
             description: tag.description.clone(),
             mime_type: tag.mime_type.clone(),
             max_timeout_seconds: tag.max_timeout_seconds,
-            ..RequirementsRequest::new(shared.network, price.as_msat(), shared.resource_url(&head))
+            ..RequirementsRequest::new(shared.network, price.as_msat(), resource)
         },
         shared: &shared,
         tag: &tag,
     };
 
-    let payment = match sale.pre_check(&head, price) {
+    let payment = match sale.pre_check(payment_header, price) {
         Ok(payment) => payment,
-        Err(error) => return Ok(sale.payment_required(error, None).await),
+        Err(error) => return Ok(sale.payment_required(&head, error, None).await),
     };
     let hash_hex = payment.invoice.payment_hash_hex();
-    let Some(_claim) = shared.in_flight.try_claim(payment.hash) else {
+    let Some(claim) = shared.in_flight.try_claim(payment.hash) else {
         tracing::info!(payment_hash = %hash_hex, "invoice already in flight");
         return Ok(respond::invoice_in_flight());
     };
     if shared.settled.contains(&payment.hash) {
         let error = "Invalid payment: this invoice was already settled".to_owned();
-        return Ok(sale.payment_required(error, None).await);
+        return Ok(sale.payment_required(&head, error, None).await);
     }
 
-    let order = VerifyRequest::new(payment.payload, sale.requirements_paid_by(&payment.invoice));
+    let requirements = sale.requirements_paid_by(&payment.invoice, &payment.payload);
+    let order = VerifyRequest::new(payment.payload, requirements);
     let verdict = match shared.facilitator.verify(&order).await {
         Ok(verdict) => verdict,
         Err(err) => {
@@ -92,10 +97,8 @@ where
     if !verdict.is_valid {
         let error = reason_or(verdict.invalid_reason, reason::UNEXPECTED_VERIFY_ERROR);
         tracing::info!(payment_hash = %hash_hex, reason = %error, "payment refused by verify");
-        return Ok(sale.payment_required(error, verdict.payer).await);
+        return Ok(sale.payment_required(&head, error, verdict.payer).await);
     }
-    // The handler gets the payment as `VerifiedPayment`, not the client's authorization.
-    head.headers.remove(X_PAYMENT);
     let mut verified = VerifiedPayment {
         payer: verdict
             .payer
@@ -109,25 +112,29 @@ where
 
     match tag.settle {
         SettleMode::BeforeHandler => {
-            let settlement = match sale.settle(&order, payment.hash, &hash_hex).await {
+            let settlement = match sale.settle(order, claim, payment.hash, &hash_hex).await {
                 Ok(settlement) => settlement,
                 Err(refusal) => return Ok(refusal),
             };
             verified.settled = true;
             head.extensions.insert(verified);
-            let response = inner.call(Request::from_parts(head, body)).await?;
-            Ok(with_settlement(response, &settlement))
+            let mut response = call_when_ready(inner, Request::from_parts(head, body)).await?;
+            respond::mark_paid(response.headers_mut(), &settlement);
+            Ok(response)
         }
         SettleMode::AfterHandler => {
             head.extensions.insert(verified);
-            let response = inner.call(Request::from_parts(head, body)).await?;
+            let mut response = call_when_ready(inner, Request::from_parts(head, body)).await?;
             let status = response.status();
             if status.as_u16() >= 400 {
                 tracing::info!(payment_hash = %hash_hex, %status, "handler failed; not settled");
-                return Ok(response.map(X402Body::inner));
+                return Ok(response);
             }
-            match sale.settle(&order, payment.hash, &hash_hex).await {
-                Ok(settlement) => Ok(with_settlement(response, &settlement)),
+            match sale.settle(order, claim, payment.hash, &hash_hex).await {
+                Ok(settlement) => {
+                    respond::mark_paid(response.headers_mut(), &settlement);
+                    Ok(response)
+                }
                 // The handler's response is dropped unread.
                 Err(refusal) => Ok(refusal),
             }
@@ -135,11 +142,14 @@ where
     }
 }
 
-/// The handler's response with `X-PAYMENT-RESPONSE`.
-fn with_settlement<B>(response: Response<B>, settlement: &SettleResponse) -> LayerResponse<B> {
-    let mut response = response.map(X402Body::inner);
-    respond::add_payment_response(response.headers_mut(), settlement);
-    response
+/// Drives `inner` to readiness, then calls it: readiness is reserved only for requests that
+/// reach the inner service.
+async fn call_when_ready<S, R>(mut inner: S, request: R) -> Result<S::Response, S::Error>
+where
+    S: Service<R>,
+{
+    poll_fn(|cx| inner.poll_ready(cx)).await?;
+    inner.call(request).await
 }
 
 /// A payment that passed the layer's own checks.
@@ -151,26 +161,27 @@ struct Payment {
 
 /// One priced request: what it costs and what to ask the facilitator.
 struct Sale<'a, F> {
-    shared: &'a Shared<F>,
+    shared: &'a Arc<Shared<F>>,
     tag: &'a PriceTag,
     ask: RequirementsRequest,
 }
 
 impl<F: Facilitator> Sale<'_, F> {
     /// Decodes `X-PAYMENT` and pre-checks its invoice; the error is the 402's `error`.
-    fn pre_check(&self, head: &Parts, price: Price) -> Result<Payment, String> {
-        let mut values = head.headers.get_all(X_PAYMENT).iter();
-        let Some(value) = values.next() else {
-            return Err(PAYMENT_REQUIRED.to_owned());
+    fn pre_check(&self, header: TakenPayment, price: Price) -> Result<Payment, String> {
+        let value = match header {
+            TakenPayment::Missing => return Err(PAYMENT_REQUIRED.to_owned()),
+            TakenPayment::Several => {
+                return Err(format!(
+                    "{MALFORMED_PAYMENT}: more than one X-PAYMENT header"
+                ));
+            }
+            TakenPayment::One(value) => value,
         };
-        if values.next().is_some() {
-            return Err(format!(
-                "{MALFORMED_PAYMENT}: more than one X-PAYMENT header"
-            ));
-        }
-        let payload = decode_payment_header(value.as_bytes(), self.shared.max_header_bytes)
+        let shared = self.shared;
+        let payload = decode_payment_header(value.as_bytes(), shared.max_header_bytes)
             .map_err(|err| format!("{MALFORMED_PAYMENT}: {err}"))?;
-        let network = self.shared.network;
+        let network = shared.network;
         if payload.network != network {
             return Err(format!(
                 "{MALFORMED_PAYMENT}: payment is on {}, this resource is paid on {network}",
@@ -178,27 +189,35 @@ impl<F: Facilitator> Sale<'_, F> {
             ));
         }
         let mut expected = InvoiceExpectation::new(network).amount_msat(price.as_msat());
-        if let Some(pinned) = self.shared.pay_to {
+        if let Some(pinned) = shared.pay_to {
             expected = expected.payee(pinned);
         }
         let text = &payload.payload.invoice;
-        let now = unix_now();
-        let invoice = match self.shared.issued.take(text) {
-            Some(issued) => issued.check(&expected, now).map(|()| issued),
-            None => check_invoice(text, &expected, now),
-        }
-        .map_err(|err| format!("Invalid payment: {err}"))?;
-        if self.shared.pay_to.is_none()
-            && self
-                .shared
-                .facilitator_state
-                .payee_is_known(&invoice.payee())
-                == Some(false)
-        {
-            return Err(format!(
-                "Invalid payment: invoice payee {} is not the facilitator's node",
-                invoice.payee()
-            ));
+        let now = shared.clock.unix_now();
+        let (invoice, issued_here) = match shared.issued.take(text) {
+            Some(issued) => (issued.check(&expected, now).map(|()| issued), true),
+            None => (check_invoice(text, &expected, now), false),
+        };
+        let invoice = invoice.map_err(|err| format!("Invalid payment: {err}"))?;
+        // Without a pin, the payee must be one the facilitator vouched for: never one the
+        // client chose. An invoice this layer handed out was vouched for when it was minted.
+        if shared.pay_to.is_none() && !issued_here {
+            match shared.facilitator_state.payee_is_known(&invoice.payee()) {
+                Some(true) => {}
+                Some(false) => {
+                    return Err(format!(
+                        "Invalid payment: invoice payee {} is not the facilitator's node",
+                        invoice.payee()
+                    ));
+                }
+                None => {
+                    return Err(
+                        "Invalid payment: the facilitator's node is not known here yet; \
+                                pay the invoice of this answer"
+                            .to_owned(),
+                    );
+                }
+            }
         }
         Ok(Payment {
             payload,
@@ -207,27 +226,45 @@ impl<F: Facilitator> Sale<'_, F> {
         })
     }
 
-    /// The requirements a payment of `invoice` meets, as sent to `/verify` and `/settle`.
-    fn requirements_paid_by(&self, invoice: &CheckedInvoice) -> PaymentRequirements {
+    /// The requirements `payload`'s `invoice` meets, as sent to `/verify` and `/settle`: the
+    /// invoice as the client sent it (the text that passed the pre-checks), and its payee,
+    /// which is the pinned one or one the facilitator vouched for.
+    fn requirements_paid_by(
+        &self,
+        invoice: &CheckedInvoice,
+        payload: &PaymentPayload,
+    ) -> PaymentRequirements {
         let ask = &self.ask;
         PaymentRequirements {
             scheme: Scheme::Exact,
             network: ask.network,
             max_amount_required: ask.amount,
             asset: ASSET_BTC.to_owned(),
-            pay_to: self.shared.pay_to.unwrap_or(invoice.payee()).to_string(),
+            pay_to: invoice.payee().to_string(),
             resource: ask.resource.clone(),
             description: ask.description.clone(),
             mime_type: ask.mime_type.clone(),
             output_schema: self.tag.output_schema.clone(),
             max_timeout_seconds: ask.max_timeout_seconds,
-            extra: LightningExtra::new(invoice.invoice().to_string()),
+            extra: LightningExtra::new(payload.payload.invoice.clone()),
         }
     }
 
-    /// 402 with `error` and fresh requirements, or 502/504 when they cannot be had.
-    async fn payment_required<B>(&self, error: String, payer: Option<String>) -> LayerResponse<B> {
+    /// 402 with `error` and fresh requirements; 429 when the client or the layer may not have
+    /// another invoice minted yet; 502/504 when the requirements cannot be had.
+    async fn payment_required<B: From<Bytes>>(
+        &self,
+        head: &Parts,
+        error: String,
+        payer: Option<String>,
+    ) -> Response<B> {
         let shared = self.shared;
+        if let Some(limiter) = &shared.limiter {
+            if let Err(retry_after) = limiter.check(head) {
+                tracing::info!(?retry_after, "invoice issuance limit reached");
+                return respond::too_many_invoices(retry_after);
+            }
+        }
         let answer = match shared.facilitator.requirements(&self.ask).await {
             Ok(answer) => answer,
             Err(err) => {
@@ -235,9 +272,9 @@ impl<F: Facilitator> Sale<'_, F> {
                 return respond::facilitator_failed(&err);
             }
         };
+        let now = shared.clock.unix_now();
         let invoice =
-            match check_requirements_answer(&self.ask, &answer, shared.pay_to.as_ref(), unix_now())
-            {
+            match check_requirements_answer(&self.ask, &answer, shared.pay_to.as_ref(), now) {
                 Ok(invoice) => invoice,
                 Err(err) => {
                     tracing::error!(error = %err, "facilitator handed out unusable requirements");
@@ -257,15 +294,37 @@ impl<F: Facilitator> Sale<'_, F> {
         respond::payment_required(error, requirements, payer)
     }
 
-    /// Settles `order`; a refusal is the response to send instead of the handler's.
-    async fn settle<B>(
+    /// Settles `order`, whose invoice `claim` holds; a refusal is the response to send instead
+    /// of the handler's.
+    ///
+    /// The call runs detached from the request (on the tokio runtime, when there is one): if
+    /// the client hangs up while it is in flight, it still completes, its outcome still lands
+    /// in the settled memory, and the invoice stays claimed until then.
+    async fn settle<B: From<Bytes>>(
         &self,
-        order: &VerifyRequest,
+        order: VerifyRequest,
+        claim: InFlightGuard,
         hash: PaymentHash,
         hash_hex: &str,
-    ) -> Result<SettleResponse, LayerResponse<B>> {
-        let shared = self.shared;
-        let settlement = match shared.facilitator.settle(order).await {
+    ) -> Result<SettleResponse, Response<B>> {
+        let shared = Arc::clone(self.shared);
+        let outcome = run_detached(async move {
+            let outcome = shared.facilitator.settle(&order).await;
+            if may_have_paid(&outcome) {
+                shared.settled.insert(hash);
+            }
+            drop(claim);
+            (order, outcome)
+        })
+        .await;
+        let (order, outcome) = match outcome {
+            Some(finished) => finished,
+            None => {
+                tracing::error!(payment_hash = %hash_hex, "settle task did not complete");
+                return Err(respond::bad_settlement("the call did not complete"));
+            }
+        };
+        let settlement = match outcome {
             Ok(settlement) => settlement,
             Err(err) => {
                 tracing::warn!(payment_hash = %hash_hex, error = %err, "settle failed");
@@ -279,21 +338,36 @@ impl<F: Facilitator> Sale<'_, F> {
             );
             tracing::info!(payment_hash = %hash_hex, reason = %error, "settle refused");
             // The invoice was not paid: it is still the one to pay, so no fresh one is asked.
-            let requirements = order.payment_requirements.clone();
-            let mut refusal =
-                respond::payment_required(error, requirements, settlement.payer.clone());
+            let mut refusal = respond::payment_required(
+                error,
+                order.payment_requirements,
+                settlement.payer.clone(),
+            );
             respond::add_payment_response(refusal.headers_mut(), &settlement);
             return Err(refusal);
         }
-        if settlement.network != shared.network {
+        if settlement.network != self.shared.network {
             return Err(respond::bad_settlement("settled on another network"));
         }
         if !settlement.transaction.eq_ignore_ascii_case(hash_hex) {
             return Err(respond::bad_settlement("settled another invoice"));
         }
-        shared.settled.insert(hash);
         tracing::info!(payment_hash = %hash_hex, "payment settled");
         Ok(settlement)
+    }
+}
+
+/// Whether a settle answer says, or may mean, that the invoice was paid: any success (even one
+/// naming another invoice or network: the facilitator paid something), and a refusal as a
+/// duplicate. A failure to answer at all is not remembered: the facilitator's own replay
+/// protection refuses a retry if it did pay.
+fn may_have_paid(outcome: &Result<SettleResponse, FacilitatorError>) -> bool {
+    match outcome {
+        Ok(settlement) => {
+            settlement.success
+                || settlement.error_reason.as_deref() == Some(reason::DUPLICATE_SETTLEMENT)
+        }
+        Err(_) => false,
     }
 }
 

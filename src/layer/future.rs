@@ -3,20 +3,18 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use http::Response;
 use pin_project_lite::pin_project;
 
-use super::body::X402Body;
-
 /// The boxed future of a priced request; its steps are async calls to the facilitator.
-pub(crate) type PricedFuture<B, E> =
-    Pin<Box<dyn Future<Output = Result<Response<X402Body<B>>, E>> + Send>>;
+pub(crate) type PricedFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
 pin_project! {
     /// The response future of [`X402Service`](super::X402Service): the inner future itself on
-    /// a free route (no allocation), a boxed payment flow on a priced one.
+    /// a free route (no allocation, the inner response untouched), a boxed payment flow on a
+    /// priced one.
     pub struct ResponseFuture<Fut, B, E> {
         #[pin]
         kind: Kind<Fut, B, E>,
@@ -54,14 +52,11 @@ impl<Fut, B, E> Future for ResponseFuture<Fut, B, E>
 where
     Fut: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<X402Body<B>>, E>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Free { future } => {
-                let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(response.map(X402Body::inner)))
-            }
+            KindProj::Free { future } => future.poll(cx),
             KindProj::Priced { future } => future.as_mut().poll(cx),
         }
     }

@@ -3,10 +3,36 @@
 //! its payment, and releases the response only once the payment is settled.
 //!
 //! Free routes and `OPTIONS` preflights go straight to the inner service, with no allocation
-//! beyond the route match and no facilitator call. A priced request without a usable
-//! `X-PAYMENT` gets a 402 with fresh requirements; a paid one is pre-checked (network, amount,
-//! payee, expiry, reuse), verified, served and settled. Every refusal is a JSON response (see
-//! the table in PROTOCOL.md), never an error of the service.
+//! beyond the route match and no facilitator call; the response keeps the inner service's own
+//! body type (the layer's answers are built with `ResBody: From<Bytes>`, which axum's `Body`
+//! and `http_body_util::Full` are). A priced request without a usable `X-PAYMENT` gets a 402
+//! with fresh requirements; a paid one is pre-checked (network, amount, payee, expiry, reuse),
+//! verified, served and settled. Every refusal is a JSON response (see the table in
+//! PROTOCOL.md), never an error of the service.
+//!
+//! What the layer guarantees beyond the table:
+//!
+//! - **The payee is never the client's choice.** With [`X402LayerBuilder::pay_to`] the invoice
+//!   must pay that node. Without it, it must pay a node the facilitator vouched for (announced in
+//!   `/supported`, or the payee of an invoice minted for one of this layer's 402s); until one is
+//!   known, payments are refused with a 402 whose fresh invoice teaches it.
+//! - **No cache keeps an invoice or paid content**: the layer's answers carry
+//!   `Cache-Control: no-store`, a paid response without its own `Cache-Control` gets
+//!   `private, no-store`.
+//! - **Payment headers never reach a handler** (`X-PAYMENT`, `PAYMENT-SIGNATURE`), on free
+//!   routes and preflights too.
+//! - **`resource` is a valid absolute URL**: the public base URL when configured, else the
+//!   request's `Host`, which must be a plain `host[:port]` (400 otherwise).
+//! - **A hanging facilitator costs a request one timeout**: the `/supported` check runs in the
+//!   background, never on a request.
+//! - **A settle that was sent always lands**: it runs detached from the request (on the tokio
+//!   runtime), so a client that hangs up mid-settle cannot make the layer forget a payment; a
+//!   settle "success" for another invoice is a 502 and the invoice is remembered as settled.
+//! - **Unpaid traffic holds no readiness of the inner service**: a priced request releases what
+//!   `poll_ready` reserved and drives the inner service to readiness only once let through, so
+//!   a `ConcurrencyLimit` or `Buffer` inside the layer serves paid and free requests while
+//!   unpaid ones wait for the facilitator.
+//! - **Invoice issuance can be limited** ([`IssuanceLimit`]): 429 with `Retry-After`, no mint.
 //!
 //! ```
 //! use axum::{Router, routing::get};
@@ -39,19 +65,20 @@
 //! # }
 //! ```
 
-mod body;
 mod config;
+mod detach;
 mod flow;
 mod future;
 pub(crate) mod guard;
+mod limit;
 mod payment;
 mod respond;
 mod service;
 mod support;
 
-pub use self::body::X402Body;
 pub use self::config::{ConfigError, DEFAULT_SETTLED_MEMORY, X402LayerBuilder};
 pub use self::future::ResponseFuture;
+pub use self::limit::{ClientKeyFn, IssuanceLimit, IssuanceRate};
 #[cfg(feature = "axum")]
 pub use self::payment::MissingPayment;
 pub use self::payment::VerifiedPayment;

@@ -1,12 +1,14 @@
-//! The layer's own answers: 402 with fresh requirements, 409, 500, 502 and 504, each a JSON
-//! body with a human-readable `error`; and the `X-PAYMENT-RESPONSE` header.
+//! The layer's own answers: 402 with fresh requirements, 400, 409, 429, 500, 502 and 504, each
+//! a JSON body with a human-readable `error` and `Cache-Control: no-store`; and the headers a
+//! paid response gets (`X-PAYMENT-RESPONSE`, `Cache-Control`).
+
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCESS_CONTROL_EXPOSE_HEADERS, CONTENT_TYPE};
+use http::header::{ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
-use super::body::X402Body;
 use crate::facilitator::FacilitatorError;
 use crate::header::{X_PAYMENT_RESPONSE, encode_payment_response_header};
 use crate::invoice::RequirementsError;
@@ -21,20 +23,24 @@ pub(crate) const MALFORMED_PAYMENT: &str = "Invalid or malformed payment header"
 /// The `X-PAYMENT-RESPONSE` header name as it is listed in `Access-Control-Expose-Headers`.
 const EXPOSED_PAYMENT_RESPONSE: &str = "X-PAYMENT-RESPONSE";
 
-/// A JSON response with `status`.
-fn json<B>(status: StatusCode, body: &impl Serialize) -> Response<X402Body<B>> {
+/// What a paid response gets when its handler set no `Cache-Control`: a shared cache must
+/// never hand paid content to someone else.
+const PAID_CACHE_CONTROL: &str = "private, no-store";
+
+/// A JSON response with `status`, never stored by a cache.
+fn json<B: From<Bytes>>(status: StatusCode, body: &impl Serialize) -> Response<B> {
     // Serializing these plain structs cannot fail; an empty body would still carry the status.
     let body = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(X402Body::full(Bytes::from(body)));
+    let mut response = Response::new(B::from(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
 /// `{"error": message}` with `status`.
-pub(crate) fn error<B>(status: StatusCode, message: &str) -> Response<X402Body<B>> {
+pub(crate) fn error<B: From<Bytes>>(status: StatusCode, message: &str) -> Response<B> {
     #[derive(Serialize)]
     struct ErrorBody<'a> {
         error: &'a str,
@@ -43,11 +49,11 @@ pub(crate) fn error<B>(status: StatusCode, message: &str) -> Response<X402Body<B
 }
 
 /// 402 with `accepts` = the fresh `requirements`.
-pub(crate) fn payment_required<B>(
+pub(crate) fn payment_required<B: From<Bytes>>(
     error: String,
     requirements: PaymentRequirements,
     payer: Option<String>,
-) -> Response<X402Body<B>> {
+) -> Response<B> {
     let body = PaymentRequired {
         x402_version: X402_VERSION,
         error,
@@ -58,16 +64,38 @@ pub(crate) fn payment_required<B>(
 }
 
 /// 409: another request is processing this invoice.
-pub(crate) fn invoice_in_flight<B>() -> Response<X402Body<B>> {
+pub(crate) fn invoice_in_flight<B: From<Bytes>>() -> Response<B> {
     error(
         StatusCode::CONFLICT,
         "this invoice is already being processed by another request",
     )
 }
 
+/// 400: the request names no usable origin for `resource`.
+pub(crate) fn bad_host<B: From<Bytes>>(why: &str) -> Response<B> {
+    error(StatusCode::BAD_REQUEST, why)
+}
+
+/// 429 with `Retry-After`: the invoice-issuance limit is reached; nothing was minted.
+pub(crate) fn too_many_invoices<B: From<Bytes>>(retry_after: Duration) -> Response<B> {
+    // Whole seconds, rounded up, at least one.
+    let seconds = retry_after
+        .as_secs()
+        .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
+        .max(1);
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("too many payment requests: invoices are rate-limited; retry in {seconds} s"),
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
 /// 502, or 504 when the facilitator timed out. The client learns which call failed, not the
 /// facilitator's own words (they go to the log).
-pub(crate) fn facilitator_failed<B>(err: &FacilitatorError) -> Response<X402Body<B>> {
+pub(crate) fn facilitator_failed<B: From<Bytes>>(err: &FacilitatorError) -> Response<B> {
     let call = err.call();
     let (status, message) = match err {
         FacilitatorError::Timeout { .. } => (
@@ -91,15 +119,15 @@ pub(crate) fn facilitator_failed<B>(err: &FacilitatorError) -> Response<X402Body
 }
 
 /// 502: `/requirements` answered something that is not what was asked, or not consistent.
-pub(crate) fn bad_requirements<B>(err: &RequirementsError) -> Response<X402Body<B>> {
+pub(crate) fn bad_requirements<B: From<Bytes>>(err: &RequirementsError) -> Response<B> {
     error(
         StatusCode::BAD_GATEWAY,
         &format!("payment facilitator /requirements sent unusable requirements: {err}"),
     )
 }
 
-/// 502: `/settle` reported success for another invoice or network.
-pub(crate) fn bad_settlement<B>(why: &str) -> Response<X402Body<B>> {
+/// 502: `/settle` reported success for another invoice or network, or never finished.
+pub(crate) fn bad_settlement<B: From<Bytes>>(why: &str) -> Response<B> {
     error(
         StatusCode::BAD_GATEWAY,
         &format!("payment facilitator /settle sent an unusable reply: {why}"),
@@ -107,11 +135,20 @@ pub(crate) fn bad_settlement<B>(why: &str) -> Response<X402Body<B>> {
 }
 
 /// 500: a dynamic price callback returned a price that cannot be charged.
-pub(crate) fn bad_price<B>() -> Response<X402Body<B>> {
+pub(crate) fn bad_price<B: From<Bytes>>() -> Response<B> {
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "this route's price is misconfigured",
     )
+}
+
+/// Marks a paid response: `X-PAYMENT-RESPONSE` (listed in `Access-Control-Expose-Headers`),
+/// and `Cache-Control: private, no-store` unless the handler chose its own.
+pub(crate) fn mark_paid(headers: &mut HeaderMap, settle: &SettleResponse) {
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static(PAID_CACHE_CONTROL));
+    }
+    add_payment_response(headers, settle);
 }
 
 /// Adds `X-PAYMENT-RESPONSE` and lists it in `Access-Control-Expose-Headers`.

@@ -4,16 +4,17 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::{Method, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::body::X402Body;
 use super::config::{Shared, X402LayerBuilder};
 use super::flow::serve_priced;
 use super::future::ResponseFuture;
 use super::support::SupportError;
 use crate::facilitator::Facilitator;
+use crate::header::strip_payment_headers;
 use crate::network::Network;
 
 /// A tower layer that charges for priced routes with x402 over Lightning.
@@ -31,13 +32,16 @@ impl<F: Facilitator> X402Layer<F> {
     }
 
     /// Asks the facilitator's `/supported` whether it serves this layer's network (and, when
-    /// `payTo` is pinned, with that node). Call it at start-up to report a misconfiguration
-    /// early; the layer otherwise runs the same check on its first priced request and logs the
-    /// outcome. A failure never stops the layer: priced routes answer 502 until the facilitator
-    /// works.
+    /// `payTo` is pinned, with that node), and learns the node it announces. Call it at
+    /// start-up to report a misconfiguration early; otherwise the layer starts the same check
+    /// in the background on its first priced request (on the tokio runtime; no request waits
+    /// for it) and logs the outcome. A failure never stops the layer: priced routes answer 502
+    /// until the facilitator works.
     pub async fn check_facilitator(&self) -> Result<(), SupportError> {
         // Counts as the first-use check: requests do not repeat it right away.
-        self.shared.facilitator_state.claim_check();
+        self.shared
+            .facilitator_state
+            .claim_check(self.shared.clock.monotonic());
         self.shared.check_support().await
     }
 
@@ -78,6 +82,10 @@ impl<S, F> Layer<S> for X402Layer<F> {
 }
 
 /// The service of [`X402Layer`]: lets free requests through and makes priced ones pay.
+///
+/// Its response is the inner service's `Response<ResBody>`: free routes pass through untouched,
+/// and the layer's own answers are built with `ResBody: From<Bytes>` (axum's `Body`,
+/// `http_body_util::Full<Bytes>`; map another body type with `MapResponseBodyLayer` first).
 pub struct X402Service<S, F> {
     inner: S,
     shared: Arc<Shared<F>>,
@@ -125,9 +133,9 @@ where
     S::Error: Send,
     F: Facilitator,
     ReqBody: Send + 'static,
-    ResBody: Send + 'static,
+    ResBody: From<Bytes> + Send + 'static,
 {
-    type Response = Response<X402Body<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
@@ -135,22 +143,23 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // CORS preflights are always free.
-        if request.method() == Method::OPTIONS {
-            return ResponseFuture::free(self.inner.call(request));
-        }
-        let Some(tag) = self
-            .shared
-            .prices
-            .find(request.method(), request.uri().path())
-        else {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // CORS preflights and unpriced routes are free; payment headers never reach a handler.
+        let tag = match request.method() {
+            &Method::OPTIONS => None,
+            method => self.shared.prices.find(method, request.uri().path()),
+        };
+        let Some(tag) = tag else {
+            strip_payment_headers(request.headers_mut());
             return ResponseFuture::free(self.inner.call(request));
         };
         let tag = Arc::clone(tag);
-        // Keep the service `poll_ready` made ready; leave a fresh clone in its place.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
+        // A priced request must not hold the readiness `poll_ready` reserved (a concurrency
+        // permit, a buffer slot) while the facilitator is asked: release it now, and drive a
+        // clone to readiness only once the request is let through.
+        let unready = self.inner.clone();
+        drop(std::mem::replace(&mut self.inner, unready));
+        let inner = self.inner.clone();
         let shared = Arc::clone(&self.shared);
         ResponseFuture::priced(Box::pin(serve_priced(shared, tag, inner, request)))
     }

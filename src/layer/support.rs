@@ -1,12 +1,14 @@
 //! What the layer learns from the facilitator itself: whether it serves the layer's network
-//! (`/supported`, checked at start-up or on first use) and which node keys it hands out
-//! invoices for.
+//! (`/supported`, checked at start-up or in the background after the first priced request) and
+//! which node keys it hands out invoices for (announced in `/supported`, or payees of the
+//! invoices it handed out in 402s).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use super::config::Shared;
+use super::detach::spawn_background;
 use crate::PublicKey;
 use crate::facilitator::{Facilitator, FacilitatorError};
 use crate::invoice::parse_node_id;
@@ -62,18 +64,15 @@ impl SupportError {
 #[derive(Debug, Default)]
 pub(crate) struct FacilitatorState {
     answered: AtomicBool,
-    last_attempt: Mutex<Option<Instant>>,
+    /// Monotonic time of the last attempt.
+    last_attempt: Mutex<Option<Duration>>,
     payees: RwLock<Vec<PublicKey>>,
 }
 
 impl FacilitatorState {
-    /// Whether this caller should run the `/supported` check now: not once it was answered, and
-    /// at most once per [`RECHECK_AFTER`] until then.
-    pub(crate) fn claim_check(&self) -> bool {
-        self.claim_check_at(Instant::now())
-    }
-
-    fn claim_check_at(&self, now: Instant) -> bool {
+    /// Whether this caller should run the `/supported` check now (monotonic time `now`): not
+    /// once it was answered, and at most once per [`RECHECK_AFTER`] until then.
+    pub(crate) fn claim_check(&self, now: Duration) -> bool {
         if self.answered.load(Ordering::Acquire) {
             return false;
         }
@@ -81,7 +80,7 @@ impl FacilitatorState {
             .last_attempt
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if last.is_some_and(|last| now.saturating_duration_since(last) < RECHECK_AFTER) {
+        if last.is_some_and(|last| now.saturating_sub(last) < RECHECK_AFTER) {
             return false;
         }
         *last = Some(now);
@@ -165,16 +164,27 @@ impl<F: Facilitator> Shared<F> {
         Ok(())
     }
 
-    /// Runs the `/supported` check once, on the first priced request, unless it already ran.
+    /// Starts the `/supported` check in the background on a priced request, unless it already
+    /// ran (or ran less than a minute ago without an answer).
     ///
-    /// Never fails the request: a facilitator that is down is retried on a later request, and
-    /// one that does not serve the network is reported in the log.
-    pub(crate) async fn check_support_on_first_use(&self) {
-        if !self.facilitator_state.claim_check() {
+    /// No request waits for it: a facilitator that hangs must cost a client one timeout, not
+    /// two. A facilitator that does not serve the network is reported in the log. Without a
+    /// tokio runtime the check cannot run in the background and is skipped: call
+    /// [`X402Layer::check_facilitator`](crate::X402Layer::check_facilitator) at start-up.
+    pub(crate) fn check_support_in_background(self: &Arc<Self>) {
+        if !self.facilitator_state.claim_check(self.clock.monotonic()) {
             return;
         }
-        if let Err(err) = self.check_support().await {
-            tracing::error!(network = %self.network, error = %err, "facilitator check failed");
+        let shared = Arc::clone(self);
+        let started = spawn_background(async move {
+            if let Err(err) = shared.check_support().await {
+                tracing::error!(network = %shared.network, error = %err, "facilitator check failed");
+            }
+        });
+        if !started {
+            tracing::debug!(
+                "no tokio runtime: the facilitator check is left to check_facilitator()"
+            );
         }
     }
 }
@@ -190,12 +200,12 @@ mod tests {
     #[test]
     fn the_check_runs_once_a_minute_until_answered() {
         let state = FacilitatorState::default();
-        let start = Instant::now();
-        assert!(state.claim_check_at(start));
-        assert!(!state.claim_check_at(start + Duration::from_secs(59)));
-        assert!(state.claim_check_at(start + RECHECK_AFTER));
+        let start = Duration::from_secs(5);
+        assert!(state.claim_check(start));
+        assert!(!state.claim_check(start + Duration::from_secs(59)));
+        assert!(state.claim_check(start + RECHECK_AFTER));
         state.check_answered();
-        assert!(!state.claim_check_at(start + RECHECK_AFTER * 10));
+        assert!(!state.claim_check(start + RECHECK_AFTER * 10));
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub use self::wallet::{DEMO_WALLET_SECRET, Forgery, TestWallet};
 
 use self::ledger::Rules;
 use self::server::{Shared, lock};
+use crate::clock::{self, Clock, SharedClock};
 use crate::facilitator::FacilitatorCall;
 use crate::network::Network;
 
@@ -102,6 +103,7 @@ pub struct MockFacilitatorBuilder {
     bind: SocketAddr,
     bearer_token: Option<String>,
     record_calls: bool,
+    clock: SharedClock,
 }
 
 impl MockFacilitatorBuilder {
@@ -143,6 +145,14 @@ impl MockFacilitatorBuilder {
         self
     }
 
+    /// The clock the mock mints and checks invoices by (default: the system's). Share a
+    /// [`ManualClock`](crate::clock::ManualClock) with the layer to test expiry without
+    /// sleeping.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
     /// Binds the listener and starts serving on the current tokio runtime.
     pub async fn start(self) -> io::Result<MockFacilitator> {
         let node = self.node.unwrap_or_else(MockNode::random);
@@ -153,6 +163,7 @@ impl MockFacilitatorBuilder {
             },
             node,
             invoice_expiry: self.invoice_expiry,
+            clock: self.clock,
             bearer_token: self.bearer_token,
             record_calls: self.record_calls,
             ledger: Mutex::default(),
@@ -201,6 +212,7 @@ impl MockFacilitator {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             bearer_token: None,
             record_calls: true,
+            clock: clock::system(),
         }
     }
 

@@ -18,8 +18,8 @@ use super::RecordedCall;
 use super::fault::{Fault, FaultPlan, InvoiceFault};
 use super::ledger::{Ledger, Rejection, Rules};
 use super::node::{InvoiceSpec, MintedInvoice, MockNode};
+use crate::clock::SharedClock;
 use crate::facilitator::FacilitatorCall;
-use crate::invoice::unix_now;
 use crate::network::Network;
 use crate::types::{
     ASSET_BTC, LightningExtra, PaymentRequirements, RequirementsRequest, Scheme, SettleResponse,
@@ -33,6 +33,7 @@ pub(crate) struct Shared {
     pub(crate) node: MockNode,
     pub(crate) rules: Rules,
     pub(crate) invoice_expiry: Duration,
+    pub(crate) clock: SharedClock,
     pub(crate) bearer_token: Option<String>,
     pub(crate) record_calls: bool,
     pub(crate) ledger: Mutex<Ledger>,
@@ -237,7 +238,7 @@ impl Shared {
             network: self.rules.network,
             amount_msat: request.amount,
             description: request.description.clone(),
-            created_at: unix_now(),
+            created_at: self.clock.unix_now(),
             expiry: self.invoice_expiry,
         };
         let mut minter = self.node.clone();
@@ -291,7 +292,7 @@ impl Shared {
     fn verify(&self, body: &[u8]) -> Reply {
         let checked = match parse_payment_request(body) {
             Ok(request) => self.rules.authenticate(&request).and_then(|authenticated| {
-                lock(&self.ledger).check(&authenticated, unix_now())?;
+                lock(&self.ledger).check(&authenticated, self.clock.unix_now())?;
                 Ok(authenticated)
             }),
             Err(MalformedRequest::Rejected(rejection)) => Err(rejection),
@@ -314,7 +315,8 @@ impl Shared {
     fn settle(&self, body: &[u8]) -> Reply {
         let settled = match parse_payment_request(body) {
             Ok(request) => self.rules.authenticate(&request).and_then(|authenticated| {
-                let payment_hash = lock(&self.ledger).settle(&authenticated, unix_now())?;
+                let now = self.clock.unix_now();
+                let payment_hash = lock(&self.ledger).settle(&authenticated, now)?;
                 Ok((payment_hash, authenticated))
             }),
             Err(MalformedRequest::Rejected(rejection)) => Err(rejection),

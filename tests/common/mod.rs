@@ -12,18 +12,26 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::StatusCode;
 use serde_json::{Value, json};
-use x402_lightning::header::{X_PAYMENT, X_PAYMENT_RESPONSE, decode_payment_response_header};
+use x402_lightning::clock::{Clock, SystemClock};
+use x402_lightning::header::{decode_payment_response_header, encode_payment_header};
 use x402_lightning::layer::X402LayerBuilder;
 use x402_lightning::mock::{MockFacilitator, TestWallet};
+use x402_lightning::types::{ExactLightningPayload, X402_VERSION};
 use x402_lightning::{
-    FacilitatorCall, HttpFacilitator, Network, PaymentRequired, PaymentRequirements, Price,
-    PriceTag, SettleResponse, VerifiedPayment, X402Layer,
+    FacilitatorCall, HttpFacilitator, Network, PaymentPayload, PaymentRequired,
+    PaymentRequirements, Price, PriceTag, Scheme, SettleResponse, VerifiedPayment, X402Layer,
 };
 
 pub const WEATHER_MSAT: u64 = 10_000;
 pub const PREMIUM_MSAT: u64 = 250_000;
 pub const INFER_MSAT: u64 = 5_000_000;
 pub const FUNDS_MSAT: u64 = 1_000_000_000;
+
+/// The payment headers as PROTOCOL.md spells them on the wire. The harness sends and reads
+/// these, not the crate's constants, so that every layer test also checks the names.
+pub const X_PAYMENT_ON_THE_WIRE: &str = "X-PAYMENT";
+/// See [`X_PAYMENT_ON_THE_WIRE`].
+pub const X_PAYMENT_RESPONSE_ON_THE_WIRE: &str = "X-PAYMENT-RESPONSE";
 
 /// The demo's price table, on `network`, through `facilitator`.
 pub fn demo_prices(
@@ -91,6 +99,8 @@ pub struct Harness {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub runs: Arc<AtomicUsize>,
+    /// The clock the layer checks invoices by (the system's unless a test set another).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The demo app with the demo prices on regtest.
@@ -111,18 +121,25 @@ pub async fn start_layer(
     prices: impl FnOnce(&MockFacilitator) -> X402LayerBuilder<HttpFacilitator>,
 ) -> Harness {
     let mock = MockFacilitator::start().await.expect("mock starts");
+    start_layer_on(mock, prices).await
+}
+
+/// [`start_layer`] on a mock configured by the caller.
+pub async fn start_layer_on(
+    mock: MockFacilitator,
+    prices: impl FnOnce(&MockFacilitator) -> X402LayerBuilder<HttpFacilitator>,
+) -> Harness {
     let layer = prices(&mock).build().expect("layer builds");
     let runs = Arc::new(AtomicUsize::new(0));
     let app = demo_app(Arc::clone(&runs)).layer(layer);
     harness(mock, app, runs).await
 }
 
-/// A client of `mock` as the harness configures it.
+/// A client of `mock` as the harness configures it: the crate's default timeouts (10 s a call),
+/// so that a loaded CI machine never turns a legitimate call into a 504. Tests that provoke a
+/// timeout build their own short-timeout client.
 pub fn facilitator_for(mock: &MockFacilitator) -> HttpFacilitator {
-    HttpFacilitator::builder(&mock.url())
-        .timeout(Duration::from_millis(500))
-        .build()
-        .expect("facilitator client")
+    HttpFacilitator::new(&mock.url()).expect("facilitator client")
 }
 
 /// Serves `app` (whose handlers count their runs in `runs`) and funds a wallet at `mock`.
@@ -136,16 +153,18 @@ pub async fn harness(mock: MockFacilitator, app: Router, runs: Arc<AtomicUsize>)
         addr,
         client: reqwest::Client::new(),
         runs,
+        clock: Arc::new(SystemClock),
     }
 }
 
-/// Serves `app` on `127.0.0.1:0`; returns its address.
+/// Serves `app` on `127.0.0.1:0` with the peer's address as `ConnectInfo`; returns its address.
 pub async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let _ = axum::serve(listener, app).await;
     });
     addr
@@ -154,6 +173,19 @@ pub async fn serve(app: Router) -> SocketAddr {
 impl Harness {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// This harness with the clock its layer (and mock) were given.
+    pub fn on_clock(self, clock: impl Clock) -> Self {
+        Self {
+            clock: Arc::new(clock),
+            ..self
+        }
+    }
+
+    /// Wall-clock time as the layer sees it.
+    pub fn now(&self) -> Duration {
+        self.clock.unix_now()
     }
 
     pub fn handler_runs(&self) -> usize {
@@ -168,7 +200,7 @@ impl Harness {
     pub async fn get(&self, path: &str, payment: Option<&str>) -> reqwest::Response {
         let mut request = self.client.get(self.url(path));
         if let Some(payment) = payment {
-            request = request.header(X_PAYMENT, payment);
+            request = request.header(X_PAYMENT_ON_THE_WIRE, payment);
         }
         request.send().await.expect("request sent")
     }
@@ -188,8 +220,18 @@ impl Harness {
     }
 }
 
+/// `wallet`'s honest `X-PAYMENT` for any regtest invoice.
+pub fn pay_invoice(wallet: &TestWallet, invoice: &str) -> String {
+    encode_payment_header(&PaymentPayload {
+        x402_version: X402_VERSION,
+        scheme: Scheme::Exact,
+        network: Network::Regtest,
+        payload: ExactLightningPayload::new(invoice.to_owned(), wallet.sign(invoice), wallet.id()),
+    })
+}
+
 /// The decoded `X-PAYMENT-RESPONSE` of a response, if any.
 pub fn payment_response(response: &reqwest::Response) -> Option<SettleResponse> {
-    let value = response.headers().get(X_PAYMENT_RESPONSE)?;
+    let value = response.headers().get(X_PAYMENT_RESPONSE_ON_THE_WIRE)?;
     Some(decode_payment_response_header(value.as_bytes(), 64 * 1024).expect("decodable"))
 }
