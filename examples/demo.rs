@@ -17,7 +17,7 @@
 //! - `X402_PUBLIC_BASE_URL`: the URL clients reach the demo at, used for `resource` (default:
 //!   the request's `Host`);
 //! - `X402_ISSUANCE_PER_MINUTE`: how many invoices one client (peer IP) may have minted per
-//!   minute, in bursts of up to a fifth of that (default 300; 0 turns the limit off); all
+//!   minute, in bursts of up to a fifth of that (default 600; 0 turns the limit off); all
 //!   clients together may have ten times as many.
 //!
 //! Routes: `GET /` and `GET /health` are free; `GET /weather` costs 10,000 msat,
@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let bind: SocketAddr = parse_env("X402_BIND", "127.0.0.1:3000")?;
     let network: Network = parse_env("X402_NETWORK", Network::Regtest.as_str())?;
     let timeout_ms: u64 = parse_env("X402_FACILITATOR_TIMEOUT_MS", "10000")?;
-    let issuance_per_minute: u32 = parse_env("X402_ISSUANCE_PER_MINUTE", "300")?;
+    let issuance_per_minute: u32 = parse_env("X402_ISSUANCE_PER_MINUTE", "600")?;
 
     // The embedded mock lives as long as `main`; dropping it would stop it.
     let mut _embedded = None;

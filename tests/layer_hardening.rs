@@ -604,3 +604,47 @@ async fn clients_named_by_a_key_have_their_own_limits_under_a_global_one() {
     assert_eq!(status_for("e").await, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(status_for("f").await, StatusCode::TOO_MANY_REQUESTS);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. The inner response body type is kept: the layer wraps a whole Router served by axum
+// ---------------------------------------------------------------------------------------------
+
+/// `axum::serve` takes the layer around a whole `Router` only because the layer's response is
+/// the Router's own `Response<Body>` (a body type of the layer's own would not type-check).
+#[tokio::test]
+async fn the_layer_around_a_whole_router_is_served_by_axum_with_its_own_body_type() {
+    use tower::Layer as _;
+
+    /// Compiles only for a service whose response is axum's own `Response<Body>`.
+    fn answers_with_axum_body<S: tower::Service<Request<Body>, Response = Response<Body>>>(_: &S) {}
+
+    let mock = MockFacilitator::start().await.expect("mock starts");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let layer = demo_prices(facilitator_for(&mock), Network::Regtest)
+        .build()
+        .expect("layer builds");
+    let service = layer.layer(demo_app(Arc::clone(&runs)));
+    answers_with_axum_body(&service);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let make = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+        std::net::SocketAddr,
+    >(service);
+    tokio::spawn(async move { axum::serve(listener, make).await });
+    let client = reqwest::Client::new();
+    let free = client
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(free.text().await.expect("body"), "free");
+    let unpaid = client
+        .get(format!("http://{addr}/weather"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(unpaid.status(), StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(mock.call_count(FacilitatorCall::Requirements), 1);
+}
