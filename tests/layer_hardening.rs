@@ -335,6 +335,7 @@ async fn a_host_that_is_not_a_plain_host_and_port_is_refused_with_400_before_any
         "user:pass@evil.example:80",
         "@evil.example",
         "evil.example:99999",
+        "evil.example:0",
         "evil.example:",
         "evil.example:80x",
         "evil.example:-1",

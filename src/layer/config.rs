@@ -143,8 +143,8 @@ impl<F> Shared<F> {
 }
 
 /// Whether `authority` is `host[:port]` and nothing more: a DNS name or IPv4 address (letters,
-/// digits, `-`, `.`, `_`) or a bracketed IPv6 address, then an optional port of 1 to 5 digits
-/// up to 65535. No userinfo, no spaces, no empty port.
+/// digits, `-`, `.`, `_`) or a bracketed IPv6 address, then an optional port from 1 to 65535
+/// in at most 5 digits. No userinfo, no spaces, no empty port.
 fn is_host_and_port(authority: &str) -> bool {
     let (host, port) = match authority.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
@@ -177,7 +177,7 @@ fn is_host_and_port(authority: &str) -> bool {
         Some(port) => {
             (1..=5).contains(&port.len())
                 && port.bytes().all(|b| b.is_ascii_digit())
-                && port.parse::<u16>().is_ok()
+                && port.parse::<u16>().is_ok_and(|port| port != 0)
         }
     };
     host_ok && port_ok

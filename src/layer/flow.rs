@@ -261,7 +261,8 @@ impl<F: Facilitator> Sale<'_, F> {
         let shared = self.shared;
         if let Some(limiter) = &shared.limiter {
             if let Err(retry_after) = limiter.check(head) {
-                tracing::info!(?retry_after, "invoice issuance limit reached");
+                // Debug: an unpaid flood must not flood the log too.
+                tracing::debug!(?retry_after, "invoice issuance limit reached");
                 return respond::too_many_invoices(retry_after);
             }
         }

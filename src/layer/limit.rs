@@ -60,8 +60,8 @@ impl IssuanceRate {
     }
 }
 
-/// A function naming the client of a request for the per-client limit; `None` puts the
-/// request under the global limit only.
+/// A function naming the client of a request for the per-client limit; the requests it names
+/// `None` share one client's allowance.
 pub type ClientKeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
 /// How many invoices the layer may mint, per client and in all.
@@ -80,8 +80,10 @@ pub type ClientKeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 /// `into_make_service_with_connect_info::<SocketAddr>()`) or a `SocketAddr` request
 /// extension. Behind a trusted proxy, name the client yourself with
 /// [`client_key`](Self::client_key) (e.g. from `X-Forwarded-For`, which only a proxy you
-/// run can vouch for). A request whose client cannot be named counts toward the global limit
-/// only.
+/// run can vouch for). Requests whose client cannot be named share one client's allowance
+/// (logged once), so a server started without connect info is limited, not open. A global limit
+/// is shared by everyone: a client with many addresses can use it up, so set it well above the
+/// per-client one.
 #[derive(Clone, Default)]
 #[must_use]
 pub struct IssuanceLimit {
@@ -171,6 +173,11 @@ type KeyedLimiter =
     RateLimiter<String, HashMapStateStore<String>, LimiterClock, NoOpMiddleware<Duration>>;
 type GlobalLimiter = RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Duration>>;
 
+/// The key shared by requests whose client cannot be named: together they get one client's
+/// allowance, so a server started without connect info is limited rather than open. It cannot
+/// clash with an IP address, and a custom key function should not return it.
+const UNNAMED_CLIENT: &str = "unnamed client";
+
 /// How many checks pass between two sweeps of clients whose allowance is full again, which
 /// keeps the per-client table as small as the set of recently active clients.
 const SWEEP_EVERY: u64 = 1024;
@@ -204,17 +211,17 @@ impl Limiter {
             if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
                 keyed.retain_recent();
             }
-            match self.client_of(head) {
-                Some(client) => keyed.check_key(&client).map_err(wait)?,
-                None => {
-                    if !self.warned_keyless.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(
-                            "invoice issuance: a request has no peer address, so only the global \
-                             limit applies to it; serve with connect info or set a client key"
-                        );
-                    }
+            let client = self.client_of(head).unwrap_or_else(|| {
+                if !self.warned_keyless.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "invoice issuance: a request names no client (no peer address); such \
+                         requests share one client's limit: serve with connect info or set a \
+                         client key"
+                    );
                 }
-            }
+                UNNAMED_CLIENT.to_owned()
+            });
+            keyed.check_key(&client).map_err(wait)?;
         }
         if let Some(global) = &self.global {
             global.check().map_err(wait)?;
@@ -291,6 +298,20 @@ mod tests {
         clock.advance(Duration::from_secs(6));
         assert_eq!(limiter.check(&alice), Ok(()));
         assert_eq!(limiter.check(&alice), Err(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn requests_that_name_no_client_share_one_clients_allowance() {
+        let clock = ManualClock::starting_now();
+        let limiter = IssuanceLimit::new()
+            .per_client(IssuanceRate::per_minute(2))
+            .build(Arc::new(clock))
+            .unwrap();
+        let keyless = http::Request::new(()).into_parts().0;
+        assert!(limiter.check(&keyless).is_ok());
+        assert!(limiter.check(&keyless).is_ok());
+        assert_eq!(limiter.check(&keyless), Err(Duration::from_secs(30)));
+        assert!(limiter.check(&head_from("10.0.0.1:1")).is_ok());
     }
 
     #[test]
