@@ -252,7 +252,7 @@ fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
-        Value::Number(number) if number.is_f64() => "a floating-point number",
+        Value::Number(number) if number.is_f64() => "a number that is not a plain integer",
         Value::Number(_) => "an integer",
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
@@ -317,7 +317,7 @@ mod tests {
                 r#"{"x402Version":1.0}"#,
                 "x402Version",
                 "an integer",
-                "a floating-point number",
+                "a number that is not a plain integer",
             ),
             (
                 r#"{"x402Version":null}"#,

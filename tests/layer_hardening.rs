@@ -225,12 +225,17 @@ async fn refusals_are_no_store_and_paid_responses_private_unless_the_handler_cho
     let runs = Arc::new(AtomicUsize::new(0));
     let layer = demo_prices(facilitator_for(&mock), Network::Regtest)
         .route("GET /cached", Price::sats(1))
+        .route("GET /cdn", Price::sats(1))
         .build()
         .expect("layer builds");
     let app = demo_app(Arc::clone(&runs))
         .route(
             "/cached",
             get(|| async { ([(CACHE_CONTROL, "public, max-age=60")], "cacheable") }),
+        )
+        .route(
+            "/cdn",
+            get(|| async { ([("cdn-cache-control", "max-age=600")], "for the CDN") }),
         )
         .layer(layer);
     let h = harness(mock, app, runs).await;
@@ -256,6 +261,12 @@ async fn refusals_are_no_store_and_paid_responses_private_unless_the_handler_cho
         .await;
     assert_eq!(own.status(), StatusCode::OK);
     assert_eq!(cache_control(&own).as_deref(), Some("public, max-age=60"));
+    // A targeted caching header (RFC 9213) is the handler's own decision too: nothing is added
+    // that a CDN would be told to ignore.
+    let cdn = h.get("/cdn", Some(&h.payment_for("/cdn").await)).await;
+    assert_eq!(cdn.status(), StatusCode::OK);
+    assert_eq!(cache_control(&cdn), None);
+    assert_eq!(cdn.headers()["cdn-cache-control"], "max-age=600");
 
     // The layer's other answers are not stored either.
     h.mock.fail_next(
@@ -336,6 +347,13 @@ async fn a_host_that_is_not_a_plain_host_and_port_is_refused_with_400_before_any
         "@evil.example",
         "evil.example:99999",
         "evil.example:0",
+        "evil.example:00080",
+        ".",
+        "..",
+        "-",
+        "a..b",
+        "-evil.example",
+        "evil-.example",
         "evil.example:",
         "evil.example:80x",
         "evil.example:-1",
@@ -384,6 +402,8 @@ async fn a_host_that_is_not_a_plain_host_and_port_is_refused_with_400_before_any
         ),
         ("[::1]:3000", "http://[::1]:3000/weather?x=1"),
         ("127.0.0.1", "http://127.0.0.1/weather?x=1"),
+        ("api.example.com.", "http://api.example.com./weather?x=1"),
+        ("my_host-1", "http://my_host-1/weather?x=1"),
     ] {
         let response = app
             .clone()
@@ -437,15 +457,24 @@ async fn a_supported_check_that_never_answers_holds_no_request() {
         StatusCode::PAYMENT_REQUIRED
     );
     within(gate.entered.notified()).await;
-    // A minute later the check runs again, and hangs again, beside the request.
+    // A minute later the check is still hanging: no second one piles up, and no request waits.
     clock.advance(Duration::from_secs(61));
     let later = within(app.clone().oneshot(get_with("/weather", &[]))).await;
     assert_eq!(
         later.expect("infallible").status(),
         StatusCode::PAYMENT_REQUIRED
     );
-    within(gate.entered.notified()).await;
     assert_eq!(mock.call_count(FacilitatorCall::Requirements), 2);
+    // Once it answers (here: /supported, honestly), it is done for good.
+    gate.release.notify_one();
+    within(gate.finished.notified()).await;
+    clock.advance(Duration::from_secs(61));
+    let last = within(app.clone().oneshot(get_with("/weather", &[]))).await;
+    assert_eq!(
+        last.expect("infallible").status(),
+        StatusCode::PAYMENT_REQUIRED
+    );
+    assert_eq!(mock.call_count(FacilitatorCall::Supported), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,7 +508,9 @@ async fn a_client_that_hangs_up_mid_settle_still_has_its_settlement_remembered()
     assert!(client.await.is_err_and(|err| err.is_cancelled()));
 
     // The settle goes on; until its outcome lands, the invoice stays claimed.
-    let meanwhile = app.clone().oneshot(paid()).await.expect("infallible");
+    let meanwhile = within(app.clone().oneshot(paid()))
+        .await
+        .expect("infallible");
     assert_eq!(meanwhile.status(), StatusCode::CONFLICT);
     gate.release.notify_one();
     within(gate.finished.notified()).await;

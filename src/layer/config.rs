@@ -46,6 +46,9 @@ pub enum ConfigError {
     /// A limit was set to zero.
     #[error("{0} must be more than zero")]
     Zero(&'static str),
+    /// An issuance rate that allows nothing, or more than one invoice a nanosecond.
+    #[error("{0} must allow at least one invoice, and at most one a nanosecond")]
+    IssuanceRate(&'static str),
 }
 
 /// Which requests are priced.
@@ -142,45 +145,52 @@ impl<F> Shared<F> {
     }
 }
 
-/// Whether `authority` is `host[:port]` and nothing more: a DNS name or IPv4 address (letters,
-/// digits, `-`, `.`, `_`) or a bracketed IPv6 address, then an optional port from 1 to 65535
-/// in at most 5 digits. No userinfo, no spaces, no empty port.
+/// Whether `authority` is `host[:port]` and nothing more: a DNS name or IPv4 address (dot-
+/// separated labels of 1 to 63 letters, digits, `-` or `_`, not starting or ending with `-`,
+/// one trailing dot allowed) or a bracketed IPv6 address, then an optional port from 1 to 65535
+/// written without leading zeros. No userinfo, no spaces, no empty port.
 fn is_host_and_port(authority: &str) -> bool {
-    let (host, port) = match authority.strip_prefix('[') {
+    let (host_ok, port) = match authority.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
             Some((v6, after)) => {
-                if v6.parse::<std::net::Ipv6Addr>().is_err() {
-                    return false;
-                }
-                match after {
-                    "" => return true,
+                let port = match after {
+                    "" => None,
                     after => match after.strip_prefix(':') {
-                        Some(port) => ("v6", Some(port)),
+                        Some(port) => Some(port),
                         None => return false,
                     },
-                }
+                };
+                (v6.parse::<std::net::Ipv6Addr>().is_ok(), port)
             }
             None => return false,
         },
         None => match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
+            Some((host, port)) => (is_dns_name(host), Some(port)),
+            None => (is_dns_name(authority), None),
         },
     };
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    let port_ok = match port {
-        None => true,
-        Some(port) => {
-            (1..=5).contains(&port.len())
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && port.parse::<u16>().is_ok_and(|port| port != 0)
-        }
-    };
+    let port_ok = port.is_none_or(|port| {
+        !port.starts_with('0')
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok()
+    });
     host_ok && port_ok
+}
+
+/// Whether `host` is a DNS name or dotted IPv4 address as [`is_host_and_port`] takes it.
+fn is_dns_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        })
 }
 
 /// Builds an [`X402Layer`]: the facilitator and network, then prices and options.
@@ -323,7 +333,7 @@ impl<F: Facilitator> X402LayerBuilder<F> {
             .issuance_limit
             .map(|limit| limit.build(Arc::clone(&self.clock)))
             .transpose()
-            .map_err(ConfigError::Zero)?;
+            .map_err(ConfigError::IssuanceRate)?;
         Ok(X402Layer {
             shared: Arc::new(Shared {
                 facilitator: self.facilitator,

@@ -6,10 +6,11 @@
 //! `Retry-After` and nothing is minted. Rates use the GCRA of the `governor` crate.
 
 use std::fmt;
+use std::hash::{BuildHasher as _, RandomState};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use governor::clock::Clock as _;
@@ -129,14 +130,19 @@ impl IssuanceLimit {
         self
     }
 
-    /// The limiter, on `clock`; `Err` names a rate that allows nothing.
+    /// The limiter, on `clock`; `Err` names a rate that cannot be used.
     pub(crate) fn build(self, clock: SharedClock) -> Result<Limiter, &'static str> {
         let clock = LimiterClock(clock);
         let keyed = match self.per_client {
             None => None,
             Some(rate) => {
                 let quota = rate.quota().ok_or("the per-client issuance rate")?;
-                Some(RateLimiter::hashmap_with_clock(quota, clock.clone()))
+                Some(Clients {
+                    table: RwLock::new(RateLimiter::hashmap_with_clock(quota, clock.clone())),
+                    quota,
+                    hasher: RandomState::new(),
+                    max_clients: MAX_CLIENTS,
+                })
             }
         };
         let global = match self.global {
@@ -170,7 +176,7 @@ impl governor::clock::Clock for LimiterClock {
 }
 
 type KeyedLimiter =
-    RateLimiter<String, HashMapStateStore<String>, LimiterClock, NoOpMiddleware<Duration>>;
+    RateLimiter<u64, HashMapStateStore<u64>, LimiterClock, NoOpMiddleware<Duration>>;
 type GlobalLimiter = RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Duration>>;
 
 /// The key shared by requests whose client cannot be named: together they get one client's
@@ -182,9 +188,63 @@ const UNNAMED_CLIENT: &str = "unnamed client";
 /// keeps the per-client table as small as the set of recently active clients.
 const SWEEP_EVERY: u64 = 1024;
 
+/// How many clients the per-client table holds at most after a sweep; beyond, it starts over
+/// (every client gets a fresh allowance; the global limit still bounds what is minted).
+const MAX_CLIENTS: usize = 100_000;
+
+/// The per-client limits: one GCRA state per client, keyed by a keyed hash of the client's name
+/// so that an entry has a fixed size whatever the name.
+struct Clients {
+    table: RwLock<KeyedLimiter>,
+    quota: Quota,
+    hasher: RandomState,
+    max_clients: usize,
+}
+
+impl Clients {
+    fn check(
+        &self,
+        client: &str,
+        wait: impl Fn(NotUntil<Duration>) -> Duration,
+    ) -> Result<(), Duration> {
+        let key = self.hasher.hash_one(client);
+        read(&self.table).check_key(&key).map_err(wait)
+    }
+
+    /// Drops the clients whose allowance is full again; starts over when too many remain.
+    fn sweep(&self, clock: &LimiterClock) {
+        let over = {
+            let table = read(&self.table);
+            table.retain_recent();
+            table.len() > self.max_clients
+        };
+        if over {
+            tracing::warn!(
+                clients = self.max_clients,
+                "invoice issuance: too many clients at once; per-client allowances start over"
+            );
+            *write(&self.table) = RateLimiter::hashmap_with_clock(self.quota, clock.clone());
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        read(&self.table).len()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // The table stays consistent even if a holder panicked: each update is one call.
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The built limiter of a layer.
 pub(crate) struct Limiter {
-    keyed: Option<KeyedLimiter>,
+    keyed: Option<Clients>,
     global: Option<GlobalLimiter>,
     key: Option<Arc<ClientKeyFn>>,
     clock: LimiterClock,
@@ -204,12 +264,13 @@ impl fmt::Debug for Limiter {
 impl Limiter {
     /// Counts one invoice for the client of `head`: `Err(wait)` when a limit is reached, with
     /// the time until one more is allowed. The client's own limit is checked first, so a client
-    /// over it never uses up the global allowance.
+    /// over it never uses up the global allowance; the other way round, a request the global
+    /// limit refuses has used one of its client's (a GCRA cell cannot be handed back).
     pub(crate) fn check(&self, head: &Parts) -> Result<(), Duration> {
         let wait = |not_until: NotUntil<Duration>| not_until.wait_time_from(self.clock.now());
         if let Some(keyed) = &self.keyed {
             if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-                keyed.retain_recent();
+                keyed.sweep(&self.clock);
             }
             let client = self.client_of(head).unwrap_or_else(|| {
                 if !self.warned_keyless.swap(true, Ordering::Relaxed) {
@@ -221,7 +282,7 @@ impl Limiter {
                 }
                 UNNAMED_CLIENT.to_owned()
             });
-            keyed.check_key(&client).map_err(wait)?;
+            keyed.check(&client, wait)?;
         }
         if let Some(global) = &self.global {
             global.check().map_err(wait)?;
@@ -239,7 +300,7 @@ impl Limiter {
     /// How many clients the per-client table holds.
     #[cfg(test)]
     fn clients(&self) -> usize {
-        self.keyed.as_ref().map_or(0, KeyedLimiter::len)
+        self.keyed.as_ref().map_or(0, Clients::len)
     }
 }
 
@@ -365,6 +426,35 @@ mod tests {
         // The last sweep dropped every client whose allowance was full again; only the three
         // seen since remain, not all 1,025.
         assert_eq!(limiter.clients(), 3);
+    }
+
+    #[test]
+    fn the_client_table_stays_bounded_however_many_clients_come() {
+        let clock = ManualClock::starting_now();
+        let mut limiter = IssuanceLimit::new()
+            .per_client(IssuanceRate::per_minute(1))
+            .client_key(|head| Some(head.uri.path().to_owned()))
+            .build(Arc::new(clock))
+            .unwrap();
+        if let Some(clients) = &mut limiter.keyed {
+            clients.max_clients = 100;
+        }
+        let long = "x".repeat(1_000);
+        let mut most = 0;
+        for n in 0..5_000 {
+            let head = http::Request::get(format!("/{long}{n}"))
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            assert!(
+                limiter.check(&head).is_ok(),
+                "a new client has its allowance"
+            );
+            most = most.max(limiter.clients());
+        }
+        // Never more than the bound plus the clients seen between two sweeps.
+        assert!(most <= 100 + SWEEP_EVERY as usize, "{most} clients kept");
     }
 
     #[test]

@@ -142,10 +142,18 @@ pub(crate) fn bad_price<B: From<Bytes>>() -> Response<B> {
     )
 }
 
+/// Caching headers a handler may set to decide for itself how its paid response is cached:
+/// `Cache-Control`, and the targeted ones a CDN obeys before it (RFC 9213).
+const CACHING_HEADERS: [&str; 3] = ["cache-control", "cdn-cache-control", "surrogate-control"];
+
 /// Marks a paid response: `X-PAYMENT-RESPONSE` (listed in `Access-Control-Expose-Headers`),
-/// and `Cache-Control: private, no-store` unless the handler chose its own.
+/// and `Cache-Control: private, no-store` unless the handler set a caching header of its own
+/// (then what it chose, CDN caching included, is its business).
 pub(crate) fn mark_paid(headers: &mut HeaderMap, settle: &SettleResponse) {
-    if !headers.contains_key(CACHE_CONTROL) {
+    if !CACHING_HEADERS
+        .iter()
+        .any(|name| headers.contains_key(*name))
+    {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static(PAID_CACHE_CONTROL));
     }
     add_payment_response(headers, settle);

@@ -64,6 +64,8 @@ impl SupportError {
 #[derive(Debug, Default)]
 pub(crate) struct FacilitatorState {
     answered: AtomicBool,
+    /// A check is running now (a facilitator without timeouts may never answer one).
+    running: AtomicBool,
     /// Monotonic time of the last attempt.
     last_attempt: Mutex<Option<Duration>>,
     payees: RwLock<Vec<PublicKey>>,
@@ -172,7 +174,11 @@ impl<F: Facilitator> Shared<F> {
     /// tokio runtime the check cannot run in the background and is skipped: call
     /// [`X402Layer::check_facilitator`](crate::X402Layer::check_facilitator) at start-up.
     pub(crate) fn check_support_in_background(self: &Arc<Self>) {
-        if !self.facilitator_state.claim_check(self.clock.monotonic()) {
+        let state = &self.facilitator_state;
+        if state.running.load(Ordering::Acquire) || !state.claim_check(self.clock.monotonic()) {
+            return;
+        }
+        if state.running.swap(true, Ordering::AcqRel) {
             return;
         }
         let shared = Arc::clone(self);
@@ -180,8 +186,13 @@ impl<F: Facilitator> Shared<F> {
             if let Err(err) = shared.check_support().await {
                 tracing::error!(network = %shared.network, error = %err, "facilitator check failed");
             }
+            shared
+                .facilitator_state
+                .running
+                .store(false, Ordering::Release);
         });
         if !started {
+            state.running.store(false, Ordering::Release);
             tracing::debug!(
                 "no tokio runtime: the facilitator check is left to check_facilitator()"
             );
