@@ -41,6 +41,9 @@
 //! Needs valgrind and `gungraun-runner` of the same version as `gungraun`:
 //! `cargo install gungraun-runner --version 0.20.0 --locked`.
 
+#[path = "shared/demo.rs"]
+mod demo;
+
 use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future, ready};
@@ -53,7 +56,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::response::Response;
-use axum::routing::{get, post};
 use bitcoin::hashes::{Hash as _, sha256};
 use bitcoin::secp256k1::{Secp256k1, SecretKey};
 use bytes::Buf;
@@ -62,7 +64,6 @@ use http::header::HOST;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use lightning_invoice::{InvoiceBuilder, PaymentSecret};
-use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tower::util::MapResponseLayer;
 use tower::{Layer as _, Service, ServiceExt as _};
@@ -71,13 +72,12 @@ use x402_lightning::types::{
     ASSET_BTC, LightningExtra, SupportedExtra, SupportedKind, X402_VERSION,
 };
 use x402_lightning::{
-    Facilitator, FacilitatorCall, FacilitatorError, Network, PaymentRequirements, Price, PriceTag,
+    Facilitator, FacilitatorCall, FacilitatorError, Network, PaymentRequirements,
     RequirementsRequest, Scheme, SettleRequest, SettleResponse, SupportedResponse, VerifyRequest,
     VerifyResponse, X402Layer, X402Service,
 };
 
 /// The demo's price of `GET /weather`.
-const WEATHER_MSAT: u64 = 10_000;
 /// Invoices minted in setup and handed out in turn: more than the requests of one case.
 const MINTED_INVOICES: u8 = 4;
 /// The facilitator's node key: fixed, so its invoices are the same in every run.
@@ -151,7 +151,7 @@ impl InProcessFacilitator {
         &self,
         request: &RequirementsRequest,
     ) -> Result<PaymentRequirements, FacilitatorError> {
-        if request.amount != WEATHER_MSAT || request.network != self.network {
+        if request.amount != demo::WEATHER_MSAT || request.network != self.network {
             return Err(unused(FacilitatorCall::Requirements));
         }
         let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.invoices.len();
@@ -179,7 +179,7 @@ fn mint_fixed(node: &MockNode, network: Network, description: &str, seed: u8) ->
     let preimage = [seed; 32];
     InvoiceBuilder::new(network.currency())
         .description(description.to_owned())
-        .amount_milli_satoshis(WEATHER_MSAT)
+        .amount_milli_satoshis(demo::WEATHER_MSAT)
         .payment_hash(sha256::Hash::hash(&preimage))
         .payment_secret(PaymentSecret([seed.wrapping_add(0x80); 32]))
         .duration_since_epoch(INVOICE_CREATED_AT)
@@ -277,14 +277,14 @@ fn prepare(case: Case) -> Prepared {
         .build()
         .expect("tokio runtime");
     let app = match case {
-        Case::FreeBare | Case::PricedBare => App::Router(routes()),
+        Case::FreeBare | Case::PricedBare => App::Router(demo::routes()),
         Case::FreeLayered | Case::PricedLayered => {
-            App::Router(routes().layer(runtime.block_on(x402_layer())))
+            App::Router(demo::routes().layer(runtime.block_on(x402_layer())))
         }
         Case::FreeNoopLayer => {
-            App::Router(routes().layer(MapResponseLayer::new(|response: Response| response)))
+            App::Router(demo::routes().layer(MapResponseLayer::new(|response: Response| response)))
         }
-        Case::FreeOuterLayer => App::Outer(runtime.block_on(x402_layer()).layer(routes())),
+        Case::FreeOuterLayer => App::Outer(runtime.block_on(x402_layer()).layer(demo::routes())),
     };
     let (status, _) = app.serve_one(&runtime, case.request());
     assert_eq!(status, case.expected_status(), "warm-up of {case:?}");
@@ -362,25 +362,7 @@ main!(library_benchmark_groups = router);
 async fn x402_layer() -> X402Layer<InProcessFacilitator> {
     let node = MockNode::from_secret_hex(NODE_SECRET).expect("the node's key");
     let facilitator = InProcessFacilitator::new(&node, Network::Regtest, "Current weather");
-    let layer = X402Layer::builder(facilitator, Network::Regtest)
-        .route(
-            "GET /weather",
-            PriceTag::fixed(Price::msat(WEATHER_MSAT))
-                .description("Current weather")
-                .mime_type("application/json"),
-        )
-        .route(
-            "GET /premium/{*path}",
-            PriceTag::fixed(Price::msat(250_000))
-                .description("Premium content")
-                .mime_type("text/plain"),
-        )
-        .route(
-            "POST /ai/infer",
-            PriceTag::fixed(Price::msat(5_000_000))
-                .description("Batch AI inference request")
-                .mime_type("application/json"),
-        )
+    let layer = demo::prices(facilitator)
         .pay_to(node.node_id())
         .build()
         .expect("layer configuration");
@@ -389,43 +371,4 @@ async fn x402_layer() -> X402Layer<InProcessFacilitator> {
         .await
         .expect("the in-process facilitator supports the network");
     layer
-}
-
-/// The demo's routes (as in `load/apps.rs`), as bare axum.
-fn routes() -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/health", get(health))
-        .route("/weather", get(weather))
-        .route("/premium/{*path}", get(premium))
-        .route("/ai/infer", post(infer))
-}
-
-async fn index() -> &'static str {
-    "x402-lightning demo\n"
-}
-
-async fn health() -> axum::Json<Value> {
-    axum::Json(json!({ "status": "ok" }))
-}
-
-async fn weather(payment: Option<x402_lightning::VerifiedPayment>) -> axum::Json<Value> {
-    let (paid_msat, payment_hash) = payment.map_or((0, String::new()), |payment| {
-        (payment.amount_msat, payment.payment_hash)
-    });
-    axum::Json(json!({
-        "location": "Lisbon",
-        "temperatureC": 21,
-        "conditions": "sunny",
-        "paidMsat": paid_msat,
-        "paymentHash": payment_hash,
-    }))
-}
-
-async fn premium(axum::extract::Path(path): axum::extract::Path<String>) -> String {
-    format!("premium content for /{path}\n")
-}
-
-async fn infer(body: String) -> String {
-    body.split_whitespace().rev().collect::<Vec<_>>().join(" ")
 }

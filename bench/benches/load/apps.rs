@@ -1,26 +1,20 @@
 //! The demo's handlers as three servers: bare axum, behind `X402Layer`, behind `x402-axum`.
 //!
-//! The handlers and prices are copies of `examples/demo.rs` (a bench cannot import an example);
-//! `weather` takes an `Option<VerifiedPayment>` so the same handler serves all three apps.
+//! The handlers and prices are the demo's (`shared/demo.rs`).
 
 use std::error::Error;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::Path;
+use axum::Router;
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use x402_axum::X402Middleware;
 use x402_chain_eip155::{KnownNetworkEip155, V1Eip155Exact};
-use x402_lightning::{
-    HttpFacilitator, Network, Price, PriceTag, PublicKey, VerifiedPayment, X402Layer,
-};
+use x402_lightning::{HttpFacilitator, PublicKey};
 use x402_types::networks::USDC;
 
-/// The demo's price of `GET /weather`.
-pub const WEATHER_MSAT: u64 = 10_000;
+use crate::demo::{self, health, index, infer, premium, routes, weather};
+
 /// Where x402-axum's price tags pay to (any EVM address will do for a stub facilitator).
 pub const EVM_PAY_TO: &str = "0xBAc675C310721717Cd4A37F6cbeA1F081b1C2a07";
 
@@ -60,27 +54,7 @@ async fn behind_x402_lightning(
     let facilitator = HttpFacilitator::builder(mock_url)
         .timeout(Duration::from_secs(10))
         .build()?;
-    let layer = X402Layer::builder(facilitator, Network::Regtest)
-        .route(
-            "GET /weather",
-            PriceTag::fixed(Price::msat(WEATHER_MSAT))
-                .description("Current weather")
-                .mime_type("application/json"),
-        )
-        .route(
-            "GET /premium/{*path}",
-            PriceTag::fixed(Price::msat(250_000))
-                .description("Premium content")
-                .mime_type("text/plain"),
-        )
-        .route(
-            "POST /ai/infer",
-            PriceTag::fixed(Price::msat(5_000_000))
-                .description("Batch AI inference request")
-                .mime_type("application/json"),
-        )
-        .pay_to(pay_to)
-        .build()?;
+    let layer = demo::prices(facilitator).pay_to(pay_to).build()?;
     layer.check_facilitator().await?;
     Ok(routes().layer(layer))
 }
@@ -121,62 +95,4 @@ fn behind_x402_axum(stub_url: &str) -> Result<Router, Box<dyn Error>> {
                 "application/json",
             )?),
         ))
-}
-
-/// The demo's routes and handlers, as bare axum.
-fn routes() -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/health", get(health))
-        .route("/weather", get(weather))
-        .route("/premium/{*path}", get(premium))
-        .route("/ai/infer", post(infer))
-}
-
-async fn index() -> &'static str {
-    "x402-lightning demo\n"
-}
-
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
-}
-
-/// The demo's weather; without the layer in front there is no payment to report.
-async fn weather(payment: Option<VerifiedPayment>) -> Json<Value> {
-    let (paid_msat, payment_hash) = payment.map_or((0, String::new()), |payment| {
-        (payment.amount_msat, payment.payment_hash)
-    });
-    Json(json!({
-        "location": "Lisbon",
-        "temperatureC": 21,
-        "conditions": "sunny",
-        "paidMsat": paid_msat,
-        "paymentHash": payment_hash,
-    }))
-}
-
-async fn premium(Path(path): Path<String>) -> String {
-    format!("premium content for /{path}\n")
-}
-
-#[derive(Deserialize)]
-struct InferRequest {
-    prompt: String,
-}
-
-#[derive(Serialize)]
-struct InferResponse {
-    model: &'static str,
-    completion: String,
-    tokens: usize,
-}
-
-async fn infer(Json(request): Json<InferRequest>) -> Json<InferResponse> {
-    let words: Vec<&str> = request.prompt.split_whitespace().collect();
-    let completion = words.iter().rev().copied().collect::<Vec<_>>().join(" ");
-    Json(InferResponse {
-        model: "demo-reverse-1",
-        tokens: words.len(),
-        completion,
-    })
 }

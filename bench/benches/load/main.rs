@@ -24,6 +24,8 @@
 mod apps;
 mod client;
 mod cpu;
+#[path = "../shared/demo.rs"]
+mod demo;
 mod report;
 mod stub;
 

@@ -1,0 +1,94 @@
+//! The demo's prices, routes and handlers, shared by the benches (a bench cannot import an
+//! example): copies of `examples/demo.rs`, except that `weather` takes an
+//! `Option<VerifiedPayment>` so that the same handler serves bare axum too.
+
+use axum::extract::Path;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use x402_lightning::layer::X402LayerBuilder;
+use x402_lightning::{Facilitator, Network, Price, PriceTag, VerifiedPayment, X402Layer};
+
+/// The demo's price of `GET /weather`, in msat.
+pub const WEATHER_MSAT: u64 = 10_000;
+
+/// The demo's price table on regtest, through `facilitator`.
+pub fn prices<F: Facilitator>(facilitator: F) -> X402LayerBuilder<F> {
+    X402Layer::builder(facilitator, Network::Regtest)
+        .route(
+            "GET /weather",
+            PriceTag::fixed(Price::msat(WEATHER_MSAT))
+                .description("Current weather")
+                .mime_type("application/json"),
+        )
+        .route(
+            "GET /premium/{*path}",
+            PriceTag::fixed(Price::msat(250_000))
+                .description("Premium content")
+                .mime_type("text/plain"),
+        )
+        .route(
+            "POST /ai/infer",
+            PriceTag::fixed(Price::msat(5_000_000))
+                .description("Batch AI inference request")
+                .mime_type("application/json"),
+        )
+}
+
+/// The demo's routes and handlers, as bare axum.
+pub fn routes() -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .route("/weather", get(weather))
+        .route("/premium/{*path}", get(premium))
+        .route("/ai/infer", post(infer))
+}
+
+pub async fn index() -> &'static str {
+    "x402-lightning demo\n"
+}
+
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn weather(payment: Option<VerifiedPayment>) -> Json<Value> {
+    let (paid_msat, payment_hash) = payment.map_or((0, String::new()), |payment| {
+        (payment.amount_msat, payment.payment_hash)
+    });
+    Json(json!({
+        "location": "Lisbon",
+        "temperatureC": 21,
+        "conditions": "sunny",
+        "paidMsat": paid_msat,
+        "paymentHash": payment_hash,
+    }))
+}
+
+pub async fn premium(Path(path): Path<String>) -> String {
+    format!("premium content for /{path}\n")
+}
+
+#[derive(Deserialize)]
+pub struct InferRequest {
+    pub prompt: String,
+}
+
+#[derive(Serialize)]
+pub struct InferResponse {
+    pub model: &'static str,
+    pub completion: String,
+    pub tokens: usize,
+}
+
+pub async fn infer(Json(request): Json<InferRequest>) -> Json<InferResponse> {
+    let words: Vec<&str> = request.prompt.split_whitespace().collect();
+    let completion = words.iter().rev().copied().collect::<Vec<_>>().join(" ");
+    Json(InferResponse {
+        model: "demo-reverse-1",
+        tokens: words.len(),
+        completion,
+    })
+}
