@@ -175,12 +175,12 @@ impl<F: Facilitator> Shared<F> {
     /// [`X402Layer::check_facilitator`](crate::X402Layer::check_facilitator) at start-up.
     pub(crate) fn check_support_in_background(self: &Arc<Self>) {
         let state = &self.facilitator_state;
+        // One check at a time; `claim_check` lets one caller a minute through, so the flag is
+        // set by that caller alone.
         if state.running.load(Ordering::Acquire) || !state.claim_check(self.clock.monotonic()) {
             return;
         }
-        if state.running.swap(true, Ordering::AcqRel) {
-            return;
-        }
+        state.running.store(true, Ordering::Release);
         let shared = Arc::clone(self);
         let started = spawn_background(async move {
             if let Err(err) = shared.check_support().await {
