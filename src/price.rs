@@ -166,6 +166,8 @@ pub struct PriceTag {
     pub(crate) max_timeout_seconds: u64,
     pub(crate) output_schema: Option<serde_json::Value>,
     pub(crate) settle: SettleMode,
+    /// The route as declared in a price table (`"GET /weather"`), for hooks and logs.
+    pub(crate) route: Option<Arc<str>>,
 }
 
 impl PriceTag {
@@ -187,6 +189,7 @@ impl PriceTag {
             max_timeout_seconds: DEFAULT_MAX_TIMEOUT_SECONDS,
             output_schema: None,
             settle: SettleMode::AfterHandler,
+            route: None,
         }
     }
 
@@ -292,7 +295,7 @@ pub(crate) struct RouteTableBuilder {
 
 impl RouteTableBuilder {
     /// Adds a route; fails on a bad pattern, a bad price or a duplicate.
-    pub(crate) fn add(&mut self, route: &str, tag: PriceTag) -> Result<(), RouteError> {
+    pub(crate) fn add(&mut self, route: &str, mut tag: PriceTag) -> Result<(), RouteError> {
         let bad = |why: &str| RouteError::BadPattern {
             route: route.to_owned(),
             why: why.to_owned(),
@@ -316,6 +319,7 @@ impl RouteTableBuilder {
                 route: route.to_owned(),
             });
         }
+        tag.route = Some(Arc::from(route));
         self.declared.push(Declared {
             route: route.to_owned(),
             method,

@@ -380,7 +380,7 @@ async fn a_pinned_pay_to_refuses_every_bad_invoice_foreign_pay_to_included() {
         refuses_bad_requirements(&h, fault).await;
     }
     let fresh = h.send("/weather", None).await.refusal();
-    assert_eq!(fresh.accepts[0].pay_to, h.mock.pay_to());
+    assert_eq!(fresh.accepts[0].pay_to, h.mock.pay_to().to_string());
     let payment = h.wallet.pay(&fresh.accepts[0]);
     h.send("/weather", Some(&payment)).await.served("sunny");
 }
@@ -398,7 +398,7 @@ async fn an_unpinned_foreign_pay_to_is_handed_out_and_refused_at_verify() {
     );
     let mut foreign = h.send("/weather", None).await.refusal();
     let requirements = foreign.accepts.remove(0);
-    assert_ne!(requirements.pay_to, h.mock.pay_to());
+    assert_ne!(requirements.pay_to, h.mock.pay_to().to_string());
     assert_eq!(h.calls(FacilitatorCall::Supported), 1);
 
     let paid = h.send("/weather", Some(&h.wallet.pay(&requirements))).await;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::StatusCode;
 use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -304,17 +305,7 @@ impl HttpFacilitator {
             body.extend_from_slice(&chunk);
         }
 
-        if !status.is_success() {
-            return Err(FacilitatorError::Status {
-                call,
-                status,
-                body_excerpt: excerpt(&body),
-            });
-        }
-        serde_json::from_slice(&body).map_err(|err| FacilitatorError::InvalidReply {
-            call,
-            reason: format!("{err} in reply {:?}", excerpt(&body)),
-        })
+        decode_reply(call, status, &body)
     }
 
     fn transport_error(&self, call: FacilitatorCall, err: reqwest::Error) -> FacilitatorError {
@@ -331,6 +322,26 @@ impl HttpFacilitator {
             }
         }
     }
+}
+
+/// Reads a facilitator's reply: a 2xx status with a JSON body of the call's answer type, or
+/// the error saying what it was instead.
+pub(crate) fn decode_reply<T: DeserializeOwned>(
+    call: FacilitatorCall,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<T, FacilitatorError> {
+    if !status.is_success() {
+        return Err(FacilitatorError::Status {
+            call,
+            status,
+            body_excerpt: excerpt(body),
+        });
+    }
+    serde_json::from_slice(body).map_err(|err| FacilitatorError::InvalidReply {
+        call,
+        reason: format!("{err} in reply {:?}", excerpt(body)),
+    })
 }
 
 /// The first characters of a body, lossily decoded, for messages and logs.

@@ -1,6 +1,7 @@
 //! Building the layer: its configuration, validated once, before any request.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use http::Method;
@@ -8,6 +9,7 @@ use http::request::Parts;
 
 use super::X402Layer;
 use super::guard::{InFlight, IssuedInvoices, SettledInvoices};
+use super::hooks::{self, Hooks, PaymentRefused, SettleFailed, Settled};
 use super::limit::{IssuanceLimit, Limiter};
 use super::support::FacilitatorState;
 use crate::clock::{self, Clock, SharedClock};
@@ -29,9 +31,6 @@ pub enum ConfigError {
     /// A route declaration is wrong.
     #[error(transparent)]
     Route(#[from] RouteError),
-    /// Neither a route price nor a price for every request was given.
-    #[error("no price declared: add routes with .route(..) or use .price_every_request(..)")]
-    NoPrices,
     /// Both a route table and a price for every request were given.
     #[error("use either .route(..) prices or .price_every_request(..), not both")]
     TableAndEveryRequest,
@@ -51,7 +50,7 @@ pub enum ConfigError {
     IssuanceRate(&'static str),
 }
 
-/// Which requests are priced.
+/// Which requests a layer prices.
 #[derive(Debug)]
 #[expect(
     clippy::large_enum_variant,
@@ -60,8 +59,10 @@ pub enum ConfigError {
 pub(crate) enum Prices {
     /// Method + path table.
     Table(RouteTable),
-    /// Every request the layer sees (for `route_layer`).
+    /// Every request the layer sees ([`X402Layer::charge`], `price_every_request`).
     Every(Arc<PriceTag>),
+    /// None by itself: the layer only hands out [`X402Layer::charge`] layers.
+    Nothing,
 }
 
 impl Prices {
@@ -69,6 +70,7 @@ impl Prices {
         match self {
             Prices::Table(table) => table.find(method, path),
             Prices::Every(tag) => Some(tag),
+            Prices::Nothing => None,
         }
     }
 }
@@ -80,12 +82,12 @@ pub(crate) struct Shared<F> {
     pub(crate) pay_to: Option<PublicKey>,
     pub(crate) public_base_url: Option<String>,
     pub(crate) max_header_bytes: usize,
-    pub(crate) prices: Prices,
     pub(crate) in_flight: Arc<InFlight>,
     pub(crate) settled: SettledInvoices,
     pub(crate) issued: IssuedInvoices,
     pub(crate) facilitator_state: FacilitatorState,
     pub(crate) limiter: Option<Limiter>,
+    pub(crate) hooks: Hooks,
     pub(crate) clock: SharedClock,
 }
 
@@ -96,8 +98,8 @@ impl<F> fmt::Debug for Shared<F> {
             .field("pay_to", &self.pay_to)
             .field("public_base_url", &self.public_base_url)
             .field("max_header_bytes", &self.max_header_bytes)
-            .field("prices", &self.prices)
             .field("issuance_limit", &self.limiter)
+            .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
 }
@@ -207,6 +209,7 @@ pub struct X402LayerBuilder<F> {
     routes: RouteTableBuilder,
     every_request: Option<PriceTag>,
     issuance_limit: Option<IssuanceLimit>,
+    hooks: Hooks,
     clock: SharedClock,
     first_error: Option<ConfigError>,
 }
@@ -232,13 +235,20 @@ impl<F: Facilitator> X402LayerBuilder<F> {
             routes: RouteTableBuilder::default(),
             every_request: None,
             issuance_limit: None,
+            hooks: Hooks::default(),
             clock: clock::system(),
             first_error: None,
         }
     }
 
-    /// Prices a route: `"GET /weather"`, `"POST /items/{id}"`, `"GET /premium/*"`, or a path
-    /// alone (`"/reports/{*path}"`) for every method.
+    /// Prices a route of the price table: `"GET /weather"`, `"POST /items/{id}"`,
+    /// `"GET /premium/*"`, or a path alone (`"/reports/{*path}"`) for every method.
+    ///
+    /// The table is matched against the request's path, apart from the router: a pattern that
+    /// misses its route (`/reports` for a router serving `/report`) leaves that route free.
+    /// Prefer declaring the price on the route itself with [`X402Layer::charge`], and extract
+    /// [`VerifiedPayment`](crate::VerifiedPayment) in paid handlers: without a payment the
+    /// extractor answers 500 instead of serving.
     pub fn route(mut self, route: &str, price: impl Into<PriceTag>) -> Self {
         if let Err(err) = self.routes.add(route, price.into()) {
             self.first_error.get_or_insert(err.into());
@@ -246,7 +256,8 @@ impl<F: Facilitator> X402LayerBuilder<F> {
         self
     }
 
-    /// Prices every request the layer sees, for axum's `route_layer` or a single service.
+    /// Prices every request the layer sees, for a single service (for axum routes,
+    /// [`X402Layer::charge`] does the same and shares the layer's memory).
     pub fn price_every_request(mut self, price: impl Into<PriceTag>) -> Self {
         self.every_request = Some(price.into());
         self
@@ -301,21 +312,58 @@ impl<F: Facilitator> X402LayerBuilder<F> {
         self
     }
 
+    /// Calls `hook` each time a payment is settled, to record revenue (see [`Settled`] and
+    /// the [`hooks`](super::hooks) docs: the hook runs in its own task and the response waits
+    /// for it).
+    pub fn on_settled<H, Fut>(mut self, hook: H) -> Self
+    where
+        H: Fn(Settled) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.settled = Some(hooks::hook(hook));
+        self
+    }
+
+    /// Calls `hook` each time a settle does not pay (see [`SettleFailed`]), for example to
+    /// undo what a settle-after-handler route's handler did.
+    pub fn on_settle_failed<H, Fut>(mut self, hook: H) -> Self
+    where
+        H: Fn(SettleFailed) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.settle_failed = Some(hooks::hook(hook));
+        self
+    }
+
+    /// Calls `hook` each time a request's payment is refused before its handler runs (see
+    /// [`PaymentRefused`]).
+    pub fn on_payment_refused<H, Fut>(mut self, hook: H) -> Self
+    where
+        H: Fn(PaymentRefused) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.payment_refused = Some(hooks::hook(hook));
+        self
+    }
+
     /// Validates the configuration and builds the layer.
+    ///
+    /// Without `.route(..)` or `.price_every_request(..)` the layer prices nothing by itself:
+    /// declare each price on its route with [`X402Layer::charge`] (applying such a layer
+    /// directly panics, see [`X402Layer`]).
+    ///
+    /// # Errors
+    ///
+    /// A bad route pattern, price or duplicate route ([`ConfigError::Route`]), both a table
+    /// and a price for every request, a zero limit, a bad public base URL or issuance rate.
     pub fn build(self) -> Result<X402Layer<F>, ConfigError> {
         if let Some(err) = self.first_error {
             return Err(err);
         }
         // A route that failed to parse ended `build` above, so every declared route is here.
         let prices = match (self.routes.len(), self.every_request) {
-            (0, None) => return Err(ConfigError::NoPrices),
-            (0, Some(tag)) => {
-                tag.validate().map_err(|source| RouteError::BadPrice {
-                    route: "every request".to_owned(),
-                    source,
-                })?;
-                Prices::Every(Arc::new(tag))
-            }
+            (0, None) => Prices::Nothing,
+            (0, Some(tag)) => Prices::Every(Arc::new(validate_every(tag, "every request")?)),
             (_, None) => Prices::Table(self.routes.build()?),
             (_, Some(_)) => return Err(ConfigError::TableAndEveryRequest),
         };
@@ -341,16 +389,26 @@ impl<F: Facilitator> X402LayerBuilder<F> {
                 pay_to: self.pay_to,
                 public_base_url,
                 max_header_bytes: self.max_header_bytes,
-                prices,
                 in_flight: Arc::default(),
                 settled: SettledInvoices::new(self.settled_memory),
                 issued: IssuedInvoices::new(ISSUED_MEMORY),
                 facilitator_state: FacilitatorState::default(),
                 limiter,
+                hooks: self.hooks,
                 clock: self.clock,
             }),
+            prices: Arc::new(prices),
         })
     }
+}
+
+/// `tag` as the price of every request a layer sees, or why not (`route` names it).
+pub(crate) fn validate_every(tag: PriceTag, route: &str) -> Result<PriceTag, RouteError> {
+    tag.validate().map_err(|source| RouteError::BadPrice {
+        route: route.to_owned(),
+        source,
+    })?;
+    Ok(tag)
 }
 
 /// `http(s)://authority[/prefix]`, without a trailing slash, query or fragment.

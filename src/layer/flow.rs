@@ -7,19 +7,21 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use tower_service::Service;
 
 use super::config::Shared;
 use super::detach::run_detached;
 use super::guard::{InFlightGuard, PaymentHash};
+use super::hooks::{self, PaymentRefused, SettleFailed, Settled};
 use super::payment::VerifiedPayment;
-use super::respond::{self, MALFORMED_PAYMENT, PAYMENT_REQUIRED};
+use super::respond::{self, IN_FLIGHT, MALFORMED_PAYMENT, PAYMENT_REQUIRED};
 use crate::facilitator::{Facilitator, FacilitatorError};
 use crate::header::{TakenPayment, decode_payment_header, take_payment_header};
 use crate::invoice::{
     CheckedInvoice, InvoiceExpectation, check_invoice, check_requirements_answer,
 };
+use crate::network::Network;
 use crate::price::{Price, PriceSource, PriceTag, SettleMode};
 use crate::types::{
     ASSET_BTC, LightningExtra, PaymentPayload, PaymentRequirements, RequirementsRequest, Scheme,
@@ -69,20 +71,28 @@ where
         },
         shared: &shared,
         tag: &tag,
+        route: route_name(&tag, &head),
+        method: head.method.clone(),
+        carried_payment: !matches!(payment_header, TakenPayment::Missing),
     };
 
     let payment = match sale.pre_check(payment_header, price) {
         Ok(payment) => payment,
-        Err(error) => return Ok(sale.payment_required(&head, error, None).await),
+        Err(error) => return Ok(sale.refuse_with_offer(&head, error, None, None).await),
     };
     let hash_hex = payment.invoice.payment_hash_hex();
     let Some(claim) = shared.in_flight.try_claim(payment.hash) else {
         tracing::info!(payment_hash = %hash_hex, "invoice already in flight");
-        return Ok(respond::invoice_in_flight());
+        let refusal = respond::invoice_in_flight();
+        return Ok(sale
+            .refused(refusal, IN_FLIGHT.to_owned(), Some(hash_hex))
+            .await);
     };
     if shared.settled.contains(&payment.hash) {
         let error = "Invalid payment: this invoice was already settled".to_owned();
-        return Ok(sale.payment_required(&head, error, None).await);
+        return Ok(sale
+            .refuse_with_offer(&head, error, None, Some(hash_hex))
+            .await);
     }
 
     let requirements = sale.requirements_paid_by(&payment.invoice, &payment.payload);
@@ -91,19 +101,22 @@ where
         Ok(verdict) => verdict,
         Err(err) => {
             tracing::warn!(payment_hash = %hash_hex, error = %err, "verify failed");
-            return Ok(respond::facilitator_failed(&err));
+            let refusal = respond::facilitator_failed(&err);
+            return Ok(sale.refused(refusal, err.to_string(), Some(hash_hex)).await);
         }
     };
     if !verdict.is_valid {
         let error = reason_or(verdict.invalid_reason, reason::UNEXPECTED_VERIFY_ERROR);
         tracing::info!(payment_hash = %hash_hex, reason = %error, "payment refused by verify");
-        return Ok(sale.payment_required(&head, error, verdict.payer).await);
+        return Ok(sale
+            .refuse_with_offer(&head, error, verdict.payer, Some(hash_hex))
+            .await);
     }
     let mut verified = VerifiedPayment {
         payer: verdict
             .payer
             .unwrap_or_else(|| order.payment_payload.payload.from.clone()),
-        payment_hash: hash_hex.clone(),
+        payment_hash: hash_hex,
         amount_msat: price.as_msat(),
         network: shared.network,
         invoice: order.payment_payload.payload.invoice.clone(),
@@ -112,7 +125,14 @@ where
 
     match tag.settle {
         SettleMode::BeforeHandler => {
-            let settlement = match sale.settle(order, claim, payment.hash, &hash_hex).await {
+            let settling = Settling {
+                order,
+                claim,
+                hash: payment.hash,
+                payment: verified.clone(),
+                handler_ran: false,
+            };
+            let settlement = match sale.settle(settling).await {
                 Ok(settlement) => settlement,
                 Err(refusal) => return Ok(refusal),
             };
@@ -123,14 +143,23 @@ where
             Ok(response)
         }
         SettleMode::AfterHandler => {
-            head.extensions.insert(verified);
+            head.extensions.insert(verified.clone());
             let mut response = call_when_ready(inner, Request::from_parts(head, body)).await?;
             let status = response.status();
             if status.as_u16() >= 400 {
-                tracing::info!(payment_hash = %hash_hex, %status, "handler failed; not settled");
+                tracing::info!(
+                    payment_hash = %verified.payment_hash, %status, "handler failed; not settled"
+                );
                 return Ok(response);
             }
-            match sale.settle(order, claim, payment.hash, &hash_hex).await {
+            let settling = Settling {
+                order,
+                claim,
+                hash: payment.hash,
+                payment: verified,
+                handler_ran: true,
+            };
+            match sale.settle(settling).await {
                 Ok(settlement) => {
                     respond::mark_paid(response.headers_mut(), &settlement);
                     Ok(response)
@@ -140,6 +169,19 @@ where
             }
         }
     }
+}
+
+/// The route a price belongs to, for hooks: its declaration in the price table, else axum's
+/// matched path, else the request's path.
+fn route_name(tag: &PriceTag, head: &Parts) -> String {
+    if let Some(route) = &tag.route {
+        return route.to_string();
+    }
+    #[cfg(feature = "axum")]
+    if let Some(matched) = head.extensions.get::<axum::extract::MatchedPath>() {
+        return matched.as_str().to_owned();
+    }
+    head.uri.path().to_owned()
 }
 
 /// Drives `inner` to readiness, then calls it: readiness is reserved only for requests that
@@ -164,6 +206,33 @@ struct Sale<'a, F> {
     shared: &'a Arc<Shared<F>>,
     tag: &'a PriceTag,
     ask: RequirementsRequest,
+    /// The route, for hooks.
+    route: String,
+    method: Method,
+    /// Whether the request came with a payment: only then is a refusal reported to the hook.
+    carried_payment: bool,
+}
+
+/// A verified payment on its way to `/settle`.
+struct Settling {
+    order: VerifyRequest,
+    /// Holds the invoice until the settle's outcome is recorded.
+    claim: InFlightGuard,
+    hash: PaymentHash,
+    payment: VerifiedPayment,
+    handler_ran: bool,
+}
+
+/// What a settle came to.
+enum SettleOutcome {
+    /// Paid this invoice on this network.
+    Paid(SettleResponse),
+    /// `success: false`: the invoice is still unpaid.
+    Refused(SettleResponse),
+    /// No answer.
+    Failed(FacilitatorError),
+    /// A success for another invoice or network, or a task that did not complete.
+    Unusable(&'static str),
 }
 
 impl<F: Facilitator> Sale<'_, F> {
@@ -250,6 +319,42 @@ impl<F: Facilitator> Sale<'_, F> {
         }
     }
 
+    /// [`Self::payment_required`], reported to the refusal hook when the request carried a
+    /// payment.
+    async fn refuse_with_offer<B: From<Bytes>>(
+        &self,
+        head: &Parts,
+        error: String,
+        payer: Option<String>,
+        payment_hash: Option<String>,
+    ) -> Response<B> {
+        if !self.carried_payment || self.shared.hooks.payment_refused.is_none() {
+            return self.payment_required(head, error, payer).await;
+        }
+        let response = self.payment_required(head, error.clone(), payer).await;
+        self.refused(response, error, payment_hash).await
+    }
+
+    /// `response`, once the refusal hook (if any) has seen it.
+    async fn refused<B>(
+        &self,
+        response: Response<B>,
+        reason: String,
+        payment_hash: Option<String>,
+    ) -> Response<B> {
+        let event = PaymentRefused {
+            route: self.route.clone(),
+            method: self.method.clone(),
+            payment_hash,
+            amount_msat: self.ask.amount,
+            reason,
+            status: response.status(),
+        };
+        let hook = self.shared.hooks.payment_refused.as_ref();
+        hooks::fire(hook, "payment_refused", event).await;
+        response
+    }
+
     /// 402 with `error` and fresh requirements; 429 when the client or the layer may not have
     /// another invoice minted yet; 502/504 when the requirements cannot be had.
     async fn payment_required<B: From<Bytes>>(
@@ -295,66 +400,140 @@ impl<F: Facilitator> Sale<'_, F> {
         respond::payment_required(error, requirements, payer)
     }
 
-    /// Settles `order`, whose invoice `claim` holds; a refusal is the response to send instead
-    /// of the handler's.
+    /// Settles a verified payment; a refusal is the response to send instead of the handler's.
     ///
     /// The call runs detached from the request (on the tokio runtime, when there is one): if
     /// the client hangs up while it is in flight, it still completes, its outcome still lands
-    /// in the settled memory, and the invoice stays claimed until then.
+    /// in the settled memory and reaches the hooks, and the invoice stays claimed until then.
     async fn settle<B: From<Bytes>>(
         &self,
-        order: VerifyRequest,
-        claim: InFlightGuard,
-        hash: PaymentHash,
-        hash_hex: &str,
+        settling: Settling,
     ) -> Result<SettleResponse, Response<B>> {
+        let Settling {
+            order,
+            claim,
+            hash,
+            payment,
+            handler_ran,
+        } = settling;
         let shared = Arc::clone(self.shared);
-        let outcome = run_detached(async move {
+        let (route, method) = (self.route.clone(), self.method.clone());
+        let hash_hex = payment.payment_hash.clone();
+        let finished = run_detached(async move {
             let outcome = shared.facilitator.settle(&order).await;
-            if may_have_paid(&outcome) {
+            let may_have_paid = may_have_paid(&outcome);
+            if may_have_paid {
                 shared.settled.insert(hash);
             }
             drop(claim);
+            let outcome = judge(outcome, shared.network, &payment.payment_hash);
+            let hooks = &shared.hooks;
+            match &outcome {
+                SettleOutcome::Paid(settlement) => {
+                    let event = Settled {
+                        route,
+                        method,
+                        payer: settlement.payer.clone().unwrap_or(payment.payer),
+                        payment_hash: payment.payment_hash,
+                        amount_msat: payment.amount_msat,
+                        network: payment.network,
+                        handler_ran,
+                        settlement: settlement.clone(),
+                    };
+                    hooks::fire(hooks.settled.as_ref(), "settled", event).await;
+                }
+                failure if hooks.settle_failed.is_some() => {
+                    let (status, reason) = failure.refusal();
+                    let event = SettleFailed {
+                        route,
+                        method,
+                        payment_hash: payment.payment_hash,
+                        amount_msat: payment.amount_msat,
+                        payer: payment.payer,
+                        reason,
+                        status,
+                        handler_ran,
+                        may_have_paid,
+                    };
+                    hooks::fire(hooks.settle_failed.as_ref(), "settle_failed", event).await;
+                }
+                _ => {}
+            }
             (order, outcome)
         })
         .await;
-        let (order, outcome) = match outcome {
-            Some(finished) => finished,
-            None => {
-                tracing::error!(payment_hash = %hash_hex, "settle task did not complete");
-                return Err(respond::bad_settlement("the call did not complete"));
-            }
+        let Some((order, outcome)) = finished else {
+            tracing::error!(payment_hash = %hash_hex, "settle task did not complete");
+            return Err(respond::bad_settlement("the call did not complete"));
         };
-        let settlement = match outcome {
-            Ok(settlement) => settlement,
-            Err(err) => {
+        match outcome {
+            SettleOutcome::Paid(settlement) => {
+                tracing::info!(payment_hash = %hash_hex, "payment settled");
+                Ok(settlement)
+            }
+            SettleOutcome::Refused(settlement) => {
+                let error = reason_or(
+                    settlement.error_reason.clone(),
+                    reason::UNEXPECTED_SETTLE_ERROR,
+                );
+                tracing::info!(payment_hash = %hash_hex, reason = %error, "settle refused");
+                // The invoice was not paid: it is still the one to pay, so no fresh one is asked.
+                let mut refusal = respond::payment_required(
+                    error,
+                    order.payment_requirements,
+                    settlement.payer.clone(),
+                );
+                respond::add_payment_response(refusal.headers_mut(), &settlement);
+                Err(refusal)
+            }
+            SettleOutcome::Failed(err) => {
                 tracing::warn!(payment_hash = %hash_hex, error = %err, "settle failed");
-                return Err(respond::facilitator_failed(&err));
+                Err(respond::facilitator_failed(&err))
             }
-        };
-        if !settlement.success {
-            let error = reason_or(
-                settlement.error_reason.clone(),
-                reason::UNEXPECTED_SETTLE_ERROR,
-            );
-            tracing::info!(payment_hash = %hash_hex, reason = %error, "settle refused");
-            // The invoice was not paid: it is still the one to pay, so no fresh one is asked.
-            let mut refusal = respond::payment_required(
-                error,
-                order.payment_requirements,
-                settlement.payer.clone(),
-            );
-            respond::add_payment_response(refusal.headers_mut(), &settlement);
-            return Err(refusal);
+            SettleOutcome::Unusable(why) => {
+                tracing::error!(payment_hash = %hash_hex, why, "settle answer unusable");
+                Err(respond::bad_settlement(why))
+            }
         }
-        if settlement.network != self.shared.network {
-            return Err(respond::bad_settlement("settled on another network"));
+    }
+}
+
+/// Sorts a settle answer for the payment of `hash_hex` on `network`.
+fn judge(
+    outcome: Result<SettleResponse, FacilitatorError>,
+    network: Network,
+    hash_hex: &str,
+) -> SettleOutcome {
+    match outcome {
+        Err(err) => SettleOutcome::Failed(err),
+        Ok(settlement) if !settlement.success => SettleOutcome::Refused(settlement),
+        Ok(settlement) if settlement.network != network => {
+            SettleOutcome::Unusable("settled on another network")
         }
-        if !settlement.transaction.eq_ignore_ascii_case(hash_hex) {
-            return Err(respond::bad_settlement("settled another invoice"));
+        Ok(settlement) if !settlement.transaction.eq_ignore_ascii_case(hash_hex) => {
+            SettleOutcome::Unusable("settled another invoice")
         }
-        tracing::info!(payment_hash = %hash_hex, "payment settled");
-        Ok(settlement)
+        Ok(settlement) => SettleOutcome::Paid(settlement),
+    }
+}
+
+impl SettleOutcome {
+    /// The status and `error` the client gets for a settle that did not pay.
+    fn refusal(&self) -> (StatusCode, String) {
+        match self {
+            SettleOutcome::Paid(_) => (StatusCode::OK, String::new()),
+            SettleOutcome::Refused(settlement) => (
+                StatusCode::PAYMENT_REQUIRED,
+                reason_or(
+                    settlement.error_reason.clone(),
+                    reason::UNEXPECTED_SETTLE_ERROR,
+                ),
+            ),
+            SettleOutcome::Failed(err) => respond::facilitator_failure(err),
+            SettleOutcome::Unusable(why) => {
+                (StatusCode::BAD_GATEWAY, respond::bad_settlement_reason(why))
+            }
+        }
     }
 }
 

@@ -70,6 +70,7 @@ mod detach;
 mod flow;
 mod future;
 pub(crate) mod guard;
+pub mod hooks;
 mod limit;
 mod payment;
 mod respond;
@@ -78,6 +79,7 @@ mod support;
 
 pub use self::config::{ConfigError, DEFAULT_SETTLED_MEMORY, X402LayerBuilder};
 pub use self::future::ResponseFuture;
+pub use self::hooks::{PaymentRefused, SettleFailed, Settled};
 pub use self::limit::{ClientKeyFn, IssuanceLimit, IssuanceRate};
 #[cfg(feature = "axum")]
 pub use self::payment::MissingPayment;

@@ -34,6 +34,59 @@ pub struct VerifiedPayment {
     pub settled: bool,
 }
 
+impl VerifiedPayment {
+    /// A payment verified for `amount_msat` on `network`, not yet settled: what the layer puts
+    /// in a paid request's extensions. For unit tests of a handler without the layer, insert
+    /// one into the request's extensions yourself:
+    ///
+    /// ```
+    /// use axum::{Router, body::Body, routing::get};
+    /// use tower::ServiceExt as _;
+    /// use x402_lightning::{Network, VerifiedPayment};
+    ///
+    /// async fn report(paid: VerifiedPayment) -> String {
+    ///     format!("{} msat from {}", paid.amount_msat, paid.payer)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let app: Router = Router::new().route("/report", get(report));
+    /// let mut request = http::Request::get("/report").body(Body::empty())?;
+    /// request.extensions_mut().insert(
+    ///     VerifiedPayment::new("02aa…", "9f86d0…", 10_000, Network::Regtest, "lnbcrt100n1…")
+    ///         .into_settled(),
+    /// );
+    /// let response = app.oneshot(request).await?;
+    /// let body = axum::body::to_bytes(response.into_body(), 1024).await?;
+    /// assert_eq!(&body[..], b"10000 msat from 02aa\xe2\x80\xa6");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(
+        payer: impl Into<String>,
+        payment_hash: impl Into<String>,
+        amount_msat: u64,
+        network: Network,
+        invoice: impl Into<String>,
+    ) -> Self {
+        Self {
+            payer: payer.into(),
+            payment_hash: payment_hash.into(),
+            amount_msat,
+            network,
+            invoice: invoice.into(),
+            settled: false,
+        }
+    }
+
+    /// The same payment, settled (as settle-before-handler routes see it).
+    #[must_use]
+    pub fn into_settled(mut self) -> Self {
+        self.settled = true;
+        self
+    }
+}
+
 #[cfg(feature = "axum")]
 mod extract {
     use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};

@@ -63,12 +63,12 @@ pub(crate) fn payment_required<B: From<Bytes>>(
     json(StatusCode::PAYMENT_REQUIRED, &body)
 }
 
+/// The `error` of [`invoice_in_flight`].
+pub(crate) const IN_FLIGHT: &str = "this invoice is already being processed by another request";
+
 /// 409: another request is processing this invoice.
 pub(crate) fn invoice_in_flight<B: From<Bytes>>() -> Response<B> {
-    error(
-        StatusCode::CONFLICT,
-        "this invoice is already being processed by another request",
-    )
+    error(StatusCode::CONFLICT, IN_FLIGHT)
 }
 
 /// 400: the request names no usable origin for `resource`.
@@ -96,8 +96,14 @@ pub(crate) fn too_many_invoices<B: From<Bytes>>(retry_after: Duration) -> Respon
 /// 502, or 504 when the facilitator timed out. The client learns which call failed, not the
 /// facilitator's own words (they go to the log).
 pub(crate) fn facilitator_failed<B: From<Bytes>>(err: &FacilitatorError) -> Response<B> {
+    let (status, message) = facilitator_failure(err);
+    error(status, &message)
+}
+
+/// The status and `error` of [`facilitator_failed`].
+pub(crate) fn facilitator_failure(err: &FacilitatorError) -> (StatusCode, String) {
     let call = err.call();
-    let (status, message) = match err {
+    match err {
         FacilitatorError::Timeout { .. } => (
             StatusCode::GATEWAY_TIMEOUT,
             format!("payment facilitator timed out ({call})"),
@@ -114,8 +120,7 @@ pub(crate) fn facilitator_failed<B: From<Bytes>>(err: &FacilitatorError) -> Resp
             StatusCode::BAD_GATEWAY,
             format!("payment facilitator {call} sent an unusable reply"),
         ),
-    };
-    error(status, &message)
+    }
 }
 
 /// 502: `/requirements` answered something that is not what was asked, or not consistent.
@@ -128,10 +133,12 @@ pub(crate) fn bad_requirements<B: From<Bytes>>(err: &RequirementsError) -> Respo
 
 /// 502: `/settle` reported success for another invoice or network, or never finished.
 pub(crate) fn bad_settlement<B: From<Bytes>>(why: &str) -> Response<B> {
-    error(
-        StatusCode::BAD_GATEWAY,
-        &format!("payment facilitator /settle sent an unusable reply: {why}"),
-    )
+    error(StatusCode::BAD_GATEWAY, &bad_settlement_reason(why))
+}
+
+/// The `error` of [`bad_settlement`].
+pub(crate) fn bad_settlement_reason(why: &str) -> String {
+    format!("payment facilitator /settle sent an unusable reply: {why}")
 }
 
 /// 500: a dynamic price callback returned a price that cannot be charged.

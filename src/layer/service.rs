@@ -9,26 +9,81 @@ use http::{Method, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::config::{Shared, X402LayerBuilder};
+use super::config::{ConfigError, Prices, Shared, X402LayerBuilder, validate_every};
 use super::flow::serve_priced;
 use super::future::ResponseFuture;
 use super::support::SupportError;
 use crate::facilitator::Facilitator;
 use crate::header::strip_payment_headers;
 use crate::network::Network;
+use crate::price::PriceTag;
 
 /// A tower layer that charges for priced routes with x402 over Lightning.
 ///
-/// Built with [`X402Layer::builder`]; cheap to clone (clones share the in-flight guard and the
-/// settled-invoice memory).
+/// Built with [`X402Layer::builder`]; cheap to clone (clones share the in-flight guard, the
+/// settled-invoice memory, the issuance limit and the hooks). Prices are declared either on
+/// each route with [`charge`](Self::charge) (recommended for axum: a price cannot miss its
+/// route), or in a price table with [`X402LayerBuilder::route`] for a layer around a whole
+/// service.
+///
+/// # Panics
+///
+/// Applying ([`Layer::layer`]) a layer built without any price (no `.route(..)`, no
+/// `.price_every_request(..)`) panics at start-up, as axum does for a bad route: it would
+/// serve every request for free. Such a layer is only for handing out [`charge`](Self::charge)
+/// layers.
 pub struct X402Layer<F> {
     pub(crate) shared: Arc<Shared<F>>,
+    pub(crate) prices: Arc<Prices>,
 }
 
 impl<F: Facilitator> X402Layer<F> {
     /// Starts a layer paid through `facilitator` on `network`.
     pub fn builder(facilitator: F, network: Network) -> X402LayerBuilder<F> {
         X402LayerBuilder::new(facilitator, network)
+    }
+
+    /// A layer that charges `price` for every request it sees, sharing everything else with
+    /// this one: facilitator, in-flight guard, settled memory, issuance limit and hooks. Put it
+    /// on the route it prices, so the price cannot miss it:
+    ///
+    /// ```
+    /// use axum::{Router, routing::{get, post}};
+    /// use x402_lightning::mock::MockFacilitator;
+    /// use x402_lightning::{Network, Price, PriceTag, VerifiedPayment, X402Layer};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let payments = X402Layer::builder(MockFacilitator::new(), Network::Regtest).build()?;
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|| async { "free" }))
+    ///     .route(
+    ///         "/report",
+    ///         get(|paid: VerifiedPayment| async move { format!("report for {}", paid.payer) })
+    ///             .route_layer(payments.charge(Price::sats(10))?),
+    ///     )
+    ///     .route(
+    ///         "/summarize",
+    ///         post(|body: String| async move { format!("{} bytes", body.len()) })
+    ///             .route_layer(payments.charge(PriceTag::fixed(Price::sats(50)).description("A summary"))?),
+    ///     );
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// With axum, use `MethodRouter::route_layer` (as above; a method the route does not serve
+    /// still gets axum's 405, unpriced) or `Handler::layer` to price one method. `OPTIONS` stays
+    /// free. The route named in hooks is axum's matched path.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Route`] for a zero price.
+    pub fn charge(&self, price: impl Into<PriceTag>) -> Result<X402Layer<F>, ConfigError> {
+        let tag = validate_every(price.into(), "charge")?;
+        Ok(X402Layer {
+            shared: Arc::clone(&self.shared),
+            prices: Arc::new(Prices::Every(Arc::new(tag))),
+        })
     }
 
     /// Asks the facilitator's `/supported` whether it serves this layer's network (and, when
@@ -60,13 +115,17 @@ impl<F> Clone for X402Layer<F> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
+            prices: Arc::clone(&self.prices),
         }
     }
 }
 
 impl<F> fmt::Debug for X402Layer<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("X402Layer").field(&self.shared).finish()
+        f.debug_struct("X402Layer")
+            .field("config", &self.shared)
+            .field("prices", &self.prices)
+            .finish()
     }
 }
 
@@ -74,9 +133,16 @@ impl<S, F> Layer<S> for X402Layer<F> {
     type Service = X402Service<S, F>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        assert!(
+            !matches!(*self.prices, Prices::Nothing),
+            "X402Layer: this layer prices nothing and would serve every request for free; \
+             declare prices with .route(..) on its builder, or put payments.charge(price) on \
+             each priced route"
+        );
         X402Service {
             inner,
             shared: Arc::clone(&self.shared),
+            prices: Arc::clone(&self.prices),
         }
     }
 }
@@ -89,6 +155,7 @@ impl<S, F> Layer<S> for X402Layer<F> {
 pub struct X402Service<S, F> {
     inner: S,
     shared: Arc<Shared<F>>,
+    prices: Arc<Prices>,
 }
 
 impl<S, F> X402Service<S, F> {
@@ -113,6 +180,7 @@ impl<S: Clone, F> Clone for X402Service<S, F> {
         Self {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
+            prices: Arc::clone(&self.prices),
         }
     }
 }
@@ -122,6 +190,7 @@ impl<S: fmt::Debug, F> fmt::Debug for X402Service<S, F> {
         f.debug_struct("X402Service")
             .field("inner", &self.inner)
             .field("config", &self.shared)
+            .field("prices", &self.prices)
             .finish()
     }
 }
@@ -147,7 +216,7 @@ where
         // CORS preflights and unpriced routes are free; payment headers never reach a handler.
         let tag = match request.method() {
             &Method::OPTIONS => None,
-            method => self.shared.prices.find(method, request.uri().path()),
+            method => self.prices.find(method, request.uri().path()),
         };
         let Some(tag) = tag else {
             strip_payment_headers(request.headers_mut());

@@ -56,8 +56,12 @@ pub use self::wallet::{DEMO_WALLET_SECRET, Forgery, TestWallet};
 use self::ledger::Rules;
 use self::server::{Shared, lock};
 use crate::clock::{self, Clock, SharedClock};
-use crate::facilitator::FacilitatorCall;
+use crate::facilitator::{Facilitator, FacilitatorCall, FacilitatorError, decode_reply};
 use crate::network::Network;
+use crate::types::{
+    PaymentRequirements, RequirementsRequest, SettleRequest, SettleResponse, SupportedResponse,
+    VerifyRequest, VerifyResponse,
+};
 
 /// How long the mock's invoices can be paid, unless configured: 10 minutes.
 pub const DEFAULT_INVOICE_EXPIRY: Duration = Duration::from_secs(600);
@@ -153,8 +157,11 @@ impl MockFacilitatorBuilder {
         self
     }
 
-    /// Binds the listener and starts serving on the current tokio runtime.
-    pub async fn start(self) -> io::Result<MockFacilitator> {
+    /// Builds an in-process mock: it implements [`Facilitator`] by answering each call in
+    /// process (the same rules, faults and call record as over HTTP, with the request and reply
+    /// still going through JSON), without a listener or a tokio runtime to build it. Its
+    /// [`url`](MockFacilitator::url) panics; use [`start`](Self::start) for an HTTP mock.
+    pub fn build(self) -> MockFacilitator {
         let node = self.node.unwrap_or_else(MockNode::random);
         let shared = Arc::new(Shared {
             rules: Rules {
@@ -170,30 +177,59 @@ impl MockFacilitatorBuilder {
             faults: Mutex::default(),
             calls: Mutex::default(),
         });
-        let listener = tokio::net::TcpListener::bind(self.bind).await?;
+        MockFacilitator {
+            shared,
+            server: None,
+            bind: self.bind,
+        }
+    }
+
+    /// Binds the listener and starts serving on the current tokio runtime. The mock also
+    /// answers in process, as a [`Facilitator`], with the same state.
+    pub async fn start(self) -> io::Result<MockFacilitator> {
+        let mut mock = self.build();
+        let listener = tokio::net::TcpListener::bind(mock.bind).await?;
         let addr = listener.local_addr()?;
-        let app = server::router(Arc::clone(&shared));
+        let app = server::router(Arc::clone(&mock.shared));
         let task = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
                 tracing::error!(error = %err, "mock facilitator stopped");
             }
         });
-        tracing::info!(%addr, network = %shared.rules.network, "mock facilitator listening");
-        Ok(MockFacilitator { addr, shared, task })
+        tracing::info!(%addr, network = %mock.shared.rules.network, "mock facilitator listening");
+        mock.server = Some(Arc::new(Server { addr, task }));
+        Ok(mock)
     }
 }
 
-/// A mock facilitator serving PROTOCOL.md over real HTTP. Stops when dropped.
-#[derive(Debug)]
+/// A mock facilitator: a real HTTP server speaking PROTOCOL.md ([`start`](Self::start)), and a
+/// [`Facilitator`] answering in process ([`new`](Self::new), or any mock): the same rules, state
+/// and call record either way.
+///
+/// Clones share everything; the server stops when the last clone is dropped.
+#[derive(Clone, Debug)]
 pub struct MockFacilitator {
-    addr: SocketAddr,
     shared: Arc<Shared>,
+    server: Option<Arc<Server>>,
+    bind: SocketAddr,
+}
+
+/// The HTTP side of a started mock.
+#[derive(Debug)]
+struct Server {
+    addr: SocketAddr,
     task: JoinHandle<()>,
 }
 
-impl Drop for MockFacilitator {
+impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl Default for MockFacilitator {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -201,6 +237,27 @@ impl MockFacilitator {
     /// Starts a regtest mock on `127.0.0.1:0` with a random node key.
     pub async fn start() -> io::Result<Self> {
         Self::builder().start().await
+    }
+
+    /// An in-process regtest mock with a random node key, for tests that drive an app with
+    /// `tower::ServiceExt::oneshot` and no TCP (see [`MockFacilitatorBuilder::build`]):
+    ///
+    /// ```
+    /// use x402_lightning::mock::MockFacilitator;
+    /// use x402_lightning::{Network, Price, X402Layer};
+    ///
+    /// # fn main() -> Result<(), x402_lightning::layer::ConfigError> {
+    /// let mock = MockFacilitator::new();
+    /// let payments = X402Layer::builder(mock.clone(), mock.network())
+    ///     .pay_to(mock.pay_to())
+    ///     .route("GET /weather", Price::sats(10))
+    ///     .build()?;
+    /// # let _ = payments;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new() -> Self {
+        Self::builder().build()
     }
 
     /// Starts configuring a mock.
@@ -216,14 +273,25 @@ impl MockFacilitator {
         }
     }
 
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// The address it listens on, `None` for an in-process mock.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|server| server.addr)
     }
 
     /// Its base URL, e.g. `http://127.0.0.1:41234`.
+    ///
+    /// # Panics
+    ///
+    /// For an in-process mock ([`new`](Self::new), [`MockFacilitatorBuilder::build`]), which
+    /// has no URL: start it with [`start`](Self::start) to serve HTTP.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.addr() {
+            Some(addr) => format!("http://{addr}"),
+            None => panic!(
+                "this MockFacilitator is in-process (MockFacilitator::new or builder().build()) \
+                 and has no URL; use MockFacilitator::start() for an HTTP mock"
+            ),
+        }
     }
 
     /// The network it serves.
@@ -236,8 +304,10 @@ impl MockFacilitator {
         &self.shared.node
     }
 
-    /// Its node key as 66 hex characters: the `payTo` of its requirements.
-    pub fn pay_to(&self) -> String {
+    /// Its node key: the `payTo` of its requirements, as
+    /// [`X402LayerBuilder::pay_to`](crate::layer::X402LayerBuilder::pay_to) takes it; its
+    /// `to_string()` is the 66 hex characters of the wire.
+    pub fn pay_to(&self) -> PublicKey {
         self.shared.node.pay_to()
     }
 
@@ -308,5 +378,53 @@ impl MockFacilitator {
         for plan in lock(&self.shared.faults).iter_mut() {
             plan.clear();
         }
+    }
+}
+
+impl MockFacilitator {
+    /// One call answered in process: the request goes through JSON, the reply is read as
+    /// [`HttpFacilitator`](crate::HttpFacilitator) reads an HTTP reply. In-process calls need
+    /// no bearer token.
+    async fn call_in_process<T: serde::de::DeserializeOwned>(
+        &self,
+        call: FacilitatorCall,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<T, FacilitatorError> {
+        let body = match body {
+            // Plain data types: serializing cannot fail.
+            Some(body) => Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+            None => Bytes::new(),
+        };
+        let (status, reply) = self
+            .shared
+            .exchange(call, true, HeaderMap::new(), body)
+            .await;
+        decode_reply(call, status, &reply)
+    }
+}
+
+/// In process: the same answers as the mock's HTTP routes, without TCP.
+impl Facilitator for MockFacilitator {
+    async fn requirements(
+        &self,
+        request: &RequirementsRequest,
+    ) -> Result<PaymentRequirements, FacilitatorError> {
+        self.call_in_process(FacilitatorCall::Requirements, Some(request))
+            .await
+    }
+
+    async fn verify(&self, request: &VerifyRequest) -> Result<VerifyResponse, FacilitatorError> {
+        self.call_in_process(FacilitatorCall::Verify, Some(request))
+            .await
+    }
+
+    async fn settle(&self, request: &SettleRequest) -> Result<SettleResponse, FacilitatorError> {
+        self.call_in_process(FacilitatorCall::Settle, Some(request))
+            .await
+    }
+
+    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
+        self.call_in_process(FacilitatorCall::Supported, None::<&()>)
+            .await
     }
 }

@@ -92,9 +92,10 @@ impl MockNode {
         self.keys.public()
     }
 
-    /// The node public key as 66 hex characters: the `payTo` of its invoices.
-    pub fn pay_to(&self) -> String {
-        self.keys.public_hex()
+    /// The node public key, the `payTo` of its invoices (the same key as
+    /// [`node_id`](Self::node_id)); its `to_string()` is the 66 hex characters of the wire.
+    pub fn pay_to(&self) -> PublicKey {
+        self.keys.public()
     }
 
     /// The node secret key as 64 hex characters.

@@ -101,9 +101,27 @@ fn ok<T: serde::Serialize>(body: &T) -> Reply {
 }
 
 impl Shared {
+    /// Answers one HTTP call: authorization, faults, the honest answer, the record.
     async fn answer(&self, call: FacilitatorCall, headers: HeaderMap, body: Bytes) -> Response {
-        let started = Instant::now();
         let authorized = self.authorized(&headers);
+        let (status, response_body) = self.exchange(call, authorized, headers, body).await;
+        (
+            status,
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            response_body,
+        )
+            .into_response()
+    }
+
+    /// Answers one call, over HTTP or in process: the status and body a client receives.
+    pub(crate) async fn exchange(
+        &self,
+        call: FacilitatorCall,
+        authorized: bool,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> (StatusCode, Bytes) {
+        let started = Instant::now();
         // A refused call leaves the faults waiting for the next one.
         let fault = authorized
             .then(|| lock(&self.faults)[call.index()].take())
@@ -133,12 +151,6 @@ impl Shared {
             Reply::Json(status, body) => (status, Bytes::from(body)),
             Reply::Garbage => (StatusCode::OK, Bytes::from_static(GARBAGE.as_bytes())),
         };
-        let response = (
-            status,
-            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            response_body.clone(),
-        )
-            .into_response();
 
         if self.record_calls {
             let service_time = started.elapsed();
@@ -151,12 +163,12 @@ impl Shared {
                 request_body: body,
                 headers,
                 status,
-                response_body,
+                response_body: response_body.clone(),
                 fault,
                 service_time,
             });
         }
-        response
+        (status, response_body)
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -198,7 +210,7 @@ impl Shared {
                     scheme: Scheme::Exact.as_str().to_owned(),
                     network: self.rules.network.as_str().to_owned(),
                     extra: Some(SupportedExtra {
-                        pay_to: Some(self.node.pay_to()),
+                        pay_to: Some(self.node.pay_to().to_string()),
                     }),
                 }],
             }),
@@ -263,8 +275,8 @@ impl Shared {
             }
         }
         let pay_to = match fault {
-            Some(InvoiceFault::ForeignPayTo) => minter.pay_to(),
-            _ => self.node.pay_to(),
+            Some(InvoiceFault::ForeignPayTo) => minter.pay_to().to_string(),
+            _ => self.node.pay_to().to_string(),
         };
 
         let MintedInvoice { invoice, .. } = match minter.mint_on(currency, &spec) {
