@@ -96,11 +96,20 @@ mod extract {
 
     use super::VerifiedPayment;
 
-    /// The rejection of the [`VerifiedPayment`] extractor: the route is not priced by an
-    /// [`X402Layer`](crate::X402Layer), a server configuration error (500).
-    #[derive(Clone, Copy, Debug, thiserror::Error)]
-    #[error("no verified payment on this request: is the route priced by X402Layer?")]
-    pub struct MissingPayment;
+    /// The rejection of the [`VerifiedPayment`] extractor: no price of an
+    /// [`X402Layer`](crate::X402Layer) covers the request's route, a server configuration
+    /// error (500, and the handler does not run). The usual cause is a price table pattern that
+    /// misses its route; declaring the price on the route with
+    /// [`X402Layer::charge`](crate::X402Layer::charge) cannot miss.
+    #[derive(Clone, Debug, thiserror::Error)]
+    #[error(
+        "no verified payment on {method} {path}: no X402Layer price covers this route \
+         (a typo in the price table? put payments.charge(price) on the route instead)"
+    )]
+    pub struct MissingPayment {
+        method: http::Method,
+        path: String,
+    }
 
     impl IntoResponse for MissingPayment {
         fn into_response(self) -> Response {
@@ -126,7 +135,10 @@ mod extract {
                 .extensions
                 .get::<VerifiedPayment>()
                 .cloned()
-                .ok_or(MissingPayment)
+                .ok_or_else(|| MissingPayment {
+                    method: parts.method.clone(),
+                    path: parts.uri.path().chars().take(200).collect(),
+                })
         }
     }
 
