@@ -6,17 +6,20 @@
 //! [`X402Layer`] is a tower layer: priced routes answer 402 with a fresh BOLT11 invoice, and a
 //! request carrying an `X-PAYMENT` authorization is pre-checked, verified by the facilitator,
 //! served, and settled before its response leaves. The resource server never holds Lightning
-//! credentials.
+//! credentials. What goes over the wire, and what the layer answers when, is in [`protocol`].
 //!
-//! - [`layer`]: [`X402Layer`], its service, and [`VerifiedPayment`] for handlers;
+//! - [`protocol`]: the wire contract, the answer table, the signing rule and where `payTo`
+//!   comes from (documentation only);
+//! - [`layer`]: [`X402Layer`], its service, [`VerifiedPayment`] for handlers, and the
+//!   [`hooks`](layer::hooks) (settled, settle failed, payment refused);
 //! - [`price`]: [`Price`], [`PriceTag`], dynamic prices and the route patterns;
 //! - [`types`]: the wire types of the protocol (requirements, payloads, facilitator calls);
 //! - [`header`]: encoding and decoding of the `X-PAYMENT` / `X-PAYMENT-RESPONSE` headers;
 //! - [`invoice`]: pre-checks of BOLT11 invoices (network, amount, payee, expiry);
 //! - [`facilitator`]: the [`Facilitator`] trait and [`HttpFacilitator`], its HTTP client;
 //! - [`clock`]: the layer's and the mock's time, injectable for tests ([`clock::ManualClock`]);
-//! - `mock` (feature `mock`): a mock facilitator that is a real HTTP server minting real signed
-//!   invoices, and a test wallet that pays them.
+//! - `mock` (feature `mock`): a mock facilitator that mints real signed invoices, in process or
+//!   as a real HTTP server, and a test wallet that pays them.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -26,15 +29,14 @@
 //! let facilitator = HttpFacilitator::builder("http://127.0.0.1:4021")
 //!     .bearer_token("my-api-key")
 //!     .build()?;
-//! let payments = X402Layer::builder(facilitator, Network::Regtest)
-//!     .route("GET /weather", Price::sats(10))
-//!     .build()?;
+//! let payments = X402Layer::builder(facilitator, Network::Regtest).build()?;
 //! let app: Router = Router::new()
+//!     .route("/", get(|| async { "free" }))
 //!     .route(
 //!         "/weather",
-//!         get(|paid: VerifiedPayment| async move { format!("sunny, thanks {}", paid.payer) }),
-//!     )
-//!     .layer(payments);
+//!         get(|paid: VerifiedPayment| async move { format!("sunny, thanks {}", paid.payer) })
+//!             .route_layer(payments.charge(Price::sats(10))?), // 10 sat = 10,000 msat
+//!     );
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(())
@@ -46,7 +48,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `axum` (default) | the [`VerifiedPayment`] extractor, and peer addresses from axum's `ConnectInfo` for the issuance limit (pulls in axum without its default features) |
-//! | `mock` | `mock::MockFacilitator` and `mock::TestWallet` (pulls in axum and tokio) |
+//! | `mock` | `mock::MockFacilitator` and `mock::TestWallet` (pulls in axum and tokio); for tests: `x402-lightning = { version = "0.1", features = ["mock"] }` under `[dev-dependencies]` |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -60,9 +62,12 @@ pub mod internals;
 pub mod invoice;
 pub mod layer;
 #[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
 pub mod network;
 pub mod price;
+#[doc = include_str!("protocol.md")]
+pub mod protocol {}
 pub mod types;
 
 pub use crate::facilitator::{Facilitator, FacilitatorCall, FacilitatorError, HttpFacilitator};

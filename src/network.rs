@@ -7,7 +7,7 @@ use std::str::FromStr;
 use lightning_invoice::Currency;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A Lightning network as named on the wire (`network` fields of PROTOCOL.md).
+/// A Lightning network as named on the wire (`network` fields of the [wire contract](crate::protocol)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Network {
     /// Bitcoin mainnet: `lightning`, invoices `lnbc…`.
@@ -20,13 +20,13 @@ pub enum Network {
     Regtest,
 }
 
-/// A network name that is not one of the four Lightning networks of PROTOCOL.md.
+/// A network name that is not one of the four Lightning networks of the [wire contract](crate::protocol).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unsupported network `{0}`: expected one of {known}", known = Network::NAMES.join(", "))]
 pub struct UnknownNetwork(pub String);
 
 impl Network {
-    /// Every network, in the order of PROTOCOL.md.
+    /// Every network, in the order of the [wire contract](crate::protocol).
     pub const ALL: [Network; 4] = [
         Network::Bitcoin,
         Network::Testnet,

@@ -1,4 +1,4 @@
-//! Wire types of PROTOCOL.md: every JSON shape that crosses the wire, camelCase on the wire,
+//! Wire types of the [wire contract](crate::protocol): every JSON shape that crosses the wire, camelCase on the wire,
 //! amounts in msat (`u64`) in code and decimal strings on the wire. Unknown fields are
 //! tolerated; known fields of the wrong type are rejected.
 
@@ -128,7 +128,7 @@ pub struct ExactLightningPayload {
 }
 
 impl ExactLightningPayload {
-    /// An authorization with no fields beyond the three of PROTOCOL.md.
+    /// An authorization with no fields beyond the three of the [wire contract](crate::protocol).
     pub fn new(invoice: String, signature: String, from: String) -> Self {
         Self {
             invoice,

@@ -1,4 +1,4 @@
-//! [`HttpFacilitator`]: the facilitator API of PROTOCOL.md over HTTP, on one shared
+//! [`HttpFacilitator`]: the facilitator API of the [wire contract](crate::protocol) over HTTP, on one shared
 //! `reqwest::Client` so connections are reused.
 
 use std::fmt;

@@ -1,5 +1,5 @@
 //! The facilitator: the remote service that mints invoices, verifies client authorizations and
-//! pays invoices. [`Facilitator`] is the seam; [`HttpFacilitator`] speaks PROTOCOL.md over HTTP.
+//! pays invoices. [`Facilitator`] is the seam; [`HttpFacilitator`] speaks the [wire contract](crate::protocol) over HTTP.
 //!
 //! A verdict (`isValid: false`, `success: false`) is an `Ok` answer; a [`FacilitatorError`]
 //! means the facilitator could not give one.
@@ -22,7 +22,7 @@ use crate::types::{
     VerifyRequest, VerifyResponse,
 };
 
-/// The four calls of the facilitator API of PROTOCOL.md.
+/// The four calls of the facilitator API of the [wire contract](crate::protocol).
 pub trait Facilitator: Send + Sync + 'static {
     /// `POST /requirements`: payment requirements with a fresh invoice.
     fn requirements(

@@ -8,7 +8,7 @@
 //! and `http_body_util::Full` are). A priced request without a usable `X-PAYMENT` gets a 402
 //! with fresh requirements; a paid one is pre-checked (network, amount, payee, expiry, reuse),
 //! verified, served and settled. Every refusal is a JSON response (see the table in
-//! PROTOCOL.md), never an error of the service.
+//! the [wire contract](crate::protocol)), never an error of the service.
 //!
 //! What the layer guarantees beyond the table:
 //!

@@ -1,8 +1,8 @@
 //! A mock facilitator and a test wallet, for this crate's tests and for yours (feature `mock`).
 //!
 //! [`MockFacilitator`] is a real axum HTTP server on `127.0.0.1:0` that implements the four
-//! calls of PROTOCOL.md. It mints real, signed BOLT11 invoices with its own node key (`payTo` is
-//! that key), verifies client authorizations as PROTOCOL.md describes, settles each invoice at
+//! calls of the [wire contract](crate::protocol). It mints real, signed BOLT11 invoices with its own node key (`payTo` is
+//! that key), verifies client authorizations as the [wire contract](crate::protocol) describes, settles each invoice at
 //! most once, keeps per-client balances, records every call, and injects [`Fault`]s on demand.
 //! [`TestWallet`] is the matching client key.
 //!
@@ -202,7 +202,7 @@ impl MockFacilitatorBuilder {
     }
 }
 
-/// A mock facilitator: a real HTTP server speaking PROTOCOL.md ([`start`](Self::start)), and a
+/// A mock facilitator: a real HTTP server speaking the [wire contract](crate::protocol) ([`start`](Self::start)), and a
 /// [`Facilitator`] answering in process ([`new`](Self::new), or any mock): the same rules, state
 /// and call record either way.
 ///

@@ -1,4 +1,4 @@
-//! The mock facilitator's HTTP side: the four routes of PROTOCOL.md, fault injection and the
+//! The mock facilitator's HTTP side: the four routes of the [wire contract](crate::protocol), fault injection and the
 //! call record around them.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
