@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use self::error::{BoxError, FacilitatorCall, FacilitatorError};
+#[cfg(feature = "mock")]
 pub(crate) use self::http::decode_reply;
 pub use self::http::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_REPLY_BYTES, DEFAULT_REQUEST_TIMEOUT,
