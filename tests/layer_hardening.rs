@@ -211,7 +211,7 @@ async fn a_client_cannot_have_its_own_invoice_checked_against_itself() {
         second.error,
         format!(
             "Invalid payment: invoice payee {} is not the facilitator's node",
-            own_node.pay_to().to_string()
+            own_node.pay_to()
         )
     );
     assert_eq!(h.calls(FacilitatorCall::Verify), 0);

@@ -548,8 +548,8 @@ async fn invoice_payable_to_another_node_than_the_pinned_pay_to_is_refused() {
     let (stranger, invoice) = strangers_invoice();
     let payee = format!(
         "invoice payee is {}, expected {}",
-        stranger.pay_to().to_string(),
-        h.mock.pay_to().to_string()
+        stranger.pay_to(),
+        h.mock.pay_to()
     );
     assert_invoice_refused(&h, &invoice, &["Invalid payment", payee.as_str()]).await;
 }

@@ -141,7 +141,7 @@ impl InProcessFacilitator {
             .collect();
         Self {
             network,
-            pay_to: node.pay_to(),
+            pay_to: node.pay_to().to_string(),
             invoices,
             next: AtomicUsize::new(0),
         }
