@@ -228,15 +228,16 @@ fn call_urls(base_url: &str) -> Result<[reqwest::Url; 4], FacilitatorConfigError
 }
 
 impl HttpFacilitator {
-    /// A facilitator at `base_url` with default settings.
-    pub fn new(base_url: &str) -> Result<Self, FacilitatorConfigError> {
+    /// A facilitator at `base_url` (a `&str` or a `String`, e.g. `mock.url()`) with default
+    /// settings.
+    pub fn new(base_url: impl AsRef<str>) -> Result<Self, FacilitatorConfigError> {
         Self::builder(base_url).build()
     }
 
     /// Starts configuring a facilitator at `base_url` (e.g. `https://facilitator.example`).
-    pub fn builder(base_url: &str) -> HttpFacilitatorBuilder {
+    pub fn builder(base_url: impl AsRef<str>) -> HttpFacilitatorBuilder {
         HttpFacilitatorBuilder {
-            base_url: base_url.to_owned(),
+            base_url: base_url.as_ref().to_owned(),
             headers: HeaderMap::new(),
             header_error: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,

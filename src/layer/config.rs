@@ -278,8 +278,8 @@ impl<F: Facilitator> X402LayerBuilder<F> {
     /// The public URL the server is reached at (e.g. `https://api.example.com`), used for
     /// `resource`; without it the request's `Host` is used, and a priced request whose `Host`
     /// is not a plain `host[:port]` (userinfo, a bad port, junk) is refused with 400.
-    pub fn public_base_url(mut self, url: &str) -> Self {
-        self.public_base_url = Some(url.to_owned());
+    pub fn public_base_url(mut self, url: impl Into<String>) -> Self {
+        self.public_base_url = Some(url.into());
         self
     }
 

@@ -36,6 +36,7 @@ mod node;
 mod server;
 mod wallet;
 
+use std::borrow::Borrow;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -311,14 +312,14 @@ impl MockFacilitator {
         self.shared.node.pay_to()
     }
 
-    /// Adds `msat` to a client's balance.
-    pub fn fund(&self, client: PublicKey, msat: u64) {
-        lock(&self.shared.ledger).fund(client, msat);
+    /// Adds `msat` to a client's balance (the key by value or by reference).
+    pub fn fund(&self, client: impl Borrow<PublicKey>, msat: u64) {
+        lock(&self.shared.ledger).fund(*client.borrow(), msat);
     }
 
-    /// A client's balance in msat.
-    pub fn balance(&self, client: &PublicKey) -> u64 {
-        lock(&self.shared.ledger).balance(client)
+    /// A client's balance in msat (the key by value or by reference).
+    pub fn balance(&self, client: impl Borrow<PublicKey>) -> u64 {
+        lock(&self.shared.ledger).balance(client.borrow())
     }
 
     /// Whether this invoice was minted here and has been paid.
