@@ -495,7 +495,7 @@ async fn requirements(
     amount_msat: u64,
     description: &str,
 ) -> PaymentRequirements {
-    let facilitator = HttpFacilitator::new(&mock.url()).expect("facilitator client");
+    let facilitator = HttpFacilitator::new(mock.url()).expect("facilitator client");
     facilitator
         .requirements(&request(mock.network(), amount_msat, description))
         .await
@@ -980,7 +980,7 @@ async fn signature_binds_amount_network_and_data_so_a_rechecksummed_edit_changes
 #[tokio::test]
 async fn independent_decoder_notices_the_mocks_deliberately_wrong_invoices() {
     let mock = MockFacilitator::start().await.expect("mock starts");
-    let facilitator = HttpFacilitator::new(&mock.url()).expect("facilitator client");
+    let facilitator = HttpFacilitator::new(mock.url()).expect("facilitator client");
     let ask = request(Network::Regtest, 10_000, "Weather");
 
     mock.fail_next(

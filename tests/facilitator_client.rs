@@ -49,7 +49,7 @@ impl World {
             .start()
             .await
             .expect("mock starts");
-        let facilitator = HttpFacilitator::new(&mock.url()).expect("valid url");
+        let facilitator = HttpFacilitator::new(mock.url()).expect("valid url");
         let wallet = TestWallet::random();
         mock.fund(wallet.public_key(), 1_000_000);
         Self {
@@ -139,7 +139,7 @@ async fn a_valid_authorization_verifies_and_settles_once() {
     assert_eq!(verdict.invalid_reason, None);
     assert_eq!(verdict.payer.as_deref(), Some(world.wallet.id().as_str()));
     assert_eq!(
-        world.mock.balance(&world.wallet.public_key()),
+        world.mock.balance(world.wallet.public_key()),
         1_000_000,
         "verify pays nothing"
     );
@@ -157,7 +157,7 @@ async fn a_valid_authorization_verifies_and_settles_once() {
     assert_eq!(settled.network, Network::Regtest);
     assert_eq!(settled.payer.as_deref(), Some(world.wallet.id().as_str()));
     assert_eq!(
-        world.mock.balance(&world.wallet.public_key()),
+        world.mock.balance(world.wallet.public_key()),
         1_000_000 - PRICE_MSAT
     );
     assert!(world.mock.is_paid(&request.payment_payload.payload.invoice));
@@ -177,7 +177,7 @@ async fn a_second_settle_of_one_invoice_is_refused_and_pays_nothing() {
     );
     assert_eq!(again.transaction, "");
     assert_eq!(
-        world.mock.balance(&world.wallet.public_key()),
+        world.mock.balance(world.wallet.public_key()),
         1_000_000 - PRICE_MSAT
     );
     assert_eq!(
@@ -209,7 +209,7 @@ async fn concurrent_settles_of_one_invoice_pay_it_exactly_once() {
     }
     assert_eq!(successes, 1);
     assert_eq!(
-        world.mock.balance(&world.wallet.public_key()),
+        world.mock.balance(world.wallet.public_key()),
         1_000_000 - PRICE_MSAT
     );
     assert_eq!(world.mock.call_count(FacilitatorCall::Settle), 32);
@@ -218,7 +218,7 @@ async fn concurrent_settles_of_one_invoice_pay_it_exactly_once() {
 #[tokio::test]
 async fn calls_are_recorded_with_bodies_headers_and_service_time() {
     let mock = MockFacilitator::start().await.unwrap();
-    let facilitator = HttpFacilitator::builder(&mock.url())
+    let facilitator = HttpFacilitator::builder(mock.url())
         .bearer_token("t0ken")
         .header("x-api-key", "k3y")
         .build()
@@ -252,7 +252,7 @@ async fn a_required_bearer_token_is_enforced() {
         .start()
         .await
         .unwrap();
-    let anonymous = HttpFacilitator::new(&mock.url()).unwrap();
+    let anonymous = HttpFacilitator::new(mock.url()).unwrap();
     let err = anonymous.supported().await.unwrap_err();
     assert!(
         matches!(
@@ -264,12 +264,12 @@ async fn a_required_bearer_token_is_enforced() {
         ),
         "{err}"
     );
-    let wrong = HttpFacilitator::builder(&mock.url())
+    let wrong = HttpFacilitator::builder(mock.url())
         .bearer_token("guess")
         .build()
         .unwrap();
     assert!(wrong.supported().await.is_err());
-    let authorized = HttpFacilitator::builder(&mock.url())
+    let authorized = HttpFacilitator::builder(mock.url())
         .bearer_token("s3cret")
         .build()
         .unwrap();
@@ -365,7 +365,7 @@ async fn a_signature_not_by_from_is_invalid_signature() {
         world.invalid_reason(&request).await,
         reason::INVALID_SIGNATURE
     );
-    assert_eq!(world.mock.balance(&world.wallet.public_key()), 1_000_000);
+    assert_eq!(world.mock.balance(world.wallet.public_key()), 1_000_000);
 }
 
 #[tokio::test]
@@ -483,7 +483,7 @@ async fn an_invoice_that_expires_while_waiting_is_payment_expired() {
         settled.error_reason.as_deref(),
         Some(reason::PAYMENT_EXPIRED)
     );
-    assert_eq!(world.mock.balance(&world.wallet.public_key()), 1_000_000);
+    assert_eq!(world.mock.balance(world.wallet.public_key()), 1_000_000);
 }
 
 #[tokio::test]
@@ -510,11 +510,11 @@ async fn a_payer_without_enough_balance_is_insufficient_funds() {
         settled.error_reason.as_deref(),
         Some(reason::INSUFFICIENT_FUNDS)
     );
-    assert_eq!(world.mock.balance(&poor.public_key()), PRICE_MSAT - 1);
+    assert_eq!(world.mock.balance(poor.public_key()), PRICE_MSAT - 1);
 
     world.mock.fund(poor.public_key(), 1);
     assert!(world.facilitator.settle(&request).await.unwrap().success);
-    assert_eq!(world.mock.balance(&poor.public_key()), 0);
+    assert_eq!(world.mock.balance(poor.public_key()), 0);
 }
 
 /// Posts a raw body to the mock, as a client in another language might.
@@ -686,7 +686,7 @@ async fn an_injected_garbage_body_is_an_invalid_reply_on_every_call() {
 #[tokio::test]
 async fn a_delay_beyond_the_timeout_is_a_timeout_on_every_call() {
     let world = World::new().await;
-    let impatient = HttpFacilitator::builder(&world.mock.url())
+    let impatient = HttpFacilitator::builder(world.mock.url())
         .timeout(Duration::from_millis(200))
         .build()
         .unwrap();
@@ -785,7 +785,7 @@ async fn an_injected_failed_settle_pays_nothing() {
     assert_eq!(failed.error_reason.as_deref(), Some(reason::PAYMENT_FAILED));
     assert_eq!(failed.transaction, "");
     assert!(!world.mock.is_paid(&request.payment_payload.payload.invoice));
-    assert_eq!(world.mock.balance(&world.wallet.public_key()), 1_000_000);
+    assert_eq!(world.mock.balance(world.wallet.public_key()), 1_000_000);
 
     assert!(
         world.facilitator.settle(&request).await.unwrap().success,
@@ -869,7 +869,7 @@ async fn a_closed_port_is_unreachable() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let facilitator = HttpFacilitator::new(&format!("http://{addr}")).unwrap();
+    let facilitator = HttpFacilitator::new(format!("http://{addr}")).unwrap();
     let err = facilitator.supported().await.unwrap_err();
     assert!(
         matches!(
@@ -901,7 +901,7 @@ async fn serve_fixed(body: &'static str) -> SocketAddr {
 async fn an_oversized_reply_is_an_invalid_reply() {
     let huge: &'static str = Box::leak(format!("\"{}\"", "a".repeat(100_000)).into_boxed_str());
     let addr = serve_fixed(huge).await;
-    let facilitator = HttpFacilitator::builder(&format!("http://{addr}"))
+    let facilitator = HttpFacilitator::builder(format!("http://{addr}"))
         .max_reply_bytes(64 * 1024)
         .build()
         .unwrap();
@@ -915,7 +915,7 @@ async fn an_oversized_reply_is_an_invalid_reply() {
 #[tokio::test]
 async fn a_reply_of_the_wrong_shape_is_an_invalid_reply() {
     let addr = serve_fixed(r#"{"isValid":"yes"}"#).await;
-    let facilitator = HttpFacilitator::new(&format!("http://{addr}")).unwrap();
+    let facilitator = HttpFacilitator::new(format!("http://{addr}")).unwrap();
     let world = World::new().await;
     let request = world.paid_request().await;
     let err = facilitator.verify(&request).await.unwrap_err();
@@ -941,7 +941,7 @@ async fn a_connection_that_cannot_be_established_hits_the_connect_timeout() {
         }
     }
 
-    let facilitator = HttpFacilitator::builder(&format!("http://{addr}"))
+    let facilitator = HttpFacilitator::builder(format!("http://{addr}"))
         .connect_timeout(Duration::from_millis(200))
         .timeout(Duration::from_secs(5))
         .build()
@@ -971,7 +971,7 @@ async fn a_redirect_is_not_followed_so_headers_and_authorizations_stay_home() {
             [(http::header::LOCATION, format!("http://{thief_addr}/steal"))],
         )
     });
-    let facilitator = HttpFacilitator::builder(&format!("http://{}", serve(redirector).await))
+    let facilitator = HttpFacilitator::builder(format!("http://{}", serve(redirector).await))
         .header("x-api-key", "SECRET")
         .build()
         .unwrap();
@@ -1003,7 +1003,7 @@ async fn an_oversized_error_body_still_gives_an_excerpt() {
     let huge: &'static str = Box::leak("E".repeat(100_000).into_boxed_str());
     let app = axum::Router::new()
         .fallback(move || async move { (StatusCode::INTERNAL_SERVER_ERROR, huge) });
-    let facilitator = HttpFacilitator::builder(&format!("http://{}", serve(app).await))
+    let facilitator = HttpFacilitator::builder(format!("http://{}", serve(app).await))
         .max_reply_bytes(1024)
         .build()
         .unwrap();
@@ -1029,7 +1029,7 @@ async fn a_body_that_stalls_after_its_headers_hits_the_call_timeout() {
         stream.write_all(head.as_bytes()).await.unwrap();
         tokio::time::sleep(Duration::from_secs(10)).await;
     });
-    let facilitator = HttpFacilitator::builder(&format!("http://{addr}"))
+    let facilitator = HttpFacilitator::builder(format!("http://{addr}"))
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
@@ -1113,11 +1113,11 @@ async fn a_call_refused_for_its_token_leaves_the_fault_for_the_next_one() {
         .await
         .unwrap();
     mock.fail_next(FacilitatorCall::Supported, Fault::Garbage);
-    let anonymous = HttpFacilitator::new(&mock.url()).unwrap();
+    let anonymous = HttpFacilitator::new(mock.url()).unwrap();
     assert!(anonymous.supported().await.is_err());
     assert_eq!(mock.calls()[0].fault, None, "the 401 took no fault");
 
-    let authorized = HttpFacilitator::builder(&mock.url())
+    let authorized = HttpFacilitator::builder(mock.url())
         .bearer_token("s3cret")
         .build()
         .unwrap();

@@ -174,7 +174,7 @@ impl Harness {
 
     /// How much the wallet has paid so far.
     fn debited(&self) -> u64 {
-        FUNDS_MSAT - self.mock.balance(&self.wallet.public_key())
+        FUNDS_MSAT - self.mock.balance(self.wallet.public_key())
     }
 
     /// `GET path` with an optional `X-PAYMENT`, read whole.
@@ -233,7 +233,7 @@ async fn start_pinned() -> Harness {
 
 /// A client of a facilitator that is not the mock (default timeouts).
 fn facilitator_at(addr: SocketAddr) -> HttpFacilitator {
-    HttpFacilitator::new(&format!("http://{addr}")).expect("facilitator client")
+    HttpFacilitator::new(format!("http://{addr}")).expect("facilitator client")
 }
 
 /// A loopback address nothing listens on.
@@ -267,7 +267,7 @@ async fn start_failing_with(
     let provokes_timeout = matches!(fault, Fault::Delay(_));
     start_layer(|mock| {
         let facilitator = if provokes_timeout {
-            HttpFacilitator::builder(&mock.url())
+            HttpFacilitator::builder(mock.url())
                 .timeout(SHORT_TIMEOUT)
                 .build()
                 .expect("facilitator client")

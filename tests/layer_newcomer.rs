@@ -177,7 +177,7 @@ async fn a_charge_on_the_route_prices_exactly_that_route() {
         text_of(paid).await,
         format!("report for {}", wallet.public_key())
     );
-    assert_eq!(mock.balance(&wallet.public_key()), FUNDS_MSAT - 10_000);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 10_000);
 }
 
 #[tokio::test]
@@ -202,7 +202,7 @@ async fn charged_routes_share_one_settled_memory() {
         "Invalid payment: this invoice was already settled"
     );
     assert_eq!(mock.call_count(FacilitatorCall::Verify), verifies);
-    assert_eq!(mock.balance(&wallet.public_key()), FUNDS_MSAT - 10_000);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 10_000);
 }
 
 #[test]
@@ -265,14 +265,14 @@ async fn a_settle_after_route_that_rejects_the_body_charges_nothing() {
     assert_eq!(rejected.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(!rejected.headers().contains_key(X_PAYMENT_RESPONSE));
     assert_eq!(mock.call_count(FacilitatorCall::Settle), 0);
-    assert_eq!(mock.balance(&wallet.public_key()), FUNDS_MSAT);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT);
 
     // The same payment still buys a well-formed request.
     let served = send(&app, post_json(r#"{"text": "a b c"}"#, Some(&payment))).await;
     assert_eq!(served.status(), StatusCode::OK);
     assert!(served.headers().contains_key(X_PAYMENT_RESPONSE));
     assert_eq!(json_of(served).await["words"], 3);
-    assert_eq!(mock.balance(&wallet.public_key()), FUNDS_MSAT - 5_000);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 5_000);
 }
 
 #[tokio::test]
@@ -289,7 +289,7 @@ async fn a_settle_before_route_charges_even_when_the_body_is_then_rejected() {
     // As documented on `settle_before_handler`: paid whatever the handler answers.
     assert_eq!(rejected.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(rejected.headers().contains_key(X_PAYMENT_RESPONSE));
-    assert_eq!(mock.balance(&wallet.public_key()), FUNDS_MSAT - 5_000);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 5_000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,11 +316,11 @@ async fn the_in_process_mock_answers_like_the_http_one_faults_included() {
         json_of(failed).await["error"],
         "payment facilitator /settle answered 503 Service Unavailable"
     );
-    assert_eq!(mock.balance(&wallet.public_key()), FUNDS_MSAT);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT);
 
     let paid = send(&app, get_request("/report", Some(&payment))).await;
     assert_eq!(paid.status(), StatusCode::OK);
-    assert_eq!(mock.balance(&wallet.public_key()), FUNDS_MSAT - 10_000);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 10_000);
     // Every call went through the mock's record, bodies as JSON.
     let settles = mock.calls_to(FacilitatorCall::Settle);
     assert_eq!(settles.len(), 2);
@@ -332,7 +332,7 @@ async fn an_http_mock_also_answers_in_process_with_the_same_state() {
     let mock = MockFacilitator::start().await.expect("mock starts");
     let wallet = TestWallet::random();
     mock.fund(wallet.public_key(), FUNDS_MSAT);
-    let over_http = HttpFacilitator::new(&mock.url()).expect("client");
+    let over_http = HttpFacilitator::new(mock.url()).expect("client");
     // Minted over HTTP, paid in process: one ledger.
     let layer_http = X402Layer::builder(over_http, Network::Regtest)
         .pay_to(mock.pay_to())
@@ -358,7 +358,7 @@ async fn an_http_mock_also_answers_in_process_with_the_same_state() {
         StatusCode::OK
     );
     assert!(mock.addr().is_some());
-    assert_eq!(mock.balance(&wallet.public_key()), FUNDS_MSAT - 10_000);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 10_000);
 }
 
 #[test]
@@ -503,7 +503,7 @@ async fn the_settle_failed_hook_hears_refusals_and_outages_after_the_handler_ran
     );
     assert_eq!(failed[0].payment_hash, failed[1].payment_hash);
     assert!(seen.settled().is_empty());
-    assert_eq!(mock.balance(&wallet.public_key()), FUNDS_MSAT);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT);
 }
 
 #[tokio::test]
@@ -576,5 +576,5 @@ async fn a_panicking_hook_changes_nothing_for_the_client() {
     let paid = send(&app, get_request("/report", Some(&payment))).await;
     assert_eq!(paid.status(), StatusCode::OK);
     assert!(paid.headers().contains_key(X_PAYMENT_RESPONSE));
-    assert_eq!(mock.balance(&wallet.public_key()), FUNDS_MSAT - 10_000);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 10_000);
 }

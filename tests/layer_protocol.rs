@@ -56,7 +56,7 @@ fn made(h: &Harness) -> (usize, usize, usize) {
 
 /// The wallet's balance at the mock.
 fn balance(h: &Harness) -> u64 {
-    h.mock.balance(&h.wallet.public_key())
+    h.mock.balance(h.wallet.public_key())
 }
 
 /// `method path` with an optional `X-PAYMENT`; a POST carries a valid JSON body.

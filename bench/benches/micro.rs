@@ -90,7 +90,7 @@ fn mock_requirements() -> (PaymentRequirements, TestWallet, PublicKey) {
         let mock = MockFacilitator::start()
             .await
             .expect("mock facilitator starts");
-        let facilitator = HttpFacilitator::new(&mock.url()).expect("facilitator client");
+        let facilitator = HttpFacilitator::new(mock.url()).expect("facilitator client");
         let ask = RequirementsRequest {
             description: "Current weather".to_owned(),
             mime_type: "application/json".to_owned(),

@@ -139,7 +139,7 @@ pub async fn start_layer_on(
 /// so that a loaded CI machine never turns a legitimate call into a 504. Tests that provoke a
 /// timeout build their own short-timeout client.
 pub fn facilitator_for(mock: &MockFacilitator) -> HttpFacilitator {
-    HttpFacilitator::new(&mock.url()).expect("facilitator client")
+    HttpFacilitator::new(mock.url()).expect("facilitator client")
 }
 
 /// Serves `app` (whose handlers count their runs in `runs`) and funds a wallet at `mock`.
