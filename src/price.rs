@@ -130,11 +130,14 @@ where
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SettleMode {
     /// Run the handler on a verified payment, then settle; the response waits for the settle
-    /// and is dropped unread if the settle fails. A handler answer ≥ 400 is not settled.
+    /// and is dropped unread if the settle fails. **A handler answer ≥ 400 is not settled**:
+    /// a body the handler rejects (axum's 422), a 404 or a 500 costs the client nothing.
     #[default]
     AfterHandler,
     /// Settle before the handler runs, for work that must not happen unpaid; a failed settle
-    /// means the handler never runs, and a paid request is paid whatever the handler answers.
+    /// means the handler never runs. **The payment is taken whatever the handler then
+    /// answers**: a JSON body it rejects with 422, a 404, a 500 are all paid for (and carry
+    /// `X-PAYMENT-RESPONSE`). Use it only for handlers that cannot fail on the client's input.
     BeforeHandler,
 }
 
@@ -228,7 +231,10 @@ impl PriceTag {
         self
     }
 
-    /// Settle before the handler runs ([`SettleMode::BeforeHandler`]).
+    /// Settle before the handler runs ([`SettleMode::BeforeHandler`]): the client is charged
+    /// as soon as its payment verifies, **even if the handler then answers 4xx or 5xx** (a
+    /// request body the handler rejects is paid for). Without it, the layer settles only after
+    /// the handler answered < 400.
     #[must_use]
     pub fn settle_before_handler(self) -> Self {
         self.settle(SettleMode::BeforeHandler)
