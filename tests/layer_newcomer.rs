@@ -36,6 +36,15 @@ fn payments(mock: &MockFacilitator) -> X402LayerBuilder<MockFacilitator> {
     X402Layer::builder(mock.clone(), mock.network()).pay_to(mock.pay_to())
 }
 
+/// `/report` behind a layer from `builder` whose price table charges 10 sats for it.
+fn report_app<F: x402_lightning::Facilitator>(builder: X402LayerBuilder<F>) -> Router {
+    let layer = builder
+        .route("GET /report", Price::sats(10))
+        .build()
+        .expect("builds");
+    Router::new().route("/report", get(report)).layer(layer)
+}
+
 /// The paid handler of the tests: it names who paid.
 async fn report(paid: VerifiedPayment) -> String {
     format!("report for {}", paid.payer)
@@ -299,11 +308,7 @@ async fn a_settle_before_route_charges_even_when_the_body_is_then_rejected() {
 #[tokio::test]
 async fn the_in_process_mock_answers_like_the_http_one_faults_included() {
     let (mock, wallet) = funded_mock();
-    let layer = payments(&mock)
-        .route("GET /report", Price::sats(10))
-        .build()
-        .expect("builds");
-    let app = Router::new().route("/report", get(report)).layer(layer);
+    let app = report_app(payments(&mock));
 
     mock.fail_next(
         FacilitatorCall::Settle,
@@ -468,11 +473,7 @@ async fn a_table_route_is_named_as_declared_and_a_settle_before_hook_runs_before
 async fn the_settle_failed_hook_hears_refusals_and_outages_after_the_handler_ran() {
     let (mock, wallet) = funded_mock();
     let seen = Seen::default();
-    let layer = seen
-        .hook_into(payments(&mock).route("GET /report", Price::sats(10)))
-        .build()
-        .expect("builds");
-    let app = Router::new().route("/report", get(report)).layer(layer);
+    let app = report_app(seen.hook_into(payments(&mock)));
     let payment = pay(&app, &wallet, get_request("/report", None)).await;
 
     mock.fail_next(
@@ -510,11 +511,7 @@ async fn the_settle_failed_hook_hears_refusals_and_outages_after_the_handler_ran
 async fn the_refusal_hook_hears_each_refused_payment_with_its_reason() {
     let (mock, wallet) = funded_mock();
     let seen = Seen::default();
-    let layer = seen
-        .hook_into(payments(&mock).route("GET /report", Price::sats(10)))
-        .build()
-        .expect("builds");
-    let app = Router::new().route("/report", get(report)).layer(layer);
+    let app = report_app(seen.hook_into(payments(&mock)));
 
     // Garbage: refused before any invoice is known.
     let garbage = send(&app, get_request("/report", Some("%%%"))).await;
@@ -566,12 +563,9 @@ async fn the_refusal_hook_hears_each_refused_payment_with_its_reason() {
 #[tokio::test]
 async fn a_panicking_hook_changes_nothing_for_the_client() {
     let (mock, wallet) = funded_mock();
-    let layer = payments(&mock)
-        .route("GET /report", Price::sats(10))
-        .on_settled(|_| async { panic!("the revenue database is down") })
-        .build()
-        .expect("builds");
-    let app = Router::new().route("/report", get(report)).layer(layer);
+    let app = report_app(
+        payments(&mock).on_settled(|_| async { panic!("the revenue database is down") }),
+    );
     let payment = pay(&app, &wallet, get_request("/report", None)).await;
     let paid = send(&app, get_request("/report", Some(&payment))).await;
     assert_eq!(paid.status(), StatusCode::OK);
