@@ -12,6 +12,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::StatusCode;
 use serde_json::{Value, json};
+#[path = "../../examples/demo/prices.rs"]
+mod prices;
+#[allow(unused_imports, reason = "each test binary uses some of them")]
+pub use self::prices::{INFER_MSAT, PREMIUM_MSAT, WEATHER_MSAT, demo_prices};
+
 use x402_lightning::clock::{Clock, SystemClock};
 use x402_lightning::header::{decode_payment_response_header, encode_payment_header};
 use x402_lightning::layer::X402LayerBuilder;
@@ -19,12 +24,9 @@ use x402_lightning::mock::{MockFacilitator, TestWallet};
 use x402_lightning::types::{ExactLightningPayload, X402_VERSION};
 use x402_lightning::{
     FacilitatorCall, HttpFacilitator, Network, PaymentPayload, PaymentRequired,
-    PaymentRequirements, Price, PriceTag, Scheme, SettleResponse, VerifiedPayment, X402Layer,
+    PaymentRequirements, Scheme, SettleResponse, VerifiedPayment,
 };
 
-pub const WEATHER_MSAT: u64 = 10_000;
-pub const PREMIUM_MSAT: u64 = 250_000;
-pub const INFER_MSAT: u64 = 5_000_000;
 pub const FUNDS_MSAT: u64 = 1_000_000_000;
 
 /// The payment headers as PROTOCOL.md spells them on the wire. The harness sends and reads
@@ -32,28 +34,6 @@ pub const FUNDS_MSAT: u64 = 1_000_000_000;
 pub const X_PAYMENT_ON_THE_WIRE: &str = "X-PAYMENT";
 /// See [`X_PAYMENT_ON_THE_WIRE`].
 pub const X_PAYMENT_RESPONSE_ON_THE_WIRE: &str = "X-PAYMENT-RESPONSE";
-
-/// The demo's price table, on `network`, through `facilitator`.
-pub fn demo_prices(
-    facilitator: HttpFacilitator,
-    network: Network,
-) -> X402LayerBuilder<HttpFacilitator> {
-    X402Layer::builder(facilitator, network)
-        .route(
-            "GET /weather",
-            PriceTag::fixed(Price::msat(WEATHER_MSAT))
-                .description("Current weather")
-                .mime_type("application/json"),
-        )
-        .route(
-            "GET /premium/{*path}",
-            PriceTag::fixed(Price::msat(PREMIUM_MSAT)).description("Premium content"),
-        )
-        .route(
-            "POST /ai/infer",
-            PriceTag::fixed(Price::msat(INFER_MSAT)).description("Batch AI inference request"),
-        )
-}
 
 /// The demo's handlers, counting how often a handler ran.
 pub fn demo_app(runs: Arc<AtomicUsize>) -> Router {

@@ -1,6 +1,7 @@
-//! The demo's prices, routes and handlers, shared by the benches (a bench cannot import an
-//! example): copies of `examples/demo.rs`, except that `weather` takes an
-//! `Option<VerifiedPayment>` so that the same handler serves bare axum too.
+//! The demo's prices (its own file, included), routes and handlers, shared by the benches (a
+//! bench cannot import an example): the handlers are copies of `examples/demo/main.rs`'s, except
+//! that `weather` takes an `Option<VerifiedPayment>` so that the same handler serves bare axum
+//! too.
 
 use axum::extract::Path;
 use axum::routing::{get, post};
@@ -8,32 +9,16 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use x402_lightning::layer::X402LayerBuilder;
-use x402_lightning::{Facilitator, Network, Price, PriceTag, VerifiedPayment, X402Layer};
+use x402_lightning::{Facilitator, Network, VerifiedPayment};
 
-/// The demo's price of `GET /weather`, in msat.
-pub const WEATHER_MSAT: u64 = 10_000;
+#[path = "../../../examples/demo/prices.rs"]
+mod prices;
+#[allow(unused_imports, reason = "not every bench reads the price")]
+pub use self::prices::WEATHER_MSAT;
 
 /// The demo's price table on regtest, through `facilitator`.
 pub fn prices<F: Facilitator>(facilitator: F) -> X402LayerBuilder<F> {
-    X402Layer::builder(facilitator, Network::Regtest)
-        .route(
-            "GET /weather",
-            PriceTag::fixed(Price::msat(WEATHER_MSAT))
-                .description("Current weather")
-                .mime_type("application/json"),
-        )
-        .route(
-            "GET /premium/{*path}",
-            PriceTag::fixed(Price::msat(250_000))
-                .description("Premium content")
-                .mime_type("text/plain"),
-        )
-        .route(
-            "POST /ai/infer",
-            PriceTag::fixed(Price::msat(5_000_000))
-                .description("Batch AI inference request")
-                .mime_type("application/json"),
-        )
+    prices::demo_prices(facilitator, Network::Regtest)
 }
 
 /// The demo's routes and handlers, as bare axum.

@@ -27,15 +27,20 @@ use std::error::Error;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::Path;
+use axum::extract::{Path, Request};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Json, Router, ServiceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tower::Layer as _;
 use x402_lightning::invoice::parse_node_id;
 use x402_lightning::layer::{IssuanceLimit, IssuanceRate};
 use x402_lightning::mock::{MockFacilitator, TestWallet};
-use x402_lightning::{HttpFacilitator, Network, Price, PriceTag, VerifiedPayment, X402Layer};
+use x402_lightning::{HttpFacilitator, Network, VerifiedPayment};
+
+use self::prices::demo_prices;
+
+mod prices;
 
 /// What the embedded mock funds the demo wallet with: 1 BTC in msat.
 const DEMO_BALANCE_MSAT: u64 = 100_000_000_000;
@@ -94,25 +99,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .build()
         .map_err(|err| format!("X402_FACILITATOR_URL / X402_FACILITATOR_TIMEOUT_MS: {err}"))?;
 
-    let mut payments = X402Layer::builder(facilitator, network)
-        .route(
-            "GET /weather",
-            PriceTag::fixed(Price::msat(10_000))
-                .description("Current weather")
-                .mime_type("application/json"),
-        )
-        .route(
-            "GET /premium/{*path}",
-            PriceTag::fixed(Price::msat(250_000))
-                .description("Premium content")
-                .mime_type("text/plain"),
-        )
-        .route(
-            "POST /ai/infer",
-            PriceTag::fixed(Price::msat(5_000_000))
-                .description("Batch AI inference request")
-                .mime_type("application/json"),
+    let mut payments = demo_prices(facilitator, network).on_settled(|paid| async move {
+        println!(
+            "settled {} msat for {} (payment hash {})",
+            paid.amount_msat, paid.route, paid.payment_hash
         );
+    });
     if let Some(pay_to) = env("X402_PAY_TO") {
         let node = parse_node_id(pay_to.trim()).map_err(|err| format!("X402_PAY_TO: {err}"))?;
         payments = payments.pay_to(node);
@@ -136,20 +128,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Err(err) => println!("warning: {err}; priced routes answer 502 until it is fixed"),
     }
 
-    let app = Router::new()
+    let router = Router::new()
         .route("/", get(index))
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/weather", get(weather))
         .route("/premium/{*path}", get(premium))
-        .route("/ai/infer", post(infer))
-        .layer(payments);
+        .route("/ai/infer", post(infer));
+    // Around the whole Router: the free routes pay the least for it (see the README).
+    let app = payments.layer(router);
 
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|err| format!("cannot listen on {bind}: {err}"))?;
     println!("listening on http://{}", listener.local_addr()?);
     // The peer address keys the per-client issuance limit.
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let app = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
