@@ -2,6 +2,10 @@
 //! `Router` included) and lets a priced request through only once the facilitator has verified
 //! its payment, and releases the response only once the payment is settled.
 //!
+//! Prices are declared on each route with [`X402Layer::charge`] (for axum's `route_layer`;
+//! the price cannot miss its route) or in a price table ([`X402LayerBuilder::route`]) for a
+//! layer around a whole service. [`hooks`] report what each payment came to.
+//!
 //! Free routes and `OPTIONS` preflights go straight to the inner service, with no allocation
 //! beyond the route match and no facilitator call; the response keeps the inner service's own
 //! body type (the layer's answers are built with `ResBody: From<Bytes>`, which axum's `Body`
