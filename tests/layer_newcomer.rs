@@ -229,6 +229,11 @@ fn a_zero_charge_is_refused_with_the_reason() {
     let err = payments.charge(Price::msat(0)).expect_err("zero refused");
     assert!(matches!(err, ConfigError::Route(_)), "{err:?}");
     assert!(err.to_string().contains("zero"), "{err}");
+    // The error names where the charge was declared.
+    assert!(
+        err.to_string().contains("tests/layer_newcomer.rs:"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

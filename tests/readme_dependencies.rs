@@ -1,12 +1,14 @@
-//! The README's test example must build in a user's crate from the `Cargo.toml` it shows: every
-//! crate its code names is listed there, with the features the code needs, and this crate is
-//! listed twice (plain, then with `mock` for tests). The code itself is compiled and run as a
-//! doc test (`ReadmeDoctests` in `src/lib.rs`).
+//! The README's examples must build in a user's crate from the `Cargo.toml` each shows: every
+//! crate their code names is listed there, with the features the code needs, and this crate is
+//! listed twice for tests (plain, then with `mock`). The test example is `readme_example.rs`,
+//! run as a test exactly as the README shows it; the other blocks are doc tests
+//! (`ReadmeDoctests` in `src/lib.rs`).
 
 const README: &str = include_str!("../README.md");
+const README_EXAMPLE: &str = include_str!("readme_example.rs");
 
 /// The crates a user's test may name, and how they are spelled in `Cargo.toml`.
-const CRATES: [(&str, &str); 9] = [
+const CRATES: [(&str, &str); 10] = [
     ("axum", "axum"),
     ("http", "http"),
     ("tower", "tower"),
@@ -15,28 +17,53 @@ const CRATES: [(&str, &str); 9] = [
     ("serde_json", "serde_json"),
     ("bytes", "bytes"),
     ("http_body_util", "http-body-util"),
+    ("tracing", "tracing"),
     ("x402_lightning", "x402-lightning"),
 ];
 
-/// The first fenced block of `language` after `start`, and where it ends.
+/// The first fenced block of `language` (with any attributes, as in `rust,ignore`) after
+/// `start`, and where it ends.
 fn block_after(start: usize, language: &str) -> (String, usize) {
-    let fence = format!("```{language}\n");
+    let fence = format!("```{language}");
     let open = README[start..]
         .find(&fence)
-        .map(|at| start + at + fence.len())
+        .and_then(|at| {
+            README[start + at..]
+                .find('\n')
+                .map(|eol| start + at + eol + 1)
+        })
         .unwrap_or_else(|| panic!("a ```{language} block in the README"));
     let close = open + README[open..].find("```").expect("the block closes");
     (README[open..close].to_owned(), close)
 }
 
+/// The `Cargo.toml` of a README section, and the code that follows it.
+fn manifest_and_code(section: &str) -> (String, String) {
+    let section = README.find(section).expect("the section");
+    let (manifest, end) = block_after(section, "toml");
+    let (code, _) = block_after(end, "rust");
+    (manifest, code)
+}
+
 /// The `Cargo.toml` of the mock section, and the test that follows it.
 fn manifest_and_test() -> (String, String) {
-    let section = README
-        .find("## The mock facilitator, for your tests")
-        .expect("the mock section");
-    let (manifest, end) = block_after(section, "toml");
-    let (test, _) = block_after(end, "rust");
-    (manifest, test)
+    manifest_and_code("## The mock facilitator, for your tests")
+}
+
+/// Asserts that `manifest` lists every crate `code` names.
+fn lists_every_crate_named(manifest: &str, code: &str, tables: &[&str]) {
+    let listed: Vec<&str> = tables
+        .iter()
+        .flat_map(|name| table(manifest, name))
+        .collect();
+    for (path, package) in CRATES {
+        if code.contains(&format!("{path}::")) {
+            assert!(
+                entry(&listed, package).is_some(),
+                "the README's code uses `{path}::` but its Cargo.toml does not list {package}"
+            );
+        }
+    }
 }
 
 /// The lines of a `[table]` of `manifest`.
@@ -64,20 +91,30 @@ fn entry<'a>(lines: &[&'a str], package: &str) -> Option<&'a str> {
 #[test]
 fn every_crate_the_readme_test_names_is_in_its_cargo_toml() {
     let (manifest, test) = manifest_and_test();
-    let listed: Vec<&str> = [
-        table(&manifest, "dependencies"),
-        table(&manifest, "dev-dependencies"),
-    ]
-    .concat();
-    for (path, package) in CRATES {
-        let named = test.contains(&format!("{path}::"));
-        if named {
-            assert!(
-                entry(&listed, package).is_some(),
-                "the README's test uses `{path}::` but its Cargo.toml does not list {package}"
-            );
-        }
+    lists_every_crate_named(&manifest, &test, &["dependencies", "dev-dependencies"]);
+}
+
+#[test]
+fn every_crate_the_readme_app_names_is_in_its_cargo_toml() {
+    let (manifest, app) = manifest_and_code("## Put a price on an axum `Router`");
+    lists_every_crate_named(&manifest, &app, &["dependencies"]);
+    let tokio = entry(&table(&manifest, "dependencies"), "tokio").expect("tokio listed");
+    for feature in ["\"macros\"", "\"rt-multi-thread\""] {
+        assert!(
+            tokio.contains(feature),
+            "#[tokio::main] needs {feature}: {tokio}"
+        );
     }
+}
+
+#[test]
+fn the_readme_shows_the_test_that_runs() {
+    let (_, test) = manifest_and_test();
+    let code = README_EXAMPLE
+        .find("use ")
+        .map(|start| &README_EXAMPLE[start..])
+        .expect("code after the header");
+    assert_eq!(test, code, "README and tests/readme_example.rs differ");
 }
 
 #[test]

@@ -28,7 +28,7 @@ use crate::price::PriceTag;
 ///
 /// # Panics
 ///
-/// Applying ([`Layer::layer`]) a layer built without any price (no `.route(..)`, no
+/// Applying (`Layer::layer`) a layer built without any price (no `.route(..)`, no
 /// `.price_every_request(..)`) panics at start-up, as axum does for a bad route: it would
 /// serve every request for free. Such a layer is only for handing out [`charge`](Self::charge)
 /// layers.
@@ -63,7 +63,9 @@ impl<F: Facilitator> X402Layer<F> {
     ///     )
     ///     .route(
     ///         "/summarize",
-    ///         post(|body: String| async move { format!("{} bytes", body.len()) })
+    ///         post(|paid: VerifiedPayment, body: String| async move {
+    ///             format!("{} bytes for {} msat", body.len(), paid.amount_msat)
+    ///         })
     ///             .route_layer(payments.charge(PriceTag::fixed(Price::sats(50)).description("A summary"))?),
     ///     );
     /// # let _ = app;
@@ -77,9 +79,14 @@ impl<F: Facilitator> X402Layer<F> {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Route`] for a zero price.
+    /// [`ConfigError::Route`] for a zero price, naming the file and line of the call.
+    #[track_caller]
     pub fn charge(&self, price: impl Into<PriceTag>) -> Result<X402Layer<F>, ConfigError> {
-        let tag = validate_every(price.into(), "charge")?;
+        let at = std::panic::Location::caller();
+        let tag = validate_every(
+            price.into(),
+            &format!("charge at {}:{}", at.file(), at.line()),
+        )?;
         Ok(X402Layer {
             shared: Arc::clone(&self.shared),
             prices: Arc::new(Prices::Every(Arc::new(tag))),

@@ -1,10 +1,13 @@
 //! A mock facilitator and a test wallet, for this crate's tests and for yours (feature `mock`).
 //!
-//! [`MockFacilitator`] is a real axum HTTP server on `127.0.0.1:0` that implements the four
-//! calls of the [wire contract](crate::protocol). It mints real, signed BOLT11 invoices with its own node key (`payTo` is
-//! that key), verifies client authorizations as the [wire contract](crate::protocol) describes, settles each invoice at
-//! most once, keeps per-client balances, records every call, and injects [`Fault`]s on demand.
-//! [`TestWallet`] is the matching client key.
+//! [`MockFacilitator`] answers the four calls of the [wire contract](crate::protocol) in
+//! process, as a [`Facilitator`] for `tower::ServiceExt::oneshot` tests
+//! ([`MockFacilitator::new`]), or as a real axum HTTP server on `127.0.0.1:0`
+//! ([`MockFacilitator::start`]), with one state either way. It mints real, signed BOLT11
+//! invoices with its own node key (`payTo` is that key), verifies client authorizations as the
+//! wire contract describes, settles each invoice at most once, keeps per-client balances,
+//! records every call, and injects [`Fault`]s on demand. [`TestWallet`] is the matching client
+//! key.
 //!
 //! ```
 //! use x402_lightning::mock::{MockFacilitator, TestWallet};
@@ -23,7 +26,7 @@
 //! let request = VerifyRequest::new(wallet.authorize(&requirements), requirements);
 //! assert!(facilitator.verify(&request).await?.is_valid);
 //! assert!(facilitator.settle(&request).await?.success);
-//! assert_eq!(mock.balance(&wallet.public_key()), 990_000);
+//! assert_eq!(mock.balance(wallet.public_key()), 990_000);
 //! assert_eq!(mock.calls_to(FacilitatorCall::Settle).len(), 1);
 //! # Ok(())
 //! # }
