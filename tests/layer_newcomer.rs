@@ -577,3 +577,263 @@ async fn a_panicking_hook_changes_nothing_for_the_client() {
     assert!(paid.headers().contains_key(X_PAYMENT_RESPONSE));
     assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 10_000);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Found by review: layers that combine, hooks under races and panics, the hooks' fields
+// ---------------------------------------------------------------------------------------------
+
+/// A facilitator forwarding to the mock, whose settle answers can be bent.
+struct Bent {
+    mock: MockFacilitator,
+    /// Rewrites each successful settle answer.
+    bend: fn(&mut x402_lightning::SettleResponse),
+}
+
+impl x402_lightning::Facilitator for Bent {
+    async fn requirements(
+        &self,
+        request: &x402_lightning::RequirementsRequest,
+    ) -> Result<x402_lightning::PaymentRequirements, x402_lightning::FacilitatorError> {
+        self.mock.requirements(request).await
+    }
+
+    async fn verify(
+        &self,
+        request: &x402_lightning::VerifyRequest,
+    ) -> Result<x402_lightning::VerifyResponse, x402_lightning::FacilitatorError> {
+        self.mock.verify(request).await
+    }
+
+    async fn settle(
+        &self,
+        request: &x402_lightning::SettleRequest,
+    ) -> Result<x402_lightning::SettleResponse, x402_lightning::FacilitatorError> {
+        let mut answer = self.mock.settle(request).await?;
+        (self.bend)(&mut answer);
+        Ok(answer)
+    }
+
+    async fn supported(
+        &self,
+    ) -> Result<x402_lightning::SupportedResponse, x402_lightning::FacilitatorError> {
+        self.mock.supported().await
+    }
+}
+
+/// A gate a handler or hook waits at: the test learns it arrived, and lets it go.
+#[derive(Clone, Default)]
+struct Gate {
+    arrived: Arc<tokio::sync::Notify>,
+    open: Arc<tokio::sync::Notify>,
+}
+
+impl Gate {
+    async fn pass(&self) {
+        self.arrived.notify_one();
+        self.open.notified().await;
+    }
+}
+
+#[tokio::test]
+async fn a_charge_inside_a_price_table_layer_still_gets_its_payment() {
+    let (mock, wallet) = funded_mock();
+    let base = payments(&mock)
+        .route("GET /table", Price::sats(10))
+        .build()
+        .expect("builds");
+    let app = Router::new()
+        .route("/table", get(report))
+        .route(
+            "/charged",
+            get(report).route_layer(base.charge(Price::sats(3)).expect("charge")),
+        )
+        .layer(base.clone());
+
+    let payment = pay(&app, &wallet, get_request("/charged", None)).await;
+    let paid = send(&app, get_request("/charged", Some(&payment))).await;
+    assert_eq!(paid.status(), StatusCode::OK);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 3_000);
+}
+
+#[tokio::test]
+async fn a_route_priced_by_the_table_and_a_charge_is_refused_loudly() {
+    let (mock, wallet) = funded_mock();
+    let base = payments(&mock)
+        .route("GET /report", Price::sats(10))
+        .build()
+        .expect("builds");
+    let app = Router::new()
+        .route(
+            "/report",
+            get(report).route_layer(base.charge(Price::sats(10)).expect("charge")),
+        )
+        .layer(base.clone());
+
+    let payment = pay(&app, &wallet, get_request("/report", None)).await;
+    let refused = send(&app, get_request("/report", Some(&payment))).await;
+    assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let error = json_of(refused).await["error"].as_str().map(str::to_owned);
+    assert!(error.is_some_and(|error| error.contains("priced twice")));
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT);
+}
+
+#[tokio::test]
+async fn a_hook_that_panics_before_returning_its_future_changes_nothing() {
+    let (mock, wallet) = funded_mock();
+    let layer = payments(&mock)
+        .route(
+            "GET /report",
+            PriceTag::fixed(Price::sats(10)).settle_before_handler(),
+        )
+        .on_settled(|_| -> std::future::Ready<()> { panic!("no revenue table") })
+        .on_payment_refused(|_| -> std::future::Ready<()> { panic!("no abuse table") })
+        .build()
+        .expect("builds");
+    let app = Router::new().route("/report", get(report)).layer(layer);
+
+    let garbage = send(&app, get_request("/report", Some("%%%"))).await;
+    assert_eq!(garbage.status(), StatusCode::PAYMENT_REQUIRED);
+    let payment = pay(&app, &wallet, get_request("/report", None)).await;
+    let paid = send(&app, get_request("/report", Some(&payment))).await;
+    assert_eq!(paid.status(), StatusCode::OK);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 10_000);
+}
+
+#[tokio::test]
+async fn a_retry_waits_for_the_compensation_of_the_failed_attempt() {
+    let (mock, wallet) = funded_mock();
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let gate = Gate::default();
+    let (hook_log, hook_gate) = (Arc::clone(&log), gate.clone());
+    let app = report_app(payments(&mock).on_settle_failed(move |_| {
+        let (log, gate) = (Arc::clone(&hook_log), hook_gate.clone());
+        async move {
+            gate.pass().await;
+            log.lock().expect("lock").push("compensated".to_owned());
+        }
+    }));
+    let payment = pay(&app, &wallet, get_request("/report", None)).await;
+    mock.fail_next(
+        FacilitatorCall::Settle,
+        Fault::Status(StatusCode::INTERNAL_SERVER_ERROR),
+    );
+
+    let (first_app, first_payment) = (app.clone(), payment.clone());
+    let first = tokio::spawn(async move {
+        send(&first_app, get_request("/report", Some(&first_payment))).await
+    });
+    gate.arrived.notified().await;
+    // The compensation still runs: the invoice is still claimed.
+    let meanwhile = send(&app, get_request("/report", Some(&payment))).await;
+    assert_eq!(meanwhile.status(), StatusCode::CONFLICT);
+    gate.open.notify_one();
+    let first = first.await.expect("first request");
+    assert_eq!(first.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(*log.lock().expect("lock"), ["compensated"]);
+
+    let retry = send(&app, get_request("/report", Some(&payment))).await;
+    assert_eq!(retry.status(), StatusCode::OK);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 10_000);
+}
+
+#[tokio::test]
+async fn a_conflict_and_a_handler_400_are_reported_and_charged_as_they_should() {
+    let (mock, wallet) = funded_mock();
+    let seen = Seen::default();
+    let base = seen.hook_into(payments(&mock)).build().expect("builds");
+    let gate = Gate::default();
+    let held = gate.clone();
+    let slow = move || {
+        let gate = held.clone();
+        async move {
+            gate.pass().await;
+            "slow"
+        }
+    };
+    let app = Router::new()
+        .route(
+            "/a",
+            get(slow.clone()).route_layer(base.charge(Price::sats(10)).expect("charge")),
+        )
+        .route(
+            "/b",
+            get(slow).route_layer(base.charge(Price::sats(10)).expect("charge")),
+        )
+        .route(
+            "/bad",
+            get(|| async { (StatusCode::BAD_REQUEST, "bad input") })
+                .route_layer(base.charge(Price::sats(10)).expect("charge")),
+        );
+
+    let payment = pay(&app, &wallet, get_request("/a", None)).await;
+    let (first_app, first_payment) = (app.clone(), payment.clone());
+    let first =
+        tokio::spawn(
+            async move { send(&first_app, get_request("/a", Some(&first_payment))).await },
+        );
+    gate.arrived.notified().await;
+    let second = send(&app, get_request("/b", Some(&payment))).await;
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    gate.open.notify_one();
+    assert_eq!(first.await.expect("first").status(), StatusCode::OK);
+
+    let refused = seen.refused();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].status, StatusCode::CONFLICT);
+    assert_eq!(refused[0].route, "/b");
+    assert_eq!(
+        refused[0].payment_hash.as_deref(),
+        Some(seen.settled()[0].payment_hash.as_str())
+    );
+
+    // A handler's 400 (the smallest failure) is not charged.
+    let payment = pay(&app, &wallet, get_request("/bad", None)).await;
+    let bad = send(&app, get_request("/bad", Some(&payment))).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 10_000);
+    assert_eq!(mock.call_count(FacilitatorCall::Settle), 1);
+}
+
+#[tokio::test]
+async fn the_hooks_report_what_the_facilitator_said() {
+    let (mock, wallet) = funded_mock();
+    let seen = Seen::default();
+    // A settle "success" for another invoice: unusable, and the invoice may have been paid.
+    let bent = Bent {
+        mock: mock.clone(),
+        bend: |answer| answer.transaction = "00".repeat(32),
+    };
+    let app = report_app(
+        seen.hook_into(X402Layer::builder(bent, Network::Regtest).pay_to(mock.pay_to())),
+    );
+    let payment = pay(&app, &wallet, get_request("/report", None)).await;
+    let unusable = send(&app, get_request("/report", Some(&payment))).await;
+    assert_eq!(unusable.status(), StatusCode::BAD_GATEWAY);
+    let failed = seen.settle_failed();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].may_have_paid);
+    assert_eq!(failed[0].status, StatusCode::BAD_GATEWAY);
+    assert!(
+        failed[0].reason.contains("settled another invoice"),
+        "{}",
+        failed[0].reason
+    );
+
+    // The payer the facilitator names is the one reported.
+    let seen = Seen::default();
+    let bent = Bent {
+        mock: mock.clone(),
+        bend: |answer| answer.payer = Some("the-facilitator's-name".to_owned()),
+    };
+    let app = report_app(
+        seen.hook_into(X402Layer::builder(bent, Network::Regtest).pay_to(mock.pay_to())),
+    );
+    let payment = pay(&app, &wallet, get_request("/report", None)).await;
+    assert_eq!(
+        send(&app, get_request("/report", Some(&payment)))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(seen.settled()[0].payer, "the-facilitator's-name");
+}

@@ -13,6 +13,7 @@ use tower_service::Service;
 use super::config::Shared;
 use super::detach::run_detached;
 use super::guard::{InFlightGuard, PaymentHash};
+use super::handoff::{PricedHere, restore_payment_headers, set_aside_payment_headers};
 use super::hooks::{self, PaymentRefused, SettleFailed, Settled};
 use super::payment::VerifiedPayment;
 use super::respond::{self, IN_FLIGHT, MALFORMED_PAYMENT, PAYMENT_REQUIRED};
@@ -42,8 +43,9 @@ where
     ResBody: From<Bytes>,
 {
     let (mut head, body) = request.into_parts();
-    // The handler never sees the client's authorization: it gets `VerifiedPayment` instead.
-    let payment_header = take_payment_header(&mut head.headers);
+    // Neither the price callback nor a handler sees the payment headers; a request that turns
+    // out free leaves them aside for a layer further in.
+    set_aside_payment_headers(&mut head.headers, &mut head.extensions);
     let price = match &tag.source {
         PriceSource::Fixed(price) => *price,
         PriceSource::Dynamic(dynamic) => match dynamic.price(&head).await {
@@ -57,6 +59,14 @@ where
             },
         },
     };
+    if head.extensions.get::<PricedHere>().is_some() {
+        tracing::error!(path = head.uri.path(), "route priced by two X402 layers");
+        return Ok(respond::priced_twice());
+    }
+    head.extensions.insert(PricedHere);
+    restore_payment_headers(&mut head.headers, &mut head.extensions);
+    // The handler never sees the client's authorization: it gets `VerifiedPayment` instead.
+    let payment_header = take_payment_header(&mut head.headers);
     shared.check_support_in_background();
     let resource = match shared.resource_url(&head) {
         Ok(resource) => resource,
@@ -404,7 +414,8 @@ impl<F: Facilitator> Sale<'_, F> {
     ///
     /// The call runs detached from the request (on the tokio runtime, when there is one): if
     /// the client hangs up while it is in flight, it still completes, its outcome still lands
-    /// in the settled memory and reaches the hooks, and the invoice stays claimed until then.
+    /// in the settled memory and reaches the hooks, and the invoice stays claimed until the
+    /// hooks are done.
     async fn settle<B: From<Bytes>>(
         &self,
         settling: Settling,
@@ -425,7 +436,6 @@ impl<F: Facilitator> Sale<'_, F> {
             if may_have_paid {
                 shared.settled.insert(hash);
             }
-            drop(claim);
             let outcome = judge(outcome, shared.network, &payment.payment_hash);
             let hooks = &shared.hooks;
             match &outcome {
@@ -459,6 +469,9 @@ impl<F: Facilitator> Sale<'_, F> {
                 }
                 _ => {}
             }
+            // Held until the hooks are done: a retry of this invoice (409 meanwhile) cannot be
+            // served while a hook still compensates this attempt.
+            drop(claim);
             (order, outcome)
         })
         .await;

@@ -3,9 +3,11 @@
 //! side effects or count abuse.
 //!
 //! Each hook runs in a task of its own on the tokio runtime and is awaited before the response
-//! leaves, so it completes even if the client hangs up; a hook that panics is logged and does
-//! not change the answer. Settle hooks run inside the settle's detached task, after its outcome
-//! is recorded. A hook delays the response by its own run time: keep it short, or spawn.
+//! leaves, so it completes even if the client hangs up; a hook that panics (in its future or
+//! before returning it) is logged and does not change the answer. Settle hooks run inside the
+//! settle's detached task, after its outcome is recorded and while the invoice is still claimed:
+//! a retry of the same invoice gets 409 until they are done. A hook delays the response by its
+//! own run time: keep it short, or spawn.
 
 use std::fmt;
 use std::future::Future;
@@ -90,7 +92,9 @@ pub struct PaymentRefused {
     pub payment_hash: Option<String>,
     /// The price, in msat.
     pub amount_msat: u64,
-    /// Why: the `error` of the answer.
+    /// Why the payment was refused: the 402's `error`; for a 409, the conflict; for a 429 (the
+    /// fresh offer was rate-limited), the reason the payment itself was refused; for a `/verify`
+    /// failure (502/504), the whole facilitator error, which the client does not see.
     pub reason: String,
     /// The status answered (402, 409, 429, 502 or 504).
     pub status: StatusCode,
@@ -132,7 +136,13 @@ impl fmt::Debug for Hooks {
 /// Runs `hook` on `event`, when there is a hook, in a task of its own (see the module docs).
 pub(crate) async fn fire<E: Send + 'static>(hook: Option<&Hook<E>>, name: &'static str, event: E) {
     let Some(hook) = hook else { return };
-    if run_detached(hook(event)).await.is_none() {
+    let hook = Arc::clone(hook);
+    // The callback itself is called in the task too: a panic before it returns its future is
+    // caught as well.
+    if run_detached(async move { hook(event).await })
+        .await
+        .is_none()
+    {
         tracing::error!(hook = name, "payment hook panicked");
     }
 }

@@ -74,6 +74,7 @@ mod detach;
 mod flow;
 mod future;
 pub(crate) mod guard;
+mod handoff;
 pub mod hooks;
 mod limit;
 mod payment;

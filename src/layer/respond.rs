@@ -141,6 +141,16 @@ pub(crate) fn bad_settlement_reason(why: &str) -> String {
     format!("payment facilitator /settle sent an unusable reply: {why}")
 }
 
+/// 500: two X402 layers price one request (a price table around the router, and a
+/// `charge(..)` on the route, or two charges); the client would be asked to pay twice.
+pub(crate) fn priced_twice<B: From<Bytes>>() -> Response<B> {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "this route is priced twice (a price table entry and a charge(..) on the route, or two \
+         charges): a server configuration error; keep one price",
+    )
+}
+
 /// 500: a dynamic price callback returned a price that cannot be charged.
 pub(crate) fn bad_price<B: From<Bytes>>() -> Response<B> {
     error(

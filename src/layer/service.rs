@@ -12,9 +12,9 @@ use tower_service::Service;
 use super::config::{ConfigError, Prices, Shared, X402LayerBuilder, validate_every};
 use super::flow::serve_priced;
 use super::future::ResponseFuture;
+use super::handoff::set_aside_request_payment_headers;
 use super::support::SupportError;
 use crate::facilitator::Facilitator;
-use crate::header::strip_payment_headers;
 use crate::network::Network;
 use crate::price::PriceTag;
 
@@ -73,9 +73,16 @@ impl<F: Facilitator> X402Layer<F> {
     /// # }
     /// ```
     ///
-    /// With axum, use `MethodRouter::route_layer` (as above; a method the route does not serve
-    /// still gets axum's 405, unpriced) or `Handler::layer` to price one method. `OPTIONS` stays
-    /// free. The route named in hooks is axum's matched path.
+    /// With axum, use `MethodRouter::route_layer` (as above: a method the route does not serve
+    /// still gets axum's 405, unpriced), or `Handler::layer` to price one method of several. Not
+    /// `MethodRouter::layer`: it also wraps axum's 405 answer, which would then be priced.
+    /// `OPTIONS` is never priced, so do not charge a handler that answers every method
+    /// (`any(..)`): its `OPTIONS` answer would be free content. The route named in hooks is
+    /// axum's matched path.
+    ///
+    /// A price table around the router and `charge(..)` layers on its routes combine: a
+    /// request the table leaves free keeps its payment for the charge inside. A request priced
+    /// by both (a table entry for a charged route) is refused with 500, naming the mistake.
     ///
     /// # Errors
     ///
@@ -226,7 +233,7 @@ where
             method => self.prices.find(method, request.uri().path()),
         };
         let Some(tag) = tag else {
-            strip_payment_headers(request.headers_mut());
+            set_aside_request_payment_headers(&mut request);
             return ResponseFuture::free(self.inner.call(request));
         };
         let tag = Arc::clone(tag);

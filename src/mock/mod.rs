@@ -139,7 +139,8 @@ impl MockFacilitatorBuilder {
         self
     }
 
-    /// Answer 401 to calls without `Authorization: Bearer <token>`.
+    /// Answer 401 to HTTP calls without `Authorization: Bearer <token>` (in-process calls are
+    /// the test's own and need none).
     pub fn require_bearer_token(mut self, token: &str) -> Self {
         self.bearer_token = Some(token.to_owned());
         self
@@ -163,8 +164,11 @@ impl MockFacilitatorBuilder {
 
     /// Builds an in-process mock: it implements [`Facilitator`] by answering each call in
     /// process (the same rules, faults and call record as over HTTP, with the request and reply
-    /// still going through JSON), without a listener or a tokio runtime to build it. Its
-    /// [`url`](MockFacilitator::url) panics; use [`start`](Self::start) for an HTTP mock.
+    /// still going through JSON), without a listener or a tokio runtime to build it. Two
+    /// differences: in-process calls need no bearer token, and have no timeout (a
+    /// [`Fault::Delay`] delays them by its full length, where an `HttpFacilitator` would time
+    /// out). Its [`url`](MockFacilitator::url) panics; use [`start`](Self::start) for an HTTP
+    /// mock.
     pub fn build(self) -> MockFacilitator {
         let node = self.node.unwrap_or_else(MockNode::random);
         let shared = Arc::new(Shared {
