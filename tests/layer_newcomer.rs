@@ -632,6 +632,14 @@ impl Gate {
         self.arrived.notify_one();
         self.open.notified().await;
     }
+
+    /// Waits until something arrived at the gate, failing the test after 20 s: a guard against
+    /// a request that never gets there, not a measure of speed.
+    async fn wait_for_arrival(&self) {
+        tokio::time::timeout(std::time::Duration::from_secs(20), self.arrived.notified())
+            .await
+            .expect("something arrived at the gate");
+    }
 }
 
 #[tokio::test]
@@ -722,7 +730,7 @@ async fn a_retry_waits_for_the_compensation_of_the_failed_attempt() {
     let first = tokio::spawn(async move {
         send(&first_app, get_request("/report", Some(&first_payment))).await
     });
-    gate.arrived.notified().await;
+    gate.wait_for_arrival().await;
     // The compensation still runs: the invoice is still claimed.
     let meanwhile = send(&app, get_request("/report", Some(&payment))).await;
     assert_eq!(meanwhile.status(), StatusCode::CONFLICT);
@@ -771,7 +779,7 @@ async fn a_conflict_and_a_handler_400_are_reported_and_charged_as_they_should() 
         tokio::spawn(
             async move { send(&first_app, get_request("/a", Some(&first_payment))).await },
         );
-    gate.arrived.notified().await;
+    gate.wait_for_arrival().await;
     let second = send(&app, get_request("/b", Some(&payment))).await;
     assert_eq!(second.status(), StatusCode::CONFLICT);
     gate.open.notify_one();
