@@ -81,7 +81,12 @@ where
         },
         shared: &shared,
         tag: &tag,
-        route: route_name(&tag, &head),
+        // Only hooks read it.
+        route: if shared.hooks.is_empty() {
+            String::new()
+        } else {
+            route_name(&tag, &head)
+        },
         method: head.method.clone(),
         carried_payment: !matches!(payment_header, TakenPayment::Missing),
     };
@@ -95,7 +100,7 @@ where
         tracing::info!(payment_hash = %hash_hex, "invoice already in flight");
         let refusal = respond::invoice_in_flight();
         return Ok(sale
-            .refused(refusal, IN_FLIGHT.to_owned(), Some(hash_hex))
+            .refused(refusal, || IN_FLIGHT.to_owned(), Some(hash_hex))
             .await);
     };
     if shared.settled.contains(&payment.hash) {
@@ -112,7 +117,9 @@ where
         Err(err) => {
             tracing::warn!(payment_hash = %hash_hex, error = %err, "verify failed");
             let refusal = respond::facilitator_failed(&err);
-            return Ok(sale.refused(refusal, err.to_string(), Some(hash_hex)).await);
+            return Ok(sale
+                .refused(refusal, || err.to_string(), Some(hash_hex))
+                .await);
         }
     };
     if !verdict.is_valid {
@@ -226,7 +233,7 @@ struct Sale<'a, F> {
 /// A verified payment on its way to `/settle`.
 struct Settling {
     order: VerifyRequest,
-    /// Holds the invoice until the settle's outcome is recorded.
+    /// Holds the invoice until the settle's outcome is recorded and its hooks are done.
     claim: InFlightGuard,
     hash: PaymentHash,
     payment: VerifiedPayment,
@@ -241,7 +248,7 @@ enum SettleOutcome {
     Refused(SettleResponse),
     /// No answer.
     Failed(FacilitatorError),
-    /// A success for another invoice or network, or a task that did not complete.
+    /// A success for another invoice or network.
     Unusable(&'static str),
 }
 
@@ -342,25 +349,29 @@ impl<F: Facilitator> Sale<'_, F> {
             return self.payment_required(head, error, payer).await;
         }
         let response = self.payment_required(head, error.clone(), payer).await;
-        self.refused(response, error, payment_hash).await
+        self.refused(response, || error, payment_hash).await
     }
 
-    /// `response`, once the refusal hook (if any) has seen it.
+    /// `response`, once the refusal hook (if any) has seen it, with the `reason` the payment
+    /// was refused for.
     async fn refused<B>(
         &self,
         response: Response<B>,
-        reason: String,
+        reason: impl FnOnce() -> String,
         payment_hash: Option<String>,
     ) -> Response<B> {
+        let hook = self.shared.hooks.payment_refused.as_ref();
+        if hook.is_none() || !self.carried_payment {
+            return response;
+        }
         let event = PaymentRefused {
             route: self.route.clone(),
             method: self.method.clone(),
             payment_hash,
             amount_msat: self.ask.amount,
-            reason,
+            reason: reason(),
             status: response.status(),
         };
-        let hook = self.shared.hooks.payment_refused.as_ref();
         hooks::fire(hook, "payment_refused", event).await;
         response
     }

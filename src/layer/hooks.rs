@@ -123,6 +123,13 @@ pub(crate) struct Hooks {
     pub(crate) payment_refused: Option<Hook<PaymentRefused>>,
 }
 
+impl Hooks {
+    /// Whether no hook is set.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.settled.is_none() && self.settle_failed.is_none() && self.payment_refused.is_none()
+    }
+}
+
 impl fmt::Debug for Hooks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hooks")
