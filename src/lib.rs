@@ -48,7 +48,10 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `axum` (default) | the [`VerifiedPayment`] extractor, and peer addresses from axum's `ConnectInfo` for the issuance limit (pulls in axum without its default features) |
-//! | `mock` | `mock::MockFacilitator` and `mock::TestWallet` (pulls in axum and tokio); for tests: `x402-lightning = { version = "0.1", features = ["mock"] }` under `[dev-dependencies]` |
+//! | `mock` | `mock::MockFacilitator` and `mock::TestWallet` (pulls in axum and tokio) |
+//!
+//! For tests, list the crate a second time, under `[dev-dependencies]`, with the mock:
+//! `x402-lightning = { version = "0.1", features = ["mock"] }`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -7,7 +7,8 @@ use std::str::FromStr;
 use lightning_invoice::Currency;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A Lightning network as named on the wire (`network` fields of the [wire contract](crate::protocol)).
+/// A Lightning network as named on the wire (the `network` fields of the
+/// [wire contract](crate::protocol)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Network {
     /// Bitcoin mainnet: `lightning`, invoices `lnbc…`.
@@ -20,7 +21,8 @@ pub enum Network {
     Regtest,
 }
 
-/// A network name that is not one of the four Lightning networks of the [wire contract](crate::protocol).
+/// A network name that is not one of the four Lightning networks of the
+/// [wire contract](crate::protocol).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unsupported network `{0}`: expected one of {known}", known = Network::NAMES.join(", "))]
 pub struct UnknownNetwork(pub String);

@@ -1,5 +1,5 @@
-//! Wire types of the [wire contract](crate::protocol): every JSON shape that crosses the wire, camelCase on the wire,
-//! amounts in msat (`u64`) in code and decimal strings on the wire. Unknown fields are
+//! Wire types of the [wire contract](crate::protocol): every JSON shape that crosses the wire,
+//! camelCase on the wire, amounts in msat (`u64`) in code and decimal strings on the wire. Unknown fields are
 //! tolerated; known fields of the wrong type are rejected.
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
-//! [`HttpFacilitator`]: the facilitator API of the [wire contract](crate::protocol) over HTTP, on one shared
-//! `reqwest::Client` so connections are reused.
+//! [`HttpFacilitator`]: the facilitator API of the [wire contract](crate::protocol) over HTTP,
+//! on one shared `reqwest::Client` so connections are reused.
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! The facilitator: the remote service that mints invoices, verifies client authorizations and
-//! pays invoices. [`Facilitator`] is the seam; [`HttpFacilitator`] speaks the [wire contract](crate::protocol) over HTTP.
+//! pays invoices. [`Facilitator`] is the seam; [`HttpFacilitator`] speaks the
+//! [wire contract](crate::protocol) over HTTP.
 //!
 //! A verdict (`isValid: false`, `success: false`) is an `Ok` answer; a [`FacilitatorError`]
 //! means the facilitator could not give one.

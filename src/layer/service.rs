@@ -66,7 +66,7 @@ impl<F: Facilitator> X402Layer<F> {
     ///         post(|paid: VerifiedPayment, body: String| async move {
     ///             format!("{} bytes for {} msat", body.len(), paid.amount_msat)
     ///         })
-    ///             .route_layer(payments.charge(PriceTag::fixed(Price::sats(50)).description("A summary"))?),
+    ///         .route_layer(payments.charge(PriceTag::fixed(Price::sats(50)).description("A summary"))?),
     ///     );
     /// # let _ = app;
     /// # Ok(())

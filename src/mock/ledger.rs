@@ -1,4 +1,5 @@
-//! The mock facilitator's books and the rules of `/verify` and `/settle` from the [wire contract](crate::protocol).
+//! The mock facilitator's books and the rules of `/verify` and `/settle` from the
+//! [wire contract](crate::protocol).
 //!
 //! The rules run in two steps so that the expensive half needs no lock: [`Rules::authenticate`]
 //! checks what the request says on its own (versions, network, signature, the invoice's payee),

@@ -188,15 +188,15 @@ impl MockFacilitatorBuilder {
         MockFacilitator {
             shared,
             server: None,
-            bind: self.bind,
         }
     }
 
     /// Binds the listener and starts serving on the current tokio runtime. The mock also
     /// answers in process, as a [`Facilitator`], with the same state.
     pub async fn start(self) -> io::Result<MockFacilitator> {
+        let bind = self.bind;
         let mut mock = self.build();
-        let listener = tokio::net::TcpListener::bind(mock.bind).await?;
+        let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let app = server::router(Arc::clone(&mock.shared));
         let task = tokio::spawn(async move {
@@ -210,16 +210,15 @@ impl MockFacilitatorBuilder {
     }
 }
 
-/// A mock facilitator: a real HTTP server speaking the [wire contract](crate::protocol) ([`start`](Self::start)), and a
-/// [`Facilitator`] answering in process ([`new`](Self::new), or any mock): the same rules, state
-/// and call record either way.
+/// A mock facilitator: a real HTTP server speaking the [wire contract](crate::protocol)
+/// ([`start`](Self::start)), and a [`Facilitator`] answering in process ([`new`](Self::new), or
+/// any mock): the same rules, state and call record either way.
 ///
 /// Clones share everything; the server stops when the last clone is dropped.
 #[derive(Clone, Debug)]
 pub struct MockFacilitator {
     shared: Arc<Shared>,
     server: Option<Arc<Server>>,
-    bind: SocketAddr,
 }
 
 /// The HTTP side of a started mock.

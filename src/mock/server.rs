@@ -1,5 +1,5 @@
-//! The mock facilitator's HTTP side: the four routes of the [wire contract](crate::protocol), fault injection and the
-//! call record around them.
+//! The mock facilitator's HTTP side: the four routes of the [wire contract](crate::protocol),
+//! fault injection and the call record around them.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
