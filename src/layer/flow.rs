@@ -43,21 +43,23 @@ where
     ResBody: From<Bytes>,
 {
     let (mut head, body) = request.into_parts();
-    // Neither the price callback nor a handler sees the payment headers; a request that turns
-    // out free leaves them aside for a layer further in.
-    set_aside_payment_headers(&mut head.headers, &mut head.extensions);
     let price = match &tag.source {
         PriceSource::Fixed(price) => *price,
-        PriceSource::Dynamic(dynamic) => match dynamic.price(&head).await {
-            None => return call_when_ready(inner, Request::from_parts(head, body)).await,
-            Some(price) => match price.validate() {
-                Ok(price) => price,
-                Err(err) => {
-                    tracing::error!(path = head.uri.path(), error = %err, "dynamic price refused");
-                    return Ok(respond::bad_price());
-                }
-            },
-        },
+        PriceSource::Dynamic(dynamic) => {
+            // Neither the price callback nor a handler sees the payment headers; a request that
+            // turns out free leaves them aside for a layer further in.
+            set_aside_payment_headers(&mut head.headers, &mut head.extensions);
+            match dynamic.price(&head).await {
+                None => return call_when_ready(inner, Request::from_parts(head, body)).await,
+                Some(price) => match price.validate() {
+                    Ok(price) => price,
+                    Err(err) => {
+                        tracing::error!(path = head.uri.path(), error = %err, "dynamic price refused");
+                        return Ok(respond::bad_price());
+                    }
+                },
+            }
+        }
     };
     if head.extensions.get::<PricedHere>().is_some() {
         tracing::error!(path = head.uri.path(), "route priced by two X402 layers");
