@@ -74,7 +74,7 @@ pub mod protocol {}
 pub mod types;
 
 pub use crate::facilitator::{Facilitator, FacilitatorCall, FacilitatorError, HttpFacilitator};
-pub use crate::layer::{VerifiedPayment, X402Layer, X402Service};
+pub use crate::layer::{ConfigError, VerifiedPayment, X402Layer, X402Service};
 pub use crate::network::Network;
 pub use crate::price::{DynamicPrice, Price, PriceTag, SettleMode};
 pub use crate::types::{

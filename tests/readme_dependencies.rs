@@ -94,10 +94,28 @@ fn every_crate_the_readme_test_names_is_in_its_cargo_toml() {
     lists_every_crate_named(&manifest, &test, &["dependencies", "dev-dependencies"]);
 }
 
+/// Every ```rust block of the README section that starts with `heading`, up to the next `## `.
+fn rust_in_section(heading: &str) -> String {
+    let start = README.find(heading).expect("the section");
+    let end = README[start + heading.len()..]
+        .find("\n## ")
+        .map_or(README.len(), |at| start + heading.len() + at);
+    let mut code = String::new();
+    let mut at = start;
+    while let Some(found) = README[at..end].find("```rust") {
+        let (block, close) = block_after(at + found, "rust");
+        code.push_str(&block);
+        at = close + 3;
+    }
+    code
+}
+
 #[test]
 fn every_crate_the_readme_app_names_is_in_its_cargo_toml() {
-    let (manifest, app) = manifest_and_code("## Put a price on an axum `Router`");
-    lists_every_crate_named(&manifest, &app, &["dependencies"]);
+    let section = "## Put a price on an axum `Router`";
+    let (manifest, _) = manifest_and_code(section);
+    // The app and the snippets beside it (the dynamic price).
+    lists_every_crate_named(&manifest, &rust_in_section(section), &["dependencies"]);
     let tokio = entry(&table(&manifest, "dependencies"), "tokio").expect("tokio listed");
     for feature in ["\"macros\"", "\"rt-multi-thread\""] {
         assert!(

@@ -298,7 +298,7 @@ impl<F: Facilitator> X402LayerBuilder<F> {
 
     /// Limits how many invoices the layer has minted for its 402s, per client and in all
     /// (default: no limit). A request over a limit gets a 429 with `Retry-After`, and nothing
-    /// is minted.
+    /// is minted. Calling it again replaces the limit.
     pub fn issuance_limit(mut self, limit: IssuanceLimit) -> Self {
         self.issuance_limit = Some(limit);
         self
@@ -314,7 +314,30 @@ impl<F: Facilitator> X402LayerBuilder<F> {
 
     /// Calls `hook` each time a payment is settled, to record revenue (see [`Settled`] and
     /// the [`hooks`](super::hooks) docs: the hook runs in its own task and the response waits
-    /// for it).
+    /// for it). Setting it again replaces it. The hook's future is `'static`: clone the state
+    /// it updates into it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use x402_lightning::mock::MockFacilitator;
+    /// use x402_lightning::{Network, X402Layer};
+    ///
+    /// # fn main() -> Result<(), x402_lightning::ConfigError> {
+    /// let revenue_msat = Arc::new(AtomicU64::new(0));
+    /// let counter = Arc::clone(&revenue_msat);
+    /// let payments = X402Layer::builder(MockFacilitator::new(), Network::Regtest)
+    ///     .on_settled(move |paid| {
+    ///         let counter = Arc::clone(&counter);
+    ///         async move {
+    ///             counter.fetch_add(paid.amount_msat, Ordering::Relaxed);
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # let _ = payments;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn on_settled<H, Fut>(mut self, hook: H) -> Self
     where
         H: Fn(Settled) -> Fut + Send + Sync + 'static,
@@ -325,7 +348,7 @@ impl<F: Facilitator> X402LayerBuilder<F> {
     }
 
     /// Calls `hook` each time a settle does not pay (see [`SettleFailed`]), for example to
-    /// undo what a settle-after-handler route's handler did.
+    /// undo what a settle-after-handler route's handler did. Setting it again replaces it.
     pub fn on_settle_failed<H, Fut>(mut self, hook: H) -> Self
     where
         H: Fn(SettleFailed) -> Fut + Send + Sync + 'static,
@@ -336,7 +359,7 @@ impl<F: Facilitator> X402LayerBuilder<F> {
     }
 
     /// Calls `hook` each time a request's payment is refused before its handler runs (see
-    /// [`PaymentRefused`]).
+    /// [`PaymentRefused`]). Setting it again replaces it.
     pub fn on_payment_refused<H, Fut>(mut self, hook: H) -> Self
     where
         H: Fn(PaymentRefused) -> Fut + Send + Sync + 'static,
