@@ -642,20 +642,21 @@ impl Gate {
     }
 }
 
+/// A route at `charged_path` that charges 3 sats itself, behind a price table layer (the one it
+/// was charged from) pricing `table_route` at 10 sats.
+fn table_around_a_charge(mock: &MockFacilitator, table_route: &str, charged_path: &str) -> Router {
+    let base = payments(mock)
+        .route(table_route, Price::sats(10))
+        .build()
+        .expect("builds");
+    let charged = get(report).route_layer(base.charge(Price::sats(3)).expect("charge"));
+    Router::new().route(charged_path, charged).layer(base)
+}
+
 #[tokio::test]
 async fn a_charge_inside_a_price_table_layer_still_gets_its_payment() {
     let (mock, wallet) = funded_mock();
-    let base = payments(&mock)
-        .route("GET /table", Price::sats(10))
-        .build()
-        .expect("builds");
-    let app = Router::new()
-        .route("/table", get(report))
-        .route(
-            "/charged",
-            get(report).route_layer(base.charge(Price::sats(3)).expect("charge")),
-        )
-        .layer(base.clone());
+    let app = table_around_a_charge(&mock, "GET /table", "/charged");
 
     let payment = pay(&app, &wallet, get_request("/charged", None)).await;
     let paid = send(&app, get_request("/charged", Some(&payment))).await;
@@ -666,16 +667,7 @@ async fn a_charge_inside_a_price_table_layer_still_gets_its_payment() {
 #[tokio::test]
 async fn a_route_priced_by_the_table_and_a_charge_is_refused_loudly() {
     let (mock, wallet) = funded_mock();
-    let base = payments(&mock)
-        .route("GET /report", Price::sats(10))
-        .build()
-        .expect("builds");
-    let app = Router::new()
-        .route(
-            "/report",
-            get(report).route_layer(base.charge(Price::sats(10)).expect("charge")),
-        )
-        .layer(base.clone());
+    let app = table_around_a_charge(&mock, "GET /report", "/report");
 
     let payment = pay(&app, &wallet, get_request("/report", None)).await;
     let refused = send(&app, get_request("/report", Some(&payment))).await;
