@@ -75,6 +75,13 @@ impl Prices {
     }
 }
 
+/// What one layer prices, and the state it shares with the layers `charge(..)` made from the
+/// same builder: one allocation, so that a free request clones one `Arc`.
+pub(crate) struct Pricing<F> {
+    pub(crate) prices: Prices,
+    pub(crate) shared: Arc<Shared<F>>,
+}
+
 /// Everything the layer's services share.
 pub(crate) struct Shared<F> {
     pub(crate) facilitator: F,
@@ -405,22 +412,22 @@ impl<F: Facilitator> X402LayerBuilder<F> {
             .map(|limit| limit.build(Arc::clone(&self.clock)))
             .transpose()
             .map_err(ConfigError::IssuanceRate)?;
+        let shared = Arc::new(Shared {
+            facilitator: self.facilitator,
+            network: self.network,
+            pay_to: self.pay_to,
+            public_base_url,
+            max_header_bytes: self.max_header_bytes,
+            in_flight: Arc::default(),
+            settled: SettledInvoices::new(self.settled_memory),
+            issued: IssuedInvoices::new(ISSUED_MEMORY),
+            facilitator_state: FacilitatorState::default(),
+            limiter,
+            hooks: self.hooks,
+            clock: self.clock,
+        });
         Ok(X402Layer {
-            shared: Arc::new(Shared {
-                facilitator: self.facilitator,
-                network: self.network,
-                pay_to: self.pay_to,
-                public_base_url,
-                max_header_bytes: self.max_header_bytes,
-                in_flight: Arc::default(),
-                settled: SettledInvoices::new(self.settled_memory),
-                issued: IssuedInvoices::new(ISSUED_MEMORY),
-                facilitator_state: FacilitatorState::default(),
-                limiter,
-                hooks: self.hooks,
-                clock: self.clock,
-            }),
-            prices: Arc::new(prices),
+            pricing: Arc::new(Pricing { prices, shared }),
         })
     }
 }

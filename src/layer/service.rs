@@ -9,7 +9,7 @@ use http::{Method, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::config::{ConfigError, Prices, Shared, X402LayerBuilder, validate_every};
+use super::config::{ConfigError, Prices, Pricing, X402LayerBuilder, validate_every};
 use super::flow::serve_priced;
 use super::future::ResponseFuture;
 use super::handoff::set_aside_request_payment_headers;
@@ -33,8 +33,7 @@ use crate::price::PriceTag;
 /// serve every request for free. Such a layer is only for handing out [`charge`](Self::charge)
 /// layers.
 pub struct X402Layer<F> {
-    pub(crate) shared: Arc<Shared<F>>,
-    pub(crate) prices: Arc<Prices>,
+    pub(crate) pricing: Arc<Pricing<F>>,
 }
 
 impl<F: Facilitator> X402Layer<F> {
@@ -95,8 +94,10 @@ impl<F: Facilitator> X402Layer<F> {
             &format!("charge at {}:{}", at.file(), at.line()),
         )?;
         Ok(X402Layer {
-            shared: Arc::clone(&self.shared),
-            prices: Arc::new(Prices::Every(Arc::new(tag))),
+            pricing: Arc::new(Pricing {
+                prices: Prices::Every(Arc::new(tag)),
+                shared: Arc::clone(&self.pricing.shared),
+            }),
         })
     }
 
@@ -108,28 +109,28 @@ impl<F: Facilitator> X402Layer<F> {
     /// until the facilitator works.
     pub async fn check_facilitator(&self) -> Result<(), SupportError> {
         // Counts as the first-use check: requests do not repeat it right away.
-        self.shared
+        let shared = &self.pricing.shared;
+        shared
             .facilitator_state
-            .claim_check(self.shared.clock.monotonic());
-        self.shared.check_support().await
+            .claim_check(shared.clock.monotonic());
+        shared.check_support().await
     }
 
     /// The facilitator this layer pays through.
     pub fn facilitator(&self) -> &F {
-        &self.shared.facilitator
+        &self.pricing.shared.facilitator
     }
 
     /// The network this layer is paid on.
     pub fn network(&self) -> Network {
-        self.shared.network
+        self.pricing.shared.network
     }
 }
 
 impl<F> Clone for X402Layer<F> {
     fn clone(&self) -> Self {
         Self {
-            shared: Arc::clone(&self.shared),
-            prices: Arc::clone(&self.prices),
+            pricing: Arc::clone(&self.pricing),
         }
     }
 }
@@ -137,8 +138,8 @@ impl<F> Clone for X402Layer<F> {
 impl<F> fmt::Debug for X402Layer<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("X402Layer")
-            .field("config", &self.shared)
-            .field("prices", &self.prices)
+            .field("config", &self.pricing.shared)
+            .field("prices", &self.pricing.prices)
             .finish()
     }
 }
@@ -148,15 +149,14 @@ impl<S, F> Layer<S> for X402Layer<F> {
 
     fn layer(&self, inner: S) -> Self::Service {
         assert!(
-            !matches!(*self.prices, Prices::Nothing),
+            !matches!(self.pricing.prices, Prices::Nothing),
             "X402Layer: this layer prices nothing and would serve every request for free; \
              declare prices with .route(..) on its builder, or put payments.charge(price) on \
              each priced route"
         );
         X402Service {
             inner,
-            shared: Arc::clone(&self.shared),
-            prices: Arc::clone(&self.prices),
+            pricing: Arc::clone(&self.pricing),
         }
     }
 }
@@ -168,8 +168,7 @@ impl<S, F> Layer<S> for X402Layer<F> {
 /// `http_body_util::Full<Bytes>`; map another body type with `MapResponseBodyLayer` first).
 pub struct X402Service<S, F> {
     inner: S,
-    shared: Arc<Shared<F>>,
-    prices: Arc<Prices>,
+    pricing: Arc<Pricing<F>>,
 }
 
 impl<S, F> X402Service<S, F> {
@@ -193,8 +192,7 @@ impl<S: Clone, F> Clone for X402Service<S, F> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
-            prices: Arc::clone(&self.prices),
+            pricing: Arc::clone(&self.pricing),
         }
     }
 }
@@ -203,8 +201,8 @@ impl<S: fmt::Debug, F> fmt::Debug for X402Service<S, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("X402Service")
             .field("inner", &self.inner)
-            .field("config", &self.shared)
-            .field("prices", &self.prices)
+            .field("config", &self.pricing.shared)
+            .field("prices", &self.pricing.prices)
             .finish()
     }
 }
@@ -230,7 +228,7 @@ where
         // CORS preflights and unpriced routes are free; payment headers never reach a handler.
         let tag = match request.method() {
             &Method::OPTIONS => None,
-            method => self.prices.find(method, request.uri().path()),
+            method => self.pricing.prices.find(method, request.uri().path()),
         };
         let Some(tag) = tag else {
             set_aside_request_payment_headers(&mut request);
@@ -243,7 +241,7 @@ where
         let unready = self.inner.clone();
         drop(std::mem::replace(&mut self.inner, unready));
         let inner = self.inner.clone();
-        let shared = Arc::clone(&self.shared);
+        let shared = Arc::clone(&self.pricing.shared);
         ResponseFuture::priced(Box::pin(serve_priced(shared, tag, inner, request)))
     }
 }
