@@ -29,14 +29,19 @@ static PAYMENT_SIGNATURE_NAME: HeaderName = HeaderName::from_static(PAYMENT_SIGN
 /// authorization or proof never reaches a handler.
 #[inline]
 pub(crate) fn strip_payment_headers(headers: &mut HeaderMap) {
-    // Most requests carry neither: comparing the few names is cheaper than two hash lookups.
-    let carries_payment = headers
-        .keys()
-        .any(|name| matches!(name.as_str(), X_PAYMENT | PAYMENT_SIGNATURE));
-    if carries_payment {
+    if carries_payment(headers) {
         headers.remove(&X_PAYMENT_NAME);
         headers.remove(&PAYMENT_SIGNATURE_NAME);
     }
+}
+
+/// Whether `headers` hold a payment header (`X-PAYMENT`, `PAYMENT-SIGNATURE`). Most requests
+/// carry neither: comparing the few names is cheaper than two hash lookups.
+#[inline]
+pub(crate) fn carries_payment(headers: &HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|name| matches!(name.as_str(), X_PAYMENT | PAYMENT_SIGNATURE))
 }
 
 /// The `X-PAYMENT` header of a request, taken out of its headers.
