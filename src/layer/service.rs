@@ -9,9 +9,9 @@ use http::{Method, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::config::{ConfigError, Prices, Pricing, X402LayerBuilder, validate_every};
+use super::config::{ConfigError, Prices, Pricing, Shared, X402LayerBuilder, validate_every};
 use super::flow::serve_priced;
-use super::future::ResponseFuture;
+use super::future::{PricedFuture, ResponseFuture};
 use super::handoff::set_aside_request_payment_headers;
 use super::support::SupportError;
 use crate::facilitator::Facilitator;
@@ -242,6 +242,26 @@ where
         drop(std::mem::replace(&mut self.inner, unready));
         let inner = self.inner.clone();
         let shared = Arc::clone(&self.pricing.shared);
-        ResponseFuture::priced(Box::pin(serve_priced(shared, tag, inner, request)))
+        ResponseFuture::priced(box_priced(shared, tag, inner, request))
     }
+}
+
+/// The boxed future of a priced request. Built out of line: the future is large, and built in
+/// `call` it would grow the stack frame every free request pays for.
+#[inline(never)]
+fn box_priced<S, F, ReqBody, ResBody>(
+    shared: Arc<Shared<F>>,
+    tag: Arc<PriceTag>,
+    inner: S,
+    request: Request<ReqBody>,
+) -> PricedFuture<ResBody, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    F: Facilitator,
+    ReqBody: Send + 'static,
+    ResBody: From<Bytes> + Send + 'static,
+{
+    Box::pin(serve_priced(shared, tag, inner, request))
 }
