@@ -84,6 +84,12 @@ async fn pay(app: &Router, wallet: &TestWallet, request: Request<Body>) -> Strin
     wallet.pay(&required.accepts[0])
 }
 
+/// `GET path`, paid by `wallet` for a fresh 402 of the same path.
+async fn buy(app: &Router, wallet: &TestWallet, path: &str) -> Response<Body> {
+    let payment = pay(app, wallet, get_request(path, None)).await;
+    send(app, get_request(path, Some(&payment))).await
+}
+
 /// Events the hooks saw, in order.
 #[derive(Clone, Default)]
 struct Seen {
@@ -178,8 +184,7 @@ async fn a_charge_on_the_route_prices_exactly_that_route() {
     assert_eq!(mock.calls().len(), 0);
 
     // The priced one asks for 10 sats, and serves once paid.
-    let payment = pay(&app, &wallet, get_request("/report", None)).await;
-    let paid = send(&app, get_request("/report", Some(&payment))).await;
+    let paid = buy(&app, &wallet, "/report").await;
     assert_eq!(paid.status(), StatusCode::OK);
     assert!(paid.headers().contains_key(X_PAYMENT_RESPONSE));
     assert_eq!(
@@ -410,8 +415,7 @@ async fn the_settled_hook_learns_route_payment_and_amount() {
         get(report).route_layer(payments.charge(Price::sats(7)).expect("charge")),
     );
 
-    let payment = pay(&app, &wallet, get_request("/items/42", None)).await;
-    let paid = send(&app, get_request("/items/42", Some(&payment))).await;
+    let paid = buy(&app, &wallet, "/items/42").await;
     assert_eq!(paid.status(), StatusCode::OK);
 
     let settled = seen.settled();
@@ -571,8 +575,7 @@ async fn a_panicking_hook_changes_nothing_for_the_client() {
     let app = report_app(
         payments(&mock).on_settled(|_| async { panic!("the revenue database is down") }),
     );
-    let payment = pay(&app, &wallet, get_request("/report", None)).await;
-    let paid = send(&app, get_request("/report", Some(&payment))).await;
+    let paid = buy(&app, &wallet, "/report").await;
     assert_eq!(paid.status(), StatusCode::OK);
     assert!(paid.headers().contains_key(X_PAYMENT_RESPONSE));
     assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 10_000);
@@ -658,8 +661,7 @@ async fn a_charge_inside_a_price_table_layer_still_gets_its_payment() {
     let (mock, wallet) = funded_mock();
     let app = table_around_a_charge(&mock, "GET /table", "/charged");
 
-    let payment = pay(&app, &wallet, get_request("/charged", None)).await;
-    let paid = send(&app, get_request("/charged", Some(&payment))).await;
+    let paid = buy(&app, &wallet, "/charged").await;
     assert_eq!(paid.status(), StatusCode::OK);
     assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 3_000);
 }
@@ -669,8 +671,7 @@ async fn a_route_priced_by_the_table_and_a_charge_is_refused_loudly() {
     let (mock, wallet) = funded_mock();
     let app = table_around_a_charge(&mock, "GET /report", "/report");
 
-    let payment = pay(&app, &wallet, get_request("/report", None)).await;
-    let refused = send(&app, get_request("/report", Some(&payment))).await;
+    let refused = buy(&app, &wallet, "/report").await;
     assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let error = json_of(refused).await["error"].as_str().map(str::to_owned);
     assert!(error.is_some_and(|error| error.contains("priced twice")));
@@ -693,8 +694,7 @@ async fn a_hook_that_panics_before_returning_its_future_changes_nothing() {
 
     let garbage = send(&app, get_request("/report", Some("%%%"))).await;
     assert_eq!(garbage.status(), StatusCode::PAYMENT_REQUIRED);
-    let payment = pay(&app, &wallet, get_request("/report", None)).await;
-    let paid = send(&app, get_request("/report", Some(&payment))).await;
+    let paid = buy(&app, &wallet, "/report").await;
     assert_eq!(paid.status(), StatusCode::OK);
     assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 10_000);
 }
@@ -787,8 +787,7 @@ async fn a_conflict_and_a_handler_400_are_reported_and_charged_as_they_should() 
     );
 
     // A handler's 400 (the smallest failure) is not charged.
-    let payment = pay(&app, &wallet, get_request("/bad", None)).await;
-    let bad = send(&app, get_request("/bad", Some(&payment))).await;
+    let bad = buy(&app, &wallet, "/bad").await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     assert_eq!(mock.balance(wallet.public_key()), FUNDS_MSAT - 10_000);
     assert_eq!(mock.call_count(FacilitatorCall::Settle), 1);
