@@ -498,10 +498,7 @@ impl<F: Facilitator> Sale<'_, F> {
                 Ok(settlement)
             }
             SettleOutcome::Refused(settlement) => {
-                let error = reason_or(
-                    settlement.error_reason.clone(),
-                    reason::UNEXPECTED_SETTLE_ERROR,
-                );
+                let error = settle_error(&settlement);
                 tracing::info!(payment_hash = %hash_hex, reason = %error, "settle refused");
                 // The invoice was not paid: it is still the one to pay, so no fresh one is asked.
                 let mut refusal = respond::payment_required(
@@ -543,18 +540,22 @@ fn judge(
     }
 }
 
+/// The `error` of a refused settle: the facilitator's reason, or the x402 fallback.
+fn settle_error(settlement: &SettleResponse) -> String {
+    reason_or(
+        settlement.error_reason.clone(),
+        reason::UNEXPECTED_SETTLE_ERROR,
+    )
+}
+
 impl SettleOutcome {
     /// The status and `error` the client gets for a settle that did not pay.
     fn refusal(&self) -> (StatusCode, String) {
         match self {
             SettleOutcome::Paid(_) => (StatusCode::OK, String::new()),
-            SettleOutcome::Refused(settlement) => (
-                StatusCode::PAYMENT_REQUIRED,
-                reason_or(
-                    settlement.error_reason.clone(),
-                    reason::UNEXPECTED_SETTLE_ERROR,
-                ),
-            ),
+            SettleOutcome::Refused(settlement) => {
+                (StatusCode::PAYMENT_REQUIRED, settle_error(settlement))
+            }
             SettleOutcome::Failed(err) => respond::facilitator_failure(err),
             SettleOutcome::Unusable(why) => {
                 (StatusCode::BAD_GATEWAY, respond::bad_settlement_reason(why))
