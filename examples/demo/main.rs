@@ -30,7 +30,6 @@ use std::time::Duration;
 use axum::extract::{Path, Request};
 use axum::routing::{get, post};
 use axum::{Json, Router, ServiceExt};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tower::Layer as _;
 use x402_lightning::invoice::parse_node_id;
@@ -38,9 +37,9 @@ use x402_lightning::layer::{IssuanceLimit, IssuanceRate};
 use x402_lightning::mock::{MockFacilitator, TestWallet};
 use x402_lightning::{HttpFacilitator, Network, VerifiedPayment};
 
-use self::prices::demo_prices;
+use self::shared::{demo_prices, infer};
 
-mod prices;
+mod shared;
 
 /// What the embedded mock funds the demo wallet with: 1 BTC in msat.
 const DEMO_BALANCE_MSAT: u64 = 100_000_000_000;
@@ -187,26 +186,4 @@ async fn premium(Path(path): Path<String>, payment: VerifiedPayment) -> String {
         "premium content for /{path}, paid by {} ({} msat)\n",
         payment.payer, payment.amount_msat
     )
-}
-
-#[derive(Deserialize)]
-struct InferRequest {
-    prompt: String,
-}
-
-#[derive(Serialize)]
-struct InferResponse {
-    model: &'static str,
-    completion: String,
-    tokens: usize,
-}
-
-async fn infer(Json(request): Json<InferRequest>) -> Json<InferResponse> {
-    let words: Vec<&str> = request.prompt.split_whitespace().collect();
-    let completion = words.iter().rev().copied().collect::<Vec<_>>().join(" ");
-    Json(InferResponse {
-        model: "demo-reverse-1",
-        tokens: words.len(),
-        completion,
-    })
 }

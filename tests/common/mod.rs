@@ -12,10 +12,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::StatusCode;
 use serde_json::{Value, json};
-#[path = "../../examples/demo/prices.rs"]
-mod prices;
+#[path = "../../examples/demo/shared.rs"]
+mod demo_shared;
 #[allow(unused_imports, reason = "each test binary uses some of them")]
-pub use self::prices::{INFER_MSAT, PREMIUM_MSAT, WEATHER_MSAT, demo_prices};
+pub use self::demo_shared::{INFER_MSAT, PREMIUM_MSAT, WEATHER_MSAT, demo_prices};
 
 use x402_lightning::clock::{Clock, SystemClock};
 use x402_lightning::header::{decode_payment_response_header, encode_payment_header};

@@ -1,24 +1,23 @@
-//! The demo's prices (its own file, included), routes and handlers, shared by the benches (a
-//! bench cannot import an example): the handlers are copies of `examples/demo/main.rs`'s, except
-//! that `weather` takes an `Option<VerifiedPayment>` so that the same handler serves bare axum
-//! too.
+//! The demo's prices, routes and handlers, shared by the benches. A bench cannot import an
+//! example: the price table and `infer` come from the demo's own `examples/demo/shared.rs`
+//! (included); the other handlers are copies of `examples/demo/main.rs`'s, except that
+//! `weather` takes an `Option<VerifiedPayment>` so that the same handler serves bare axum too.
 
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use x402_lightning::layer::X402LayerBuilder;
 use x402_lightning::{Facilitator, Network, VerifiedPayment};
 
-#[path = "../../../examples/demo/prices.rs"]
-mod prices;
+#[path = "../../../examples/demo/shared.rs"]
+mod demo_shared;
 #[allow(unused_imports, reason = "not every bench reads the price")]
-pub use self::prices::WEATHER_MSAT;
+pub use self::demo_shared::{WEATHER_MSAT, infer};
 
 /// The demo's price table on regtest, through `facilitator`.
 pub fn prices<F: Facilitator>(facilitator: F) -> X402LayerBuilder<F> {
-    prices::demo_prices(facilitator, Network::Regtest)
+    demo_shared::demo_prices(facilitator, Network::Regtest)
 }
 
 /// The demo's routes and handlers, as bare axum.
@@ -54,26 +53,4 @@ pub async fn weather(payment: Option<VerifiedPayment>) -> Json<Value> {
 
 pub async fn premium(Path(path): Path<String>) -> String {
     format!("premium content for /{path}\n")
-}
-
-#[derive(Deserialize)]
-pub struct InferRequest {
-    pub prompt: String,
-}
-
-#[derive(Serialize)]
-pub struct InferResponse {
-    pub model: &'static str,
-    pub completion: String,
-    pub tokens: usize,
-}
-
-pub async fn infer(Json(request): Json<InferRequest>) -> Json<InferResponse> {
-    let words: Vec<&str> = request.prompt.split_whitespace().collect();
-    let completion = words.iter().rev().copied().collect::<Vec<_>>().join(" ");
-    Json(InferResponse {
-        model: "demo-reverse-1",
-        tokens: words.len(),
-        completion,
-    })
 }

@@ -1,6 +1,8 @@
-//! The demo's price table, in one place: the demo serves it, and the tests and the benchmarks
-//! include this file (`#[path]`), so all three price the same routes the same way.
+//! The demo's parts that the tests and the benchmarks include (`#[path]`) rather than copy: its
+//! price table, so all three price the same routes the same way, and its inference handler.
 
+use axum::Json;
+use serde::{Deserialize, Serialize};
 use x402_lightning::layer::X402LayerBuilder;
 use x402_lightning::{Facilitator, Network, Price, PriceTag, X402Layer};
 
@@ -34,4 +36,29 @@ pub fn demo_prices<F: Facilitator>(facilitator: F, network: Network) -> X402Laye
                 .description("Batch AI inference request")
                 .mime_type("application/json"),
         )
+}
+
+/// The body of `POST /ai/infer`.
+#[derive(Deserialize)]
+pub struct InferRequest {
+    pub prompt: String,
+}
+
+/// The answer of `POST /ai/infer`.
+#[derive(Serialize)]
+pub struct InferResponse {
+    pub model: &'static str,
+    pub completion: String,
+    pub tokens: usize,
+}
+
+/// `POST /ai/infer`: "infers" by reversing the prompt's words.
+pub async fn infer(Json(request): Json<InferRequest>) -> Json<InferResponse> {
+    let words: Vec<&str> = request.prompt.split_whitespace().collect();
+    let completion = words.iter().rev().copied().collect::<Vec<_>>().join(" ");
+    Json(InferResponse {
+        model: "demo-reverse-1",
+        tokens: words.len(),
+        completion,
+    })
 }
