@@ -100,6 +100,9 @@ pub enum HeaderError {
     /// The payload speaks another x402 version (shown as sent).
     #[error("unsupported x402Version {0}: expected {X402_VERSION}")]
     UnsupportedVersion(String),
+    /// A `PAYMENT-SIGNATURE` payload that is not x402 version 2 (shown as sent).
+    #[error("unsupported x402Version {0}: PAYMENT-SIGNATURE carries x402 version 2")]
+    NotVersion2(String),
     /// The payload names another scheme than `exact` (shown as sent).
     #[error("unsupported scheme {0}: expected exact")]
     UnsupportedScheme(String),
@@ -126,7 +129,9 @@ impl HeaderError {
             | HeaderError::NotBase64
             | HeaderError::NotJson(_)
             | HeaderError::WrongType { .. } => reason::INVALID_PAYLOAD,
-            HeaderError::UnsupportedVersion(_) => reason::INVALID_X402_VERSION,
+            HeaderError::UnsupportedVersion(_) | HeaderError::NotVersion2(_) => {
+                reason::INVALID_X402_VERSION
+            }
             HeaderError::UnsupportedScheme(_) => reason::INVALID_SCHEME,
             HeaderError::UnsupportedNetwork(_) => reason::INVALID_NETWORK,
         }
@@ -180,7 +185,7 @@ pub fn decode_header<T: DeserializeOwned>(value: &[u8], max_len: usize) -> Resul
     serde_json::from_slice(&json).map_err(|err| HeaderError::NotJson(err.to_string()))
 }
 
-fn decode_base64(value: &[u8], max_len: usize) -> Result<Vec<u8>, HeaderError> {
+pub(crate) fn decode_base64(value: &[u8], max_len: usize) -> Result<Vec<u8>, HeaderError> {
     if value.len() > max_len {
         return Err(HeaderError::TooLarge {
             len: value.len(),

@@ -64,6 +64,7 @@ pub mod header;
 pub mod internals;
 pub mod invoice;
 pub mod layer;
+pub mod lnbtc;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;

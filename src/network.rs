@@ -74,6 +74,29 @@ impl Network {
         }
     }
 
+    /// The networks upstream's `lnbtc` scheme names (mainnet and testnet). Signet and regtest
+    /// ids are this project's, opt-in: a facilitator or layer that accepts them says so.
+    pub const LNBTC_UPSTREAM: [Network; 2] = [Network::Bitcoin, Network::Testnet];
+
+    /// The x402 version 2 (CAIP-2) id of the network in the `lnbtc` namespace: `lnbtc:` and the
+    /// first 32 hex characters of the genesis block hash, e.g.
+    /// `lnbtc:000000000019d6689c085ae165831e93` for mainnet.
+    pub const fn lnbtc_id(self) -> &'static str {
+        match self {
+            Network::Bitcoin => "lnbtc:000000000019d6689c085ae165831e93",
+            Network::Testnet => "lnbtc:000000000933ea01ad0ee984209779ba",
+            Network::Signet => "lnbtc:00000008819873e925422c1ff0f99f7c",
+            Network::Regtest => "lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328",
+        }
+    }
+
+    /// The network of an `lnbtc:` id (exact spelling, lowercase); `None` for any other string.
+    pub fn from_lnbtc_id(id: &str) -> Option<Network> {
+        Network::ALL
+            .into_iter()
+            .find(|network| network.lnbtc_id() == id)
+    }
+
     /// The invoice prefix: `lnbc`, `lntb`, `lntbs` or `lnbcrt`.
     pub const fn bolt11_prefix(self) -> &'static str {
         match self {
@@ -140,6 +163,16 @@ mod tests {
         }
         assert_eq!(Network::Regtest.currency(), Currency::Regtest);
         assert_eq!(Network::Testnet.currency(), Currency::BitcoinTestnet);
+    }
+
+    #[test]
+    fn lnbtc_ids_round_trip_and_refuse_other_spellings() {
+        for network in Network::ALL {
+            assert_eq!(Network::from_lnbtc_id(network.lnbtc_id()), Some(network));
+        }
+        assert_eq!(Network::from_lnbtc_id("lnbtc:000000000019D6689C085AE165831E93"), None);
+        assert_eq!(Network::from_lnbtc_id("lightning"), None);
+        assert_eq!(Network::from_lnbtc_id("lnbtc:00000000000000000000000000000000"), None);
     }
 
     #[test]
