@@ -1,35 +1,78 @@
-//! A paying client: walks 402 → pay → 200 against the demo and prints each step.
+//! A paying client: walks 402 → pay → 200 against the demo and prints each step, in the
+//! upstream `lnbtc` flow (x402 version 2: pay the invoice over Lightning, send the preimage) by
+//! default, or in the seed flow (x402 version 1: sign an authorization) with `--flow v1`.
 //!
 //! ```text
 //! cargo run --example demo                                   # in one terminal
-//! cargo run --example pay                                    # GET /weather
+//! cargo run --example pay                                    # GET /weather, lnbtc
+//! cargo run --example pay -- --flow v1                       # GET /weather, seed flow
 //! cargo run --example pay -- /premium/report.txt
 //! cargo run --example pay -- /ai/infer '{"prompt":"hello lightning"}'   # POST with a body
 //! ```
 //!
 //! Environment:
 //! - `X402_DEMO_URL`: where the demo listens (default `http://127.0.0.1:3000`);
-//! - `X402_WALLET_KEY`: the paying wallet's secret key, 64 hex (default: the public demo wallet
-//!   the demo's embedded mock facilitator funds).
+//! - `X402_PAY_URL`: the Lightning "wallet" of the lnbtc flow: an endpoint that pays a BOLT11
+//!   invoice and returns its preimage, `POST {"invoice": …}` → `{"preimage", "paymentHash",
+//!   "amountMsat"}` (default `http://127.0.0.1:4021/pay`, the demo's embedded mock);
+//! - `X402_WALLET_KEY`: the seed flow's wallet secret key, 64 hex (default: the public demo
+//!   wallet the demo's embedded mock facilitator funds).
 
 use std::error::Error;
 
 use lightning_invoice::Bolt11Invoice;
 use reqwest::{Method, StatusCode};
-use x402_lightning::PaymentRequired;
+use serde::Deserialize;
 use x402_lightning::header::{X_PAYMENT, X_PAYMENT_RESPONSE, decode_payment_response_header};
 use x402_lightning::invoice::{check_requirements_invoice, unix_now};
+use x402_lightning::lnbtc::client::{
+    ClientPolicy, IntendedRequest, PayerResult, PayerStatus, select,
+};
+use x402_lightning::lnbtc::header::{
+    PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, decode_payment_required,
+    decode_payment_response, encode_payment_signature,
+};
 use x402_lightning::mock::TestWallet;
+use x402_lightning::{Network, PaymentRequired};
+
+/// One request of the walk: method, URL and optional JSON body.
+struct Walk {
+    client: reqwest::Client,
+    method: Method,
+    url: String,
+    body: Option<String>,
+}
+
+impl Walk {
+    /// Sends the request, with a payment header when given.
+    async fn send(&self, payment: Option<(&str, &str)>) -> reqwest::Result<reqwest::Response> {
+        let mut request = self.client.request(self.method.clone(), &self.url);
+        if let Some(body) = &self.body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.clone());
+        }
+        if let Some((name, value)) = payment {
+            request = request.header(name, value);
+        }
+        request.send().await
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let base = std::env::var("X402_DEMO_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
-    let wallet = match std::env::var("X402_WALLET_KEY") {
-        Ok(hex) => TestWallet::from_secret_hex(hex.trim())
-            .map_err(|err| format!("X402_WALLET_KEY: {err}"))?,
-        Err(_) => TestWallet::demo(),
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let flow = match args.iter().position(|arg| arg == "--flow") {
+        Some(at) if at + 1 < args.len() => {
+            let flow = args.remove(at + 1);
+            args.remove(at);
+            flow
+        }
+        Some(_) => return Err("--flow takes v1 or lnbtc".into()),
+        None => "lnbtc".to_owned(),
     };
-    let mut args = std::env::args().skip(1);
+    let mut args = args.into_iter();
     let path = args.next().unwrap_or_else(|| "/weather".into());
     let body = args.next();
     let method = if body.is_some() {
@@ -37,23 +80,175 @@ async fn main() -> Result<(), Box<dyn Error>> {
     } else {
         Method::GET
     };
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let client = reqwest::Client::new();
-    let send = |payment: Option<&str>| {
-        let mut request = client.request(method.clone(), &url);
-        if let Some(body) = &body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.clone());
-        }
-        if let Some(payment) = payment {
-            request = request.header(X_PAYMENT, payment);
-        }
-        request.send()
+    let walk = Walk {
+        client: reqwest::Client::new(),
+        method,
+        url: format!("{}{path}", base.trim_end_matches('/')),
+        body,
     };
+    match flow.as_str() {
+        "lnbtc" => pay_lnbtc(&walk).await,
+        "v1" => pay_v1(&walk).await,
+        other => Err(format!("unknown flow {other:?}: expected v1 or lnbtc").into()),
+    }
+}
 
+/// The pay endpoint's answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Paid {
+    preimage: String,
+    payment_hash: String,
+    amount_msat: String,
+}
+
+/// The lnbtc flow: read `PAYMENT-REQUIRED`, check the offer against this very request, pay the
+/// invoice over Lightning, send the preimage in `PAYMENT-SIGNATURE`.
+async fn pay_lnbtc(walk: &Walk) -> Result<(), Box<dyn Error>> {
+    let (method, url) = (&walk.method, &walk.url);
+    let pay_url =
+        std::env::var("X402_PAY_URL").unwrap_or_else(|_| "http://127.0.0.1:4021/pay".into());
     println!("1. {method} {url} without payment");
-    let response = send(None)
+    let response = walk
+        .send(None)
+        .await
+        .map_err(|err| format!("is the demo running? {err}"))?;
+    let status = response.status();
+    println!("   <- {status}");
+    let Some(header) = response.headers().get(PAYMENT_REQUIRED) else {
+        println!("   {}", response.text().await?);
+        println!("   (no PAYMENT-REQUIRED header: not a priced lnbtc route)");
+        return Ok(());
+    };
+    let required = decode_payment_required(header.as_bytes(), 64 * 1024)?;
+    let offer = required
+        .accepts
+        .first()
+        .ok_or("the challenge accepts no payment")?;
+    println!("   PAYMENT-REQUIRED (decoded):");
+    println!(
+        "   error:       {}",
+        required.error.as_deref().unwrap_or("-")
+    );
+    println!("   resource:    {}", required.resource.url);
+    println!(
+        "   accepts:     {} {} msat on {}, payTo {}",
+        offer.scheme, offer.amount, offer.network, offer.pay_to
+    );
+    println!(
+        "   binding:     {} {} requestHash {}",
+        offer.extra["requestBindingProfile"],
+        offer.extra["requestBindingParams"],
+        offer.request_hash().unwrap_or("-")
+    );
+    println!("   invoice:     {}", offer.invoice().unwrap_or("-"));
+
+    // Never pay an invoice that is not bound to this request, or not what the offer says.
+    let body = walk.body.as_deref().unwrap_or_default().as_bytes();
+    let content_type: [(&str, &[u8]); 1] = [("content-type", b"application/json")];
+    let header_lines: &[(&str, &[u8])] = if walk.body.is_some() {
+        &content_type
+    } else {
+        &[]
+    };
+    let intended = IntendedRequest::Http {
+        method: method.as_str(),
+        url,
+        body,
+        header_lines,
+    };
+    let policy = ClientPolicy {
+        networks: Network::ALL.to_vec(),
+        ..ClientPolicy::default()
+    };
+    let now = unix_now().as_secs();
+    let selected = select(&required, &intended, &policy, now)
+        .map_err(|err| format!("refusing to pay: {err}"))?;
+    let invoice = &selected.invoice;
+    println!("2. checked the offer as the scheme's client must");
+    println!(
+        "   binding:      recomputed from this request; the invoice's description hash matches"
+    );
+    println!("   amount:       {} msat", invoice.amount_msat.unwrap_or(0));
+    println!("   payee:        {} (= payTo)", invoice.payee);
+    println!("   payment hash: {}", invoice.payment_hash_hex());
+    println!("   expires in:   {} s", invoice.end().saturating_sub(now));
+
+    let text = selected
+        .requirements
+        .invoice()
+        .unwrap_or_default()
+        .to_owned();
+    let paying = walk
+        .client
+        .post(&pay_url)
+        .json(&serde_json::json!({ "invoice": text }))
+        .send()
+        .await
+        .map_err(|err| format!("cannot reach the Lightning payer at {pay_url}: {err}"))?;
+    if !paying.status().is_success() {
+        return Err(format!("the payer refused: {}", paying.text().await?).into());
+    }
+    let paid: Paid = paying.json().await?;
+    println!("3. paid the invoice through {pay_url}");
+    println!(
+        "   preimage:     {}…",
+        paid.preimage.get(..16).unwrap_or(&paid.preimage)
+    );
+    let result = PayerResult {
+        status: PayerStatus::Paid,
+        invoice: text,
+        payment_hash: paid.payment_hash,
+        amount_msat: paid.amount_msat.parse()?,
+        preimage: Some(paid.preimage),
+    };
+    let payment = selected
+        .into_payment(&result)
+        .map_err(|err| format!("the payer's result is no proof: {err}"))?;
+    let proof = encode_payment_signature(&payment);
+    println!(
+        "   PAYMENT-SIGNATURE: {}...",
+        proof.get(..48).unwrap_or(&proof)
+    );
+
+    println!("4. {method} {url} with PAYMENT-SIGNATURE");
+    let response = walk.send(Some((PAYMENT_SIGNATURE, &proof))).await?;
+    let status = response.status();
+    println!("   <- {status}");
+    if let Some(value) = response.headers().get(PAYMENT_RESPONSE) {
+        let settlement = decode_payment_response(value.as_bytes(), 64 * 1024)?;
+        println!(
+            "   PAYMENT-RESPONSE: success={} transaction={} network={}",
+            settlement.success, settlement.transaction, settlement.network
+        );
+    }
+    println!("   {}", response.text().await?.trim_end());
+    if !status.is_success() {
+        return Err(format!("payment not accepted: {status}").into());
+    }
+
+    println!("5. replay the same PAYMENT-SIGNATURE");
+    let replay = walk.send(Some((PAYMENT_SIGNATURE, &proof))).await?;
+    let status = replay.status();
+    let refused: serde_json::Value = replay.json().await?;
+    println!(
+        "   <- {status}: {}",
+        refused["error"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+/// The seed flow: sign an authorization for the body's invoice and send it in `X-PAYMENT`.
+async fn pay_v1(walk: &Walk) -> Result<(), Box<dyn Error>> {
+    let wallet = match std::env::var("X402_WALLET_KEY") {
+        Ok(hex) => TestWallet::from_secret_hex(hex.trim())
+            .map_err(|err| format!("X402_WALLET_KEY: {err}"))?,
+        Err(_) => TestWallet::demo(),
+    };
+    let (method, url) = (&walk.method, &walk.url);
+    println!("1. {method} {url} without payment");
+    let response = walk
+        .send(None)
         .await
         .map_err(|err| format!("is the demo running? {err}"))?;
     let status = response.status();
@@ -102,7 +297,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("   X-PAYMENT: {}...", payment.get(..48).unwrap_or(&payment));
 
     println!("4. {method} {url} with X-PAYMENT");
-    let response = send(Some(&payment)).await?;
+    let response = walk.send(Some((X_PAYMENT, &payment))).await?;
     let status = response.status();
     println!("   <- {status}");
     if let Some(value) = response.headers().get(X_PAYMENT_RESPONSE) {
@@ -121,7 +316,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
 
     println!("5. replay the same X-PAYMENT");
-    let replay = send(Some(&payment)).await?;
+    let replay = walk.send(Some((X_PAYMENT, &payment))).await?;
     let status = replay.status();
     let refused: serde_json::Value = replay.json().await?;
     println!(

@@ -44,10 +44,10 @@ pub(crate) fn carries_payment(headers: &HeaderMap) -> bool {
         .any(|name| matches!(name.as_str(), X_PAYMENT | PAYMENT_SIGNATURE))
 }
 
-/// The `X-PAYMENT` header of a request, taken out of its headers.
+/// A payment header of a request, taken out of its headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum TakenPayment {
-    /// No `X-PAYMENT` header.
+    /// No such header.
     Missing,
     /// Exactly one.
     One(http::HeaderValue),
@@ -55,9 +55,17 @@ pub(crate) enum TakenPayment {
     Several,
 }
 
-/// Takes the `X-PAYMENT` header out of `headers`, and strips every other payment header too.
-pub(crate) fn take_payment_header(headers: &mut HeaderMap) -> TakenPayment {
-    let taken = match headers.entry(&X_PAYMENT_NAME) {
+/// Takes the payment headers (`X-PAYMENT`, `PAYMENT-SIGNATURE`) out of `headers`.
+pub(crate) fn take_payment_headers(headers: &mut HeaderMap) -> (TakenPayment, TakenPayment) {
+    (
+        take_one(headers, &X_PAYMENT_NAME),
+        take_one(headers, &PAYMENT_SIGNATURE_NAME),
+    )
+}
+
+/// Takes every `name` header out of `headers`.
+fn take_one(headers: &mut HeaderMap, name: &HeaderName) -> TakenPayment {
+    match headers.entry(name) {
         http::header::Entry::Vacant(_) => TakenPayment::Missing,
         http::header::Entry::Occupied(entry) => {
             let (_, mut values) = entry.remove_entry_mult();
@@ -66,9 +74,7 @@ pub(crate) fn take_payment_header(headers: &mut HeaderMap) -> TakenPayment {
                 _ => TakenPayment::Several,
             }
         }
-    };
-    strip_payment_headers(headers);
-    taken
+    }
 }
 
 /// The default limit on the size of an encoded header value: 8 KiB.

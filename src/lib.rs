@@ -72,10 +72,11 @@ pub mod network;
 pub mod price;
 #[doc = include_str!("protocol.md")]
 pub mod protocol {}
+pub mod receiver;
 pub mod types;
 
 pub use crate::facilitator::{Facilitator, FacilitatorCall, FacilitatorError, HttpFacilitator};
-pub use crate::layer::{ConfigError, VerifiedPayment, X402Layer, X402Service};
+pub use crate::layer::{ConfigError, Flows, VerifiedPayment, X402Layer, X402Service};
 pub use crate::network::Network;
 pub use crate::price::{DynamicPrice, Price, PriceTag, SettleMode};
 pub use crate::types::{

@@ -170,9 +170,15 @@ mod tests {
         for network in Network::ALL {
             assert_eq!(Network::from_lnbtc_id(network.lnbtc_id()), Some(network));
         }
-        assert_eq!(Network::from_lnbtc_id("lnbtc:000000000019D6689C085AE165831E93"), None);
+        assert_eq!(
+            Network::from_lnbtc_id("lnbtc:000000000019D6689C085AE165831E93"),
+            None
+        );
         assert_eq!(Network::from_lnbtc_id("lightning"), None);
-        assert_eq!(Network::from_lnbtc_id("lnbtc:00000000000000000000000000000000"), None);
+        assert_eq!(
+            Network::from_lnbtc_id("lnbtc:00000000000000000000000000000000"),
+            None
+        );
     }
 
     #[test]

@@ -27,6 +27,9 @@ use std::sync::Arc;
 use http::Method;
 use http::request::Parts;
 
+use crate::layer::Flows;
+use crate::lnbtc::binding::{BindingError, BoundHeaders};
+
 /// The largest price the layer accepts: 21 million bitcoin, in msat.
 pub const MAX_PRICE_MSAT: u64 = 21_000_000 * 100_000_000 * 1_000;
 
@@ -82,6 +85,12 @@ pub enum InvalidPrice {
     /// More than all the bitcoin there will ever be.
     #[error("price of {0} msat is over 21 million BTC")]
     TooLarge(u64),
+    /// `maxTimeoutSeconds` of zero: the invoice could never be paid.
+    #[error("max_timeout_seconds is zero; an invoice must be payable for at least a second")]
+    MaxTimeoutZero,
+    /// Bound header names that `http:1` refuses.
+    #[error("bound headers: {0}")]
+    BoundHeaders(BindingError),
 }
 
 /// A future answering a [`DynamicPrice`] question.
@@ -171,6 +180,12 @@ pub struct PriceTag {
     pub(crate) settle: SettleMode,
     /// The route as declared in a price table (`"GET /weather"`), for hooks and logs.
     pub(crate) route: Option<Arc<str>>,
+    /// The headers an `lnbtc` payment binds (`http:1` `requestBindingParams.headers`).
+    pub(crate) bound_headers: BoundHeaders,
+    /// Why the bound header names given are unusable, reported by `validate`.
+    bound_headers_error: Option<BindingError>,
+    /// The flows this route offers; `None`: the layer's.
+    pub(crate) flows: Option<Flows>,
 }
 
 impl PriceTag {
@@ -193,6 +208,9 @@ impl PriceTag {
             output_schema: None,
             settle: SettleMode::AfterHandler,
             route: None,
+            bound_headers: BoundHeaders::default(),
+            bound_headers_error: None,
+            flows: None,
         }
     }
 
@@ -240,7 +258,42 @@ impl PriceTag {
         self.settle(SettleMode::BeforeHandler)
     }
 
+    /// The request headers an `lnbtc` payment for this route is bound to (`http:1`
+    /// `requestBindingParams.headers`, upstream `scheme_exact_lnbtc.md`): every header that
+    /// changes what is bought or how the body is read, e.g. `["content-type"]` for a JSON
+    /// POST. Lowercase names, in ascending order, no duplicates, never `payment-signature`
+    /// (checked when the layer is built). Default: none. The seed flow ignores it.
+    #[must_use]
+    pub fn bind_headers<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        match BoundHeaders::new(names) {
+            Ok(bound) => {
+                self.bound_headers = bound;
+                self.bound_headers_error = None;
+            }
+            Err(err) => self.bound_headers_error = Some(err),
+        }
+        self
+    }
+
+    /// The payment flows this route offers, instead of the layer's
+    /// ([`X402LayerBuilder::flows`](crate::layer::X402LayerBuilder::flows)).
+    #[must_use]
+    pub fn flows(mut self, flows: Flows) -> Self {
+        self.flows = Some(flows);
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), InvalidPrice> {
+        if let Some(err) = &self.bound_headers_error {
+            return Err(InvalidPrice::BoundHeaders(err.clone()));
+        }
+        if self.max_timeout_seconds == 0 {
+            return Err(InvalidPrice::MaxTimeoutZero);
+        }
         match &self.source {
             PriceSource::Fixed(price) => price.validate().map(drop),
             PriceSource::Dynamic(_) => Ok(()),
@@ -300,6 +353,11 @@ pub(crate) struct RouteTableBuilder {
 }
 
 impl RouteTableBuilder {
+    /// The price tags declared so far.
+    pub(crate) fn tags(&self) -> impl Iterator<Item = &PriceTag> {
+        self.declared.iter().map(|declared| &*declared.tag)
+    }
+
     /// Adds a route; fails on a bad pattern, a bad price or a duplicate.
     pub(crate) fn add(&mut self, route: &str, mut tag: PriceTag) -> Result<(), RouteError> {
         let bad = |why: &str| RouteError::BadPattern {

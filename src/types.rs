@@ -162,6 +162,10 @@ pub struct RequirementsRequest {
     pub mime_type: String,
     /// How long the resource server may take to answer once paid.
     pub max_timeout_seconds: u64,
+    /// For an invoice offered in the `lnbtc` flow too: its only description is this hash (64
+    /// lowercase hex, BOLT11 `h`, no `d`) and its expiry is `maxTimeoutSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description_hash: Option<String>,
 }
 
 impl RequirementsRequest {
@@ -177,6 +181,7 @@ impl RequirementsRequest {
             description: String::new(),
             mime_type: String::new(),
             max_timeout_seconds: 60,
+            description_hash: None,
         }
     }
 }

@@ -486,6 +486,7 @@ fn request(network: Network, amount_msat: u64, description: &str) -> Requirement
         description: description.into(),
         mime_type: "application/json".into(),
         max_timeout_seconds: 60,
+        description_hash: None,
     }
 }
 

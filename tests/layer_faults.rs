@@ -20,6 +20,7 @@ use common::*;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
+use x402_lightning::Flows;
 use x402_lightning::header::X_PAYMENT;
 use x402_lightning::layer::{SupportError, X402LayerBuilder};
 use x402_lightning::mock::{Fault, Forgery, InvoiceFault, InvoiceSpec, MockFacilitator, MockNode};
@@ -226,7 +227,9 @@ async fn start_mock() -> MockFacilitator {
 /// The demo with `payTo` pinned to the mock's node key.
 async fn start_pinned() -> Harness {
     start_layer(|mock| {
-        demo_prices(facilitator_for(mock), mock.network()).pay_to(mock.node().node_id())
+        demo_prices(facilitator_for(mock), mock.network())
+            .flows(Flows::V1)
+            .pay_to(mock.node().node_id())
     })
     .await
 }
@@ -274,7 +277,7 @@ async fn start_failing_with(
         } else {
             facilitator_for(mock)
         };
-        configure(demo_prices(facilitator, mock.network()))
+        configure(demo_prices(facilitator, mock.network()).flows(Flows::V1))
     })
     .await
 }
@@ -534,6 +537,7 @@ async fn a_facilitator_failing_every_call_is_survived_until_it_heals() {
 async fn a_facilitator_that_is_down_leaves_free_routes_serving_and_priced_ones_502() {
     let node = MockNode::random();
     let layer = demo_prices(facilitator_at(closed_port().await), Network::Regtest)
+        .flows(Flows::V1)
         .pay_to(node.node_id())
         .build()
         .expect("the layer builds without the facilitator");
@@ -665,6 +669,7 @@ async fn start_lying(lie: Lie) -> Harness {
         lie,
     };
     let layer = X402Layer::builder(liar, mock.network())
+        .flows(Flows::V1)
         .route("GET /weather", Price::msat(WEATHER_MSAT))
         .build()
         .expect("layer builds");
@@ -803,6 +808,7 @@ async fn start_rewriting(rewrite: Rewrite) -> Harness {
         }),
     );
     let layer = demo_prices(facilitator_at(serve(hostile).await), mock.network())
+        .flows(Flows::V1)
         .build()
         .expect("layer builds");
     harness_with(mock, layer).await

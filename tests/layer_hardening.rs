@@ -20,6 +20,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tower::{ServiceBuilder, ServiceExt as _};
+use x402_lightning::Flows;
 use x402_lightning::clock::ManualClock;
 use x402_lightning::header::{PAYMENT_SIGNATURE, X_PAYMENT};
 use x402_lightning::layer::{IssuanceLimit, IssuanceRate};
@@ -132,6 +133,7 @@ async fn offer_of(response: Response<Body>) -> PaymentRequirements {
 /// A layer on the mock's network through `facilitator`, `GET /weather` priced as in the demo.
 fn weather_layer<F: Facilitator>(facilitator: F) -> x402_lightning::layer::X402LayerBuilder<F> {
     X402Layer::builder(facilitator, Network::Regtest)
+        .flows(Flows::V1)
         .route("GET /weather", Price::msat(WEATHER_MSAT))
 }
 
@@ -159,7 +161,7 @@ async fn unpinned_payments_are_refused_until_the_facilitator_vouched_for_a_payee
         .await
         .expect("requirements");
     let h = start_layer_on(mock, |mock| {
-        demo_prices(facilitator_for(mock), Network::Regtest)
+        demo_prices(facilitator_for(mock), Network::Regtest).flows(Flows::V1)
     })
     .await;
 
@@ -185,7 +187,7 @@ async fn unpinned_payments_are_refused_until_the_facilitator_vouched_for_a_payee
 #[tokio::test]
 async fn a_client_cannot_have_its_own_invoice_checked_against_itself() {
     let h = start_layer_on(careless_mock().await, |mock| {
-        demo_prices(facilitator_for(mock), Network::Regtest)
+        demo_prices(facilitator_for(mock), Network::Regtest).flows(Flows::V1)
     })
     .await;
     let own_node = MockNode::random();
@@ -227,6 +229,7 @@ async fn refusals_are_no_store_and_paid_responses_private_unless_the_handler_cho
     let mock = MockFacilitator::start().await.expect("mock starts");
     let runs = Arc::new(AtomicUsize::new(0));
     let layer = demo_prices(facilitator_for(&mock), Network::Regtest)
+        .flows(Flows::V1)
         .route("GET /cached", Price::sats(1))
         .route("GET /cdn", Price::sats(1))
         .build()
@@ -299,6 +302,7 @@ async fn payment_headers_seen(headers: HeaderMap) -> String {
 async fn payment_headers_are_stripped_on_free_routes_preflights_and_free_dynamic_prices() {
     let mock = MockFacilitator::start().await.expect("mock starts");
     let layer = X402Layer::builder(facilitator_for(&mock), Network::Regtest)
+        .flows(Flows::V1)
         .route("GET /priced", Price::sats(1))
         .route(
             "/tier",
@@ -542,6 +546,7 @@ async fn unpaid_requests_hold_no_concurrency_permit_while_the_facilitator_is_ask
     let mock = MockFacilitator::start().await.expect("mock starts");
     let gate = Gated::holding(&mock, FacilitatorCall::Requirements);
     let layer = X402Layer::builder(Arc::clone(&gate), Network::Regtest)
+        .flows(Flows::V1)
         .route("GET /paid", Price::sats(1))
         .build()
         .expect("layer builds");
@@ -656,6 +661,7 @@ async fn the_layer_around_a_whole_router_is_served_by_axum_with_its_own_body_typ
     let mock = MockFacilitator::start().await.expect("mock starts");
     let runs = Arc::new(AtomicUsize::new(0));
     let layer = demo_prices(facilitator_for(&mock), Network::Regtest)
+        .flows(Flows::V1)
         .build()
         .expect("layer builds");
     let service = layer.layer(demo_app(Arc::clone(&runs)));

@@ -13,6 +13,7 @@ use http::header::CONTENT_TYPE;
 use http::{Request, Response, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt as _;
+use x402_lightning::Flows;
 use x402_lightning::header::{X_PAYMENT, X_PAYMENT_RESPONSE};
 use x402_lightning::layer::{ConfigError, PaymentRefused, SettleFailed, Settled, X402LayerBuilder};
 use x402_lightning::mock::{Fault, MockFacilitator, TestWallet};
@@ -33,7 +34,9 @@ fn funded_mock() -> (MockFacilitator, TestWallet) {
 
 /// A layer paid through the in-process `mock`, its payee pinned to the mock's node.
 fn payments(mock: &MockFacilitator) -> X402LayerBuilder<MockFacilitator> {
-    X402Layer::builder(mock.clone(), mock.network()).pay_to(mock.pay_to())
+    X402Layer::builder(mock.clone(), mock.network())
+        .flows(Flows::V1)
+        .pay_to(mock.pay_to())
 }
 
 /// `/report` behind a layer from `builder` whose price table charges 10 sats for it.
@@ -350,6 +353,7 @@ async fn an_http_mock_also_answers_in_process_with_the_same_state() {
     let over_http = HttpFacilitator::new(mock.url()).expect("client");
     // Minted over HTTP, paid in process: one ledger.
     let layer_http = X402Layer::builder(over_http, Network::Regtest)
+        .flows(Flows::V1)
         .pay_to(mock.pay_to())
         .route("GET /report", Price::sats(10))
         .build()
@@ -803,7 +807,11 @@ async fn the_hooks_report_what_the_facilitator_said() {
         bend: |answer| answer.transaction = "00".repeat(32),
     };
     let app = report_app(
-        seen.hook_into(X402Layer::builder(bent, Network::Regtest).pay_to(mock.pay_to())),
+        seen.hook_into(
+            X402Layer::builder(bent, Network::Regtest)
+                .flows(Flows::V1)
+                .pay_to(mock.pay_to()),
+        ),
     );
     let payment = pay(&app, &wallet, get_request("/report", None)).await;
     let unusable = send(&app, get_request("/report", Some(&payment))).await;
@@ -825,7 +833,11 @@ async fn the_hooks_report_what_the_facilitator_said() {
         bend: |answer| answer.payer = Some("the-facilitator's-name".to_owned()),
     };
     let app = report_app(
-        seen.hook_into(X402Layer::builder(bent, Network::Regtest).pay_to(mock.pay_to())),
+        seen.hook_into(
+            X402Layer::builder(bent, Network::Regtest)
+                .flows(Flows::V1)
+                .pay_to(mock.pay_to()),
+        ),
     );
     let payment = pay(&app, &wallet, get_request("/report", None)).await;
     assert_eq!(

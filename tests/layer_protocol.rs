@@ -19,6 +19,7 @@ use http::{Method, StatusCode};
 use lightning_invoice::{Bolt11Invoice, Currency};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
+use x402_lightning::Flows;
 use x402_lightning::clock::ManualClock;
 use x402_lightning::header::{X_PAYMENT, decode_payment_header};
 use x402_lightning::invoice::check_requirements_invoice;
@@ -276,6 +277,7 @@ async fn start_prepaid() -> Harness {
     start_layer(|mock| {
         let prepaid = |msat| PriceTag::fixed(Price::msat(msat)).settle_before_handler();
         X402Layer::builder(facilitator_for(mock), mock.network())
+            .flows(Flows::V1)
             .route("GET /weather", prepaid(WEATHER_MSAT))
             .route("GET /fail", prepaid(1_000))
     })
@@ -542,7 +544,9 @@ fn strangers_invoice() -> (MockNode, String) {
 #[tokio::test]
 async fn invoice_payable_to_another_node_than_the_pinned_pay_to_is_refused() {
     let h = start_layer(|mock| {
-        demo_prices(facilitator_for(mock), mock.network()).pay_to(mock.node().node_id())
+        demo_prices(facilitator_for(mock), mock.network())
+            .flows(Flows::V1)
+            .pay_to(mock.node().node_id())
     })
     .await;
     let (stranger, invoice) = strangers_invoice();
@@ -566,7 +570,9 @@ async fn invoice_payable_to_another_node_than_the_facilitators_is_refused() {
 #[tokio::test]
 async fn pinned_pay_to_refuses_requirements_for_another_node_with_502() {
     let h = start_layer(|mock| {
-        demo_prices(facilitator_for(mock), mock.network()).pay_to(MockNode::random().node_id())
+        demo_prices(facilitator_for(mock), mock.network())
+            .flows(Flows::V1)
+            .pay_to(MockNode::random().node_id())
     })
     .await;
     let response = h.get("/weather", None).await;
@@ -607,7 +613,9 @@ async fn an_invoice_handed_out_in_a_402_is_checked_again_when_paid() {
         .unwrap();
     let layer_clock = clock.clone();
     let h = start_layer_on(mock, |mock| {
-        demo_prices(facilitator_for(mock), mock.network()).clock(layer_clock)
+        demo_prices(facilitator_for(mock), mock.network())
+            .flows(Flows::V1)
+            .clock(layer_clock)
     })
     .await
     .on_clock(clock.clone());
@@ -656,6 +664,7 @@ async fn invoice_in_flight_elsewhere_gets_409_without_facilitator_calls() {
     let entered = Arc::new(Notify::new());
     let mock = MockFacilitator::start().await.unwrap();
     let layer = demo_prices(facilitator_for(&mock), mock.network())
+        .flows(Flows::V1)
         .route("GET /gated", Price::sats(1))
         .build()
         .unwrap();
@@ -992,6 +1001,7 @@ async fn dynamic_price_of_zero_is_a_500_not_a_free_pass() {
 async fn route_layer_prices_matched_routes_and_leaves_404s_free() {
     let mock = MockFacilitator::start().await.unwrap();
     let layer = X402Layer::builder(facilitator_for(&mock), mock.network())
+        .flows(Flows::V1)
         .price_every_request(Price::sats(3))
         .build()
         .unwrap();
@@ -1121,6 +1131,7 @@ async fn no_priced_content_when_the_settle_after_the_handler_fails() {
 async fn start_proxy() -> Harness {
     let mock = MockFacilitator::start().await.expect("mock starts");
     let layer = X402Layer::builder(facilitator_for(&mock), mock.network())
+        .flows(Flows::V1)
         .route("/api/*", Price::sats(1))
         .route("POST /api/expensive", Price::sats(1_000))
         .route("GET /files/*", Price::sats(2))
@@ -1202,6 +1213,7 @@ async fn request_targets_that_are_not_paths_cannot_reach_the_fallback_unpaid() {
 
     let mock = MockFacilitator::start().await.expect("mock starts");
     let layer = X402Layer::builder(facilitator_for(&mock), mock.network())
+        .flows(Flows::V1)
         .route("/*", Price::sats(1))
         .build()
         .expect("layer builds");

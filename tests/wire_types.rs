@@ -196,6 +196,7 @@ fn requirements_request_body_round_trips_with_amount_as_msat() {
             description: "Batch AI inference request".into(),
             mime_type: "application/json".into(),
             max_timeout_seconds: 60,
+            description_hash: None,
         }
     );
 }

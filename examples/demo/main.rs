@@ -2,26 +2,30 @@
 //!
 //! ```text
 //! cargo run --example demo
-//! curl -i localhost:3000/weather        # 402 with a fresh invoice
-//! cargo run --example pay               # pays it and gets the weather
+//! curl -i localhost:3000/weather        # 402: PAYMENT-REQUIRED header and v1 body, one invoice
+//! cargo run --example pay               # pays it over Lightning (lnbtc) and gets the weather
+//! cargo run --example pay -- --flow v1  # pays through the seed flow instead
 //! ```
 //!
 //! Environment:
 //! - `X402_BIND`: address to listen on (default `127.0.0.1:3000`);
-//! - `X402_FACILITATOR_URL`: the facilitator (default: start the embedded mock facilitator on a
-//!   free loopback port, funding the public demo wallet with 1 BTC);
+//! - `X402_FACILITATOR_URL`: the facilitator (default: start the embedded mock facilitator on
+//!   `127.0.0.1:4021`, or a free loopback port when that one is taken, funding the public demo
+//!   wallet with 1 BTC; it also plays the Lightning network: `POST /pay` pays its invoices);
 //! - `X402_NETWORK`: `lightning`, `lightning-testnet`, `lightning-signet` or
 //!   `lightning-regtest` (default);
 //! - `X402_PAY_TO`: pin the payee node key (66 hex); invoices payable elsewhere are refused;
 //! - `X402_FACILITATOR_TIMEOUT_MS`: timeout of each facilitator call (default 10000);
-//! - `X402_PUBLIC_BASE_URL`: the URL clients reach the demo at, used for `resource` (default:
-//!   the request's `Host`);
+//! - `X402_PUBLIC_BASE_URL`: the origin clients reach the demo at, used for `resource` and to
+//!   bind lnbtc payments to their request (default: `http://` and the bound address);
+//! - `X402_FLOWS`: the payment flows offered, `v1,lnbtc` (default), `v1` or `lnbtc`;
 //! - `X402_ISSUANCE_PER_MINUTE`: how many invoices one client (peer IP) may have minted per
 //!   minute, in bursts of up to a fifth of that (default 600; 0 turns the limit off); all
 //!   clients together may have ten times as many.
 //!
 //! Routes: `GET /` and `GET /health` are free; `GET /weather` costs 10,000 msat,
-//! `GET /premium/{*path}` 250,000 msat, `POST /ai/infer` 5,000,000 msat.
+//! `GET /premium/{*path}` 250,000 msat, `POST /ai/infer` 5,000,000 msat (an lnbtc payment for
+//! it binds its `content-type`). Every invoice expires after `maxTimeoutSeconds`, 60 s.
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -35,7 +39,7 @@ use tower::Layer as _;
 use x402_lightning::invoice::parse_node_id;
 use x402_lightning::layer::{IssuanceLimit, IssuanceRate};
 use x402_lightning::mock::{MockFacilitator, TestWallet};
-use x402_lightning::{HttpFacilitator, Network, VerifiedPayment};
+use x402_lightning::{Flows, HttpFacilitator, Network, VerifiedPayment};
 
 use self::shared::{demo_prices, infer};
 
@@ -74,13 +78,29 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let network: Network = parse_env("X402_NETWORK", Network::Regtest.as_str())?;
     let timeout_ms: u64 = parse_env("X402_FACILITATOR_TIMEOUT_MS", "10000")?;
     let issuance_per_minute: u32 = parse_env("X402_ISSUANCE_PER_MINUTE", "600")?;
+    let flows: Flows = parse_env("X402_FLOWS", "v1,lnbtc")?;
+    // Listening first: the default public origin is the address actually bound.
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|err| format!("cannot listen on {bind}: {err}"))?;
+    let local = listener.local_addr()?;
+    let public_base_url = env("X402_PUBLIC_BASE_URL").unwrap_or_else(|| format!("http://{local}"));
 
     // The embedded mock lives as long as `main`; dropping it would stop it.
     let mut _embedded = None;
     let facilitator_url = match env("X402_FACILITATOR_URL") {
         Some(url) => url,
         None => {
-            let mock = MockFacilitator::builder().network(network).start().await?;
+            let mock = match MockFacilitator::builder()
+                .network(network)
+                .bind(SocketAddr::from(([127, 0, 0, 1], 4021)))
+                .start()
+                .await
+            {
+                Ok(mock) => mock,
+                // 4021 is taken: any free port will do (`pay` then needs X402_PAY_URL).
+                Err(_) => MockFacilitator::builder().network(network).start().await?,
+            };
             mock.fund(TestWallet::demo().public_key(), DEMO_BALANCE_MSAT);
             println!("embedded mock facilitator on {}", mock.url());
             println!("  payTo: {}", mock.pay_to());
@@ -108,9 +128,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let node = parse_node_id(pay_to.trim()).map_err(|err| format!("X402_PAY_TO: {err}"))?;
         payments = payments.pay_to(node);
     }
-    if let Some(url) = env("X402_PUBLIC_BASE_URL") {
-        payments = payments.public_base_url(&url);
-    }
+    payments = payments.flows(flows).public_base_url(&public_base_url);
     if issuance_per_minute > 0 {
         // Every 402 mints an invoice at the facilitator: an unpaid flood must not mint without
         // bound. Per client (peer IP, from the connect info below) and in all.
@@ -136,10 +154,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // Around the whole Router: the free routes pay the least for it (see the README).
     let app = payments.layer(router);
 
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .map_err(|err| format!("cannot listen on {bind}: {err}"))?;
-    println!("listening on http://{}", listener.local_addr()?);
+    println!("flows {flows}, public origin {public_base_url}");
+    println!("listening on http://{local}");
     // The peer address keys the per-client issuance limit.
     let app = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
     axum::serve(listener, app)
@@ -159,15 +175,22 @@ async fn index() -> &'static str {
   GET  /premium/{*path}    250,000 msat     text
   POST /ai/infer           5,000,000 msat   JSON in ({\"prompt\": \"...\"}), JSON out
 
-How to pay:
-  1. Request a priced route: the 402 answer's accepts[0].extra.invoice is a fresh BOLT11
-     invoice for exactly maxAmountRequired msat, payable to payTo.
-  2. Sign SHA-256 of the invoice string with your key (64-byte compact ECDSA, hex) and send
-     X-PAYMENT: base64 of {\"x402Version\":1,\"scheme\":\"exact\",\"network\":...,
+A priced route answers 402 with one fresh BOLT11 invoice, offered two ways:
+
+x402 v2, scheme exact on lnbtc (the PAYMENT-REQUIRED header, base64 JSON):
+  1. Check the invoice: its description hash is the request hash (SHA-256 of the JCS http:1
+     binding of your exact request), its amount, payee (payTo) and expiry are the offer's.
+  2. Pay it with any Lightning wallet (here: POST the invoice to the mock's /pay).
+  3. Send PAYMENT-SIGNATURE: base64 of {\"x402Version\":2,\"accepted\":<the offer>,
+     \"payload\":{\"preimage\":<64 hex>}}; the answer carries PAYMENT-RESPONSE.
+
+x402 v1, the seed flow (the JSON body):
+  1. Sign SHA-256 of accepts[0].extra.invoice with your key (64-byte compact ECDSA, hex).
+  2. Send X-PAYMENT: base64 of {\"x402Version\":1,\"scheme\":\"exact\",\"network\":...,
      \"payload\":{\"invoice\":...,\"signature\":...,\"from\":<your 66-hex public key>}}
   3. The facilitator verifies and settles; the answer carries X-PAYMENT-RESPONSE.
 
-Or let the example client do it: cargo run --example pay
+Or let the example client do it: cargo run --example pay [-- --flow v1]
 "
 }
 
@@ -182,8 +205,13 @@ async fn weather(payment: VerifiedPayment) -> Json<Value> {
 }
 
 async fn premium(Path(path): Path<String>, payment: VerifiedPayment) -> String {
+    // Lightning (lnbtc) reveals no payer.
+    let payer = match payment.payer.as_str() {
+        "" => "a Lightning payer",
+        payer => payer,
+    };
     format!(
-        "premium content for /{path}, paid by {} ({} msat)\n",
-        payment.payer, payment.amount_msat
+        "premium content for /{path}, paid by {payer} ({} msat)\n",
+        payment.amount_msat
     )
 }

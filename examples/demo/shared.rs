@@ -15,7 +15,8 @@ pub const INFER_MSAT: u64 = 5_000_000;
 
 /// The demo's price table on `network`, paid through `facilitator`. It is a table rather than
 /// `charge(..)` on each route because the demo wraps the whole `Router`, the fastest form for
-/// its free routes.
+/// its free routes. Every route keeps the default `maxTimeoutSeconds` of 60: each invoice
+/// expires in 60 s.
 pub fn demo_prices<F: Facilitator>(facilitator: F, network: Network) -> X402LayerBuilder<F> {
     X402Layer::builder(facilitator, network)
         .route(
@@ -34,7 +35,9 @@ pub fn demo_prices<F: Facilitator>(facilitator: F, network: Network) -> X402Laye
             "POST /ai/infer",
             PriceTag::fixed(Price::msat(INFER_MSAT))
                 .description("Batch AI inference request")
-                .mime_type("application/json"),
+                .mime_type("application/json")
+                // How the body is read decides what is bought: an lnbtc payment binds it.
+                .bind_headers(["content-type"]),
         )
 }
 

@@ -374,6 +374,13 @@ impl Facilitator for HttpFacilitator {
     async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
         self.call::<(), _>(FacilitatorCall::Supported, None).await
     }
+
+    async fn settle_lnbtc(
+        &self,
+        request: &crate::lnbtc::types::SettleRequest,
+    ) -> Result<crate::lnbtc::types::SettleResponse, FacilitatorError> {
+        self.call(FacilitatorCall::Settle, Some(request)).await
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub use self::http::{
     FacilitatorConfigError, HttpFacilitator, HttpFacilitatorBuilder,
 };
 
+use crate::lnbtc::types as lnbtc;
 use crate::types::{
     PaymentRequirements, RequirementsRequest, SettleRequest, SettleResponse, SupportedResponse,
     VerifyRequest, VerifyResponse,
@@ -47,6 +48,22 @@ pub trait Facilitator: Send + Sync + 'static {
     /// `GET /supported`: the kinds of payment the facilitator handles.
     fn supported(&self)
     -> impl Future<Output = Result<SupportedResponse, FacilitatorError>> + Send;
+
+    /// `POST /settle` of x402 version 2 for the `lnbtc` scheme: check the preimage proof and
+    /// record its payment hash once (upstream `scheme_exact_lnbtc.md`, "Facilitator
+    /// Validation"). A facilitator that only speaks the seed flow keeps the default, which
+    /// answers as a facilitator would over HTTP: 501, not implemented.
+    fn settle_lnbtc(
+        &self,
+        request: &lnbtc::SettleRequest,
+    ) -> impl Future<Output = Result<lnbtc::SettleResponse, FacilitatorError>> + Send {
+        let _ = request;
+        std::future::ready(Err(FacilitatorError::Status {
+            call: FacilitatorCall::Settle,
+            status: ::http::StatusCode::NOT_IMPLEMENTED,
+            body_excerpt: "this facilitator does not settle lnbtc payments".to_owned(),
+        }))
+    }
 }
 
 impl<F: Facilitator> Facilitator for Arc<F> {
@@ -75,5 +92,12 @@ impl<F: Facilitator> Facilitator for Arc<F> {
         &self,
     ) -> impl Future<Output = Result<SupportedResponse, FacilitatorError>> + Send {
         (**self).supported()
+    }
+
+    fn settle_lnbtc(
+        &self,
+        request: &lnbtc::SettleRequest,
+    ) -> impl Future<Output = Result<lnbtc::SettleResponse, FacilitatorError>> + Send {
+        (**self).settle_lnbtc(request)
     }
 }

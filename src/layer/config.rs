@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::Method;
 use http::request::Parts;
@@ -14,8 +15,10 @@ use super::limit::{IssuanceLimit, Limiter};
 use super::support::FacilitatorState;
 use crate::clock::{self, Clock, SharedClock};
 use crate::header::DEFAULT_MAX_HEADER_BYTES;
+use crate::lnbtc::binding::PublicOrigin;
 use crate::network::Network;
 use crate::price::{PriceTag, RouteError, RouteTable, RouteTableBuilder};
+use crate::receiver::{DynReceiver, Receiver};
 use crate::{Facilitator, PublicKey};
 
 /// How many invoices handed out in 402s the layer remembers, so their payments skip parsing
@@ -34,6 +37,13 @@ pub enum ConfigError {
     /// Both a route table and a price for every request were given.
     #[error("use either .route(..) prices or .price_every_request(..), not both")]
     TableAndEveryRequest,
+    /// A route offers the `lnbtc` flow but the layer has no public origin to bind requests to.
+    #[error(
+        "the lnbtc flow binds each payment to the request's URL, and needs the public origin \
+         the server is reached at: set .public_base_url(\"https://api.example.com\"), or offer \
+         only the seed flow with .flows(Flows::V1)"
+    )]
+    PublicOriginRequired,
     /// The public base URL is not an absolute `http(s)://host[/prefix]` URL.
     #[error("public base URL {url:?}: {why}")]
     PublicBaseUrl {
@@ -49,6 +59,87 @@ pub enum ConfigError {
     #[error("{0} must allow at least one invoice, and at most one a nanosecond")]
     IssuanceRate(&'static str),
 }
+
+/// The payment flows a priced route offers (both by default): the seed flow (x402 version 1,
+/// `X-PAYMENT`, the facilitator pays on the client's authorization) and the upstream `lnbtc`
+/// scheme (x402 version 2, `PAYMENT-SIGNATURE`, the client pays with any wallet and sends the
+/// preimage). Parsed from `"v1"`, `"lnbtc"` or `"v1,lnbtc"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flows {
+    v1: bool,
+    lnbtc: bool,
+}
+
+impl Flows {
+    /// Both flows, one invoice per 402 offered in each.
+    pub const BOTH: Flows = Flows {
+        v1: true,
+        lnbtc: true,
+    };
+    /// The seed flow only.
+    pub const V1: Flows = Flows {
+        v1: true,
+        lnbtc: false,
+    };
+    /// The `lnbtc` flow only.
+    pub const LNBTC: Flows = Flows {
+        v1: false,
+        lnbtc: true,
+    };
+
+    /// Whether the seed flow (x402 version 1) is offered.
+    pub const fn v1(self) -> bool {
+        self.v1
+    }
+
+    /// Whether the `lnbtc` flow (x402 version 2) is offered.
+    pub const fn lnbtc(self) -> bool {
+        self.lnbtc
+    }
+}
+
+impl Default for Flows {
+    fn default() -> Self {
+        Flows::BOTH
+    }
+}
+
+impl fmt::Display for Flows {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.v1, self.lnbtc) {
+            (true, true) => f.write_str("v1,lnbtc"),
+            (true, false) => f.write_str("v1"),
+            (false, _) => f.write_str("lnbtc"),
+        }
+    }
+}
+
+/// A flow list that is not a comma-separated list of `v1` and `lnbtc`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown flows {0:?}: expected v1, lnbtc or v1,lnbtc")]
+pub struct UnknownFlows(pub String);
+
+impl std::str::FromStr for Flows {
+    type Err = UnknownFlows;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut flows = Flows {
+            v1: false,
+            lnbtc: false,
+        };
+        for name in s.split(',').map(str::trim) {
+            match name {
+                "v1" => flows.v1 = true,
+                "lnbtc" => flows.lnbtc = true,
+                _ => return Err(UnknownFlows(s.to_owned())),
+            }
+        }
+        Ok(flows)
+    }
+}
+
+/// The largest request body a priced `lnbtc` route buffers to hash it, by default: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Which requests a layer prices.
 #[derive(Debug)]
@@ -96,6 +187,23 @@ pub(crate) struct Shared<F> {
     pub(crate) limiter: Option<Limiter>,
     pub(crate) hooks: Hooks,
     pub(crate) clock: SharedClock,
+    /// The flows priced routes offer unless their tag says otherwise.
+    pub(crate) flows: Flows,
+    /// The origin `lnbtc` payments are bound to (the public base URL).
+    pub(crate) origin: Option<PublicOrigin>,
+    /// The largest body a priced `lnbtc` route buffers.
+    pub(crate) max_body_bytes: usize,
+    /// The clock-skew allowance of the `lnbtc` checks, in seconds.
+    pub(crate) skew_secs: u64,
+    /// What mints invoices; `None`: the facilitator's `/requirements`.
+    pub(crate) receiver: Option<Arc<dyn DynReceiver>>,
+}
+
+impl<F> Shared<F> {
+    /// The flows `tag`'s route offers.
+    pub(crate) fn flows_of(&self, tag: &PriceTag) -> Flows {
+        tag.flows.unwrap_or(self.flows)
+    }
 }
 
 impl<F> fmt::Debug for Shared<F> {
@@ -107,6 +215,8 @@ impl<F> fmt::Debug for Shared<F> {
             .field("max_header_bytes", &self.max_header_bytes)
             .field("issuance_limit", &self.limiter)
             .field("hooks", &self.hooks)
+            .field("flows", &self.flows)
+            .field("max_body_bytes", &self.max_body_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -218,6 +328,10 @@ pub struct X402LayerBuilder<F> {
     issuance_limit: Option<IssuanceLimit>,
     hooks: Hooks,
     clock: SharedClock,
+    flows: Flows,
+    max_body_bytes: usize,
+    skew: Duration,
+    receiver: Option<Arc<dyn DynReceiver>>,
     first_error: Option<ConfigError>,
 }
 
@@ -244,8 +358,43 @@ impl<F: Facilitator> X402LayerBuilder<F> {
             issuance_limit: None,
             hooks: Hooks::default(),
             clock: clock::system(),
+            flows: Flows::BOTH,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            skew: Duration::from_secs(crate::lnbtc::DEFAULT_SKEW_SECS),
+            receiver: None,
             first_error: None,
         }
+    }
+
+    /// The flows priced routes offer (default [`Flows::BOTH`]); a route's
+    /// [`PriceTag::flows`] overrides it. The `lnbtc` flow needs
+    /// [`public_base_url`](Self::public_base_url).
+    pub fn flows(mut self, flows: Flows) -> Self {
+        self.flows = flows;
+        self
+    }
+
+    /// The largest request body a priced `lnbtc` route reads to bind the payment to it
+    /// (default [`DEFAULT_MAX_BODY_BYTES`], 1 MiB); a larger one gets 413. The handler gets the
+    /// same bytes.
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = max;
+        self
+    }
+
+    /// The clock-skew allowance of the `lnbtc` invoice checks (default 60 s): how far in the
+    /// future an invoice's creation time may be, and how long after its end a paid proof is
+    /// still accepted.
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.skew = skew;
+        self
+    }
+
+    /// Mints the 402s' invoices with `receiver` instead of the facilitator's `/requirements`
+    /// (see [`receiver`](crate::receiver): the receiver's key must be this server's alone).
+    pub fn receiver(mut self, receiver: impl Receiver) -> Self {
+        self.receiver = Some(Arc::new(receiver));
+        self
     }
 
     /// Prices a route of the price table: `"GET /weather"`, `"POST /items/{id}"`,
@@ -390,6 +539,12 @@ impl<F: Facilitator> X402LayerBuilder<F> {
         if let Some(err) = self.first_error {
             return Err(err);
         }
+        let lnbtc_offered = self.flows.lnbtc()
+            || self
+                .routes
+                .tags()
+                .chain(self.every_request.as_ref())
+                .any(|tag| tag.flows.is_some_and(Flows::lnbtc));
         // A route that failed to parse ended `build` above, so every declared route is here.
         let prices = match (self.routes.len(), self.every_request) {
             (0, None) => Prices::Nothing,
@@ -403,10 +558,29 @@ impl<F: Facilitator> X402LayerBuilder<F> {
         if self.settled_memory == 0 {
             return Err(ConfigError::Zero("settled_memory"));
         }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::Zero("max_body_bytes"));
+        }
         let public_base_url = self
             .public_base_url
             .map(|url| validate_base_url(&url))
             .transpose()?;
+        let origin = match &public_base_url {
+            Some(url) => match PublicOrigin::parse(url) {
+                Ok(origin) if origin.as_str() == url => Some(origin),
+                _ => None,
+            },
+            None => None,
+        };
+        if lnbtc_offered && origin.is_none() {
+            return Err(match public_base_url {
+                None => ConfigError::PublicOriginRequired,
+                Some(url) => ConfigError::PublicBaseUrl {
+                    url,
+                    why: "must be an origin (scheme://host[:port], no path) to bind lnbtc payments",
+                },
+            });
+        }
         let limiter = self
             .issuance_limit
             .map(|limit| limit.build(Arc::clone(&self.clock)))
@@ -425,6 +599,11 @@ impl<F: Facilitator> X402LayerBuilder<F> {
             limiter,
             hooks: self.hooks,
             clock: self.clock,
+            flows: self.flows,
+            origin,
+            max_body_bytes: self.max_body_bytes,
+            skew_secs: self.skew.as_secs(),
+            receiver: self.receiver,
         });
         Ok(X402Layer {
             pricing: Arc::new(Pricing { prices, shared }),

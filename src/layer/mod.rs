@@ -82,7 +82,10 @@ mod respond;
 mod service;
 mod support;
 
-pub use self::config::{ConfigError, DEFAULT_SETTLED_MEMORY, X402LayerBuilder};
+pub use self::config::{
+    ConfigError, DEFAULT_MAX_BODY_BYTES, DEFAULT_SETTLED_MEMORY, Flows, UnknownFlows,
+    X402LayerBuilder,
+};
 pub use self::future::ResponseFuture;
 pub use self::hooks::{PaymentRefused, SettleFailed, Settled};
 pub use self::limit::{ClientKeyFn, IssuanceLimit, IssuanceRate};

@@ -12,6 +12,12 @@ use serde::Serialize;
 use crate::facilitator::FacilitatorError;
 use crate::header::{X_PAYMENT_RESPONSE, encode_payment_response_header};
 use crate::invoice::RequirementsError;
+use crate::lnbtc::binding::BindingError;
+use crate::lnbtc::header::{
+    PAYMENT_REQUIRED as PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE as PAYMENT_RESPONSE_HEADER,
+    encode_payment_required, encode_payment_response,
+};
+use crate::lnbtc::types::{self as lnbtc, ResourceInfo};
 use crate::types::{PaymentRequired, PaymentRequirements, SettleResponse, X402_VERSION};
 
 /// The x402 wording for a request without payment.
@@ -22,6 +28,13 @@ pub(crate) const MALFORMED_PAYMENT: &str = "Invalid or malformed payment header"
 
 /// The `X-PAYMENT-RESPONSE` header name as it is listed in `Access-Control-Expose-Headers`.
 const EXPOSED_PAYMENT_RESPONSE: &str = "X-PAYMENT-RESPONSE";
+
+/// The x402 version 2 headers as they are listed in `Access-Control-Expose-Headers`.
+const EXPOSED_PAYMENT_RESPONSE_V2: &str = "PAYMENT-RESPONSE";
+const EXPOSED_PAYMENT_REQUIRED: &str = "PAYMENT-REQUIRED";
+
+/// The x402 wording for a request without payment, on a route that takes only `lnbtc`.
+pub(crate) const PAYMENT_SIGNATURE_REQUIRED: &str = "PAYMENT-SIGNATURE header is required";
 
 /// What a paid response gets when its handler set no `Cache-Control`: a shared cache must
 /// never hand paid content to someone else.
@@ -61,6 +74,87 @@ pub(crate) fn payment_required<B: From<Bytes>>(
         payer,
     };
     json(StatusCode::PAYMENT_REQUIRED, &body)
+}
+
+/// A 402 challenge: the seed flow's `PaymentRequired` body (when the route offers it) and the
+/// `lnbtc` challenge in `PAYMENT-REQUIRED` (when it offers that), both carrying one invoice. A
+/// route offering `lnbtc` alone sends the v2 `PaymentRequired` as the body too.
+pub(crate) fn challenge<B: From<Bytes>>(
+    error: String,
+    v1: Option<PaymentRequirements>,
+    lnbtc: Option<(ResourceInfo, lnbtc::PaymentRequirements)>,
+    payer: Option<String>,
+) -> Response<B> {
+    // The v2 wording for the v2 header: a client reading it sends PAYMENT-SIGNATURE.
+    let v2_error = if error == PAYMENT_REQUIRED {
+        PAYMENT_SIGNATURE_REQUIRED.to_owned()
+    } else {
+        error.clone()
+    };
+    let required = lnbtc.map(|(resource, requirements)| lnbtc::PaymentRequired {
+        x402_version: lnbtc::X402_VERSION_2,
+        error: Some(v2_error),
+        resource,
+        accepts: vec![requirements],
+        extensions: None,
+    });
+    let mut response = match (v1, &required) {
+        (Some(requirements), _) => payment_required(error, requirements, payer),
+        (None, Some(required)) => json(StatusCode::PAYMENT_REQUIRED, required),
+        // A route offers at least one flow; answer as an empty seed-flow challenge otherwise.
+        (None, None) => self::error(StatusCode::PAYMENT_REQUIRED, &error),
+    };
+    if let Some(required) = &required {
+        // Base64 is always a valid header value.
+        if let Ok(value) = HeaderValue::try_from(encode_payment_required(required)) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(PAYMENT_REQUIRED_HEADER), value);
+        }
+        expose(response.headers_mut(), EXPOSED_PAYMENT_REQUIRED);
+    }
+    response
+}
+
+/// 413: the body of a priced `lnbtc` route is over the binding limit; nothing was minted.
+pub(crate) fn body_too_large<B: From<Bytes>>(max: usize) -> Response<B> {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!(
+            "request body over {max} bytes: a paid request's body is hashed into its payment, \
+             and this server reads at most {max} bytes"
+        ),
+    )
+}
+
+/// 400: the request body could not be read.
+pub(crate) fn unreadable_body<B: From<Bytes>>() -> Response<B> {
+    error(StatusCode::BAD_REQUEST, "could not read the request body")
+}
+
+/// 400: the request cannot be bound to a payment (a malformed or foreign authority, a bound
+/// header value `http:1` cannot represent); `error` starts with the scheme's reason.
+pub(crate) fn binding_refused<B: From<Bytes>>(err: &BindingError) -> Response<B> {
+    error(StatusCode::BAD_REQUEST, &err.to_string())
+}
+
+/// Marks a paid `lnbtc` response: `PAYMENT-RESPONSE` (exposed to browsers) and the caching
+/// rule of [`mark_paid`].
+pub(crate) fn mark_paid_lnbtc(headers: &mut HeaderMap, settlement: &lnbtc::SettleResponse) {
+    keep_private(headers);
+    add_lnbtc_payment_response(headers, settlement);
+}
+
+/// Adds `PAYMENT-RESPONSE` and lists it in `Access-Control-Expose-Headers`.
+pub(crate) fn add_lnbtc_payment_response(
+    headers: &mut HeaderMap,
+    settlement: &lnbtc::SettleResponse,
+) {
+    // Base64 is always a valid header value.
+    if let Ok(value) = HeaderValue::try_from(encode_payment_response(settlement)) {
+        headers.insert(HeaderName::from_static(PAYMENT_RESPONSE_HEADER), value);
+    }
+    expose(headers, EXPOSED_PAYMENT_RESPONSE_V2);
 }
 
 /// The `error` of [`invoice_in_flight`].
@@ -167,13 +261,18 @@ const CACHING_HEADERS: [&str; 3] = ["cache-control", "cdn-cache-control", "surro
 /// and `Cache-Control: private, no-store` unless the handler set a caching header of its own
 /// (then what it chose, CDN caching included, is its business).
 pub(crate) fn mark_paid(headers: &mut HeaderMap, settle: &SettleResponse) {
+    keep_private(headers);
+    add_payment_response(headers, settle);
+}
+
+/// `Cache-Control: private, no-store` unless the handler set a caching header of its own.
+fn keep_private(headers: &mut HeaderMap) {
     if !CACHING_HEADERS
         .iter()
         .any(|name| headers.contains_key(*name))
     {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static(PAID_CACHE_CONTROL));
     }
-    add_payment_response(headers, settle);
 }
 
 /// Adds `X-PAYMENT-RESPONSE` and lists it in `Access-Control-Expose-Headers`.
@@ -183,17 +282,22 @@ pub(crate) fn add_payment_response(headers: &mut HeaderMap, settle: &SettleRespo
     if let Ok(value) = HeaderValue::try_from(encoded) {
         headers.insert(HeaderName::from_static(X_PAYMENT_RESPONSE), value);
     }
+    expose(headers, EXPOSED_PAYMENT_RESPONSE);
+}
+
+/// Lists `name` in `Access-Control-Expose-Headers` unless it (or `*`) is there already.
+fn expose(headers: &mut HeaderMap, name: &'static str) {
     let exposed = headers
         .get_all(ACCESS_CONTROL_EXPOSE_HEADERS)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .map(str::trim)
-        .any(|name| name == "*" || name.eq_ignore_ascii_case(X_PAYMENT_RESPONSE));
+        .any(|listed| listed == "*" || listed.eq_ignore_ascii_case(name));
     if !exposed {
         headers.append(
             ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(EXPOSED_PAYMENT_RESPONSE),
+            HeaderValue::from_static(name),
         );
     }
 }

@@ -14,7 +14,7 @@ use super::flow::serve_priced;
 use super::future::{PricedFuture, ResponseFuture};
 use super::handoff::set_aside_request_payment_headers;
 use super::support::SupportError;
-use crate::facilitator::Facilitator;
+use crate::facilitator::{BoxError, Facilitator};
 use crate::network::Network;
 use crate::price::PriceTag;
 
@@ -93,6 +93,10 @@ impl<F: Facilitator> X402Layer<F> {
             price.into(),
             &format!("charge at {}:{}", at.file(), at.line()),
         )?;
+        let shared = &self.pricing.shared;
+        if shared.flows_of(&tag).lnbtc() && shared.origin.is_none() {
+            return Err(ConfigError::PublicOriginRequired);
+        }
         Ok(X402Layer {
             pricing: Arc::new(Pricing {
                 prices: Prices::Every(Arc::new(tag)),
@@ -213,7 +217,8 @@ where
     S::Future: Send,
     S::Error: Send,
     F: Facilitator,
-    ReqBody: Send + 'static,
+    ReqBody: http_body::Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
     ResBody: From<Bytes> + Send + 'static,
 {
     type Response = Response<ResBody>;
@@ -260,7 +265,8 @@ where
     S::Future: Send,
     S::Error: Send,
     F: Facilitator,
-    ReqBody: Send + 'static,
+    ReqBody: http_body::Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
     ResBody: From<Bytes> + Send + 'static,
 {
     Box::pin(serve_priced(shared, tag, inner, request))

@@ -6,7 +6,7 @@
 //! then [`Ledger::check`] and [`Ledger::settle`] check it against the books (invoice minted here,
 //! amount, expiry, not yet paid, balance) under the caller's lock. No I/O here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bitcoin::hashes::Hash as _;
@@ -121,27 +121,89 @@ struct InvoiceRecord {
     invoice: String,
     amount_msat: u64,
     expires_at: Duration,
+    preimage: [u8; 32],
+    /// Paid: by a `/settle` of the seed flow, or over Lightning ([`Ledger::pay_invoice`]).
     paid: bool,
 }
 
-/// The mutable books: invoices minted and balances.
+/// The mutable books: invoices minted, balances, and the `lnbtc` replay set.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     invoices: HashMap<[u8; 32], InvoiceRecord>,
     balances: HashMap<PublicKey, u64>,
+    /// Replay keys (`network:payment_hash`) of the `lnbtc` proofs settled here.
+    upfront_settled: HashSet<String>,
+}
+
+/// An invoice paid over the mock's Lightning network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LightningPayment {
+    /// The preimage, 64 lowercase hex characters: the proof of payment.
+    pub preimage: String,
+    /// The payment hash, 64 lowercase hex characters.
+    pub payment_hash: String,
+    /// The amount paid, in msat.
+    pub amount_msat: u64,
+}
+
+/// Why the mock's Lightning network refused to pay an invoice.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PayError {
+    /// Not an invoice this mock minted (or not an invoice at all).
+    #[error("unknown invoice: not minted by this mock")]
+    Unknown,
+    /// The invoice has expired.
+    #[error("invoice expired")]
+    Expired,
+    /// The invoice was already paid.
+    #[error("invoice already paid")]
+    AlreadyPaid,
 }
 
 impl Ledger {
-    /// Remembers an invoice as minted here.
-    pub(crate) fn record_invoice(&mut self, invoice: &Bolt11Invoice) {
+    /// Remembers an invoice as minted here, with the preimage that pays it.
+    pub(crate) fn record_invoice(&mut self, invoice: &Bolt11Invoice, preimage: [u8; 32]) {
         let record = InvoiceRecord {
             invoice: invoice.to_string(),
             amount_msat: invoice.amount_milli_satoshis().unwrap_or(0),
             expires_at: invoice.expires_at().unwrap_or(Duration::MAX),
+            preimage,
             paid: false,
         };
         self.invoices
             .insert(invoice.payment_hash().to_byte_array(), record);
+    }
+
+    /// Pays `invoice` over the mock's Lightning network at `now`: only an invoice minted
+    /// here, unexpired and unpaid; marks it paid and releases its preimage.
+    pub(crate) fn pay_invoice(
+        &mut self,
+        payment_hash: &[u8; 32],
+        invoice: &str,
+        now: Duration,
+    ) -> Result<LightningPayment, PayError> {
+        let record = self
+            .invoices
+            .get_mut(payment_hash)
+            .filter(|record| record.invoice == invoice)
+            .ok_or(PayError::Unknown)?;
+        if now >= record.expires_at {
+            return Err(PayError::Expired);
+        }
+        if record.paid {
+            return Err(PayError::AlreadyPaid);
+        }
+        record.paid = true;
+        Ok(LightningPayment {
+            preimage: record.preimage.to_lower_hex_string(),
+            payment_hash: payment_hash.to_lower_hex_string(),
+            amount_msat: record.amount_msat,
+        })
+    }
+
+    /// Records an `lnbtc` replay key; `false` when it was already there (a duplicate).
+    pub(crate) fn record_upfront(&mut self, replay_key: String) -> bool {
+        self.upfront_settled.insert(replay_key)
     }
 
     pub(crate) fn fund(&mut self, client: PublicKey, msat: u64) {

@@ -9,6 +9,13 @@
 //! records every call, and injects [`Fault`]s on demand. [`TestWallet`] is the matching client
 //! key.
 //!
+//! For the `lnbtc` flow it also plays the Lightning network: `/requirements` with a
+//! `descriptionHash` mints an invoice bound to that request hash, [`MockFacilitator::pay_invoice`]
+//! (or `POST /pay` over HTTP, or [`TestWallet::pay_invoice`]) pays an invoice it minted and
+//! returns the preimage, and `/settle` of x402 version 2 checks the proof with
+//! [`lnbtc::settle`](crate::lnbtc::settle) and records its payment hash once. It is also a
+//! [`Receiver`](crate::receiver::Receiver).
+//!
 //! ```
 //! use x402_lightning::mock::{MockFacilitator, TestWallet};
 //! use x402_lightning::{Facilitator, FacilitatorCall, HttpFacilitator, Network};
@@ -52,8 +59,12 @@ use http::{HeaderMap, StatusCode};
 use lightning_invoice::Bolt11Invoice;
 use tokio::task::JoinHandle;
 
+use crate::lnbtc::types as lnbtc;
+use crate::receiver::{FacilitatorReceiver, InvoiceRequest, Receiver, ReceiverError};
+
 pub use self::fault::{Fault, InvoiceFault};
 pub use self::keys::InvalidSecretKey;
+pub use self::ledger::{LightningPayment, PayError};
 pub use self::node::{InvoiceSpec, MintError, MintedInvoice, MockNode};
 pub use self::wallet::{DEMO_WALLET_SECRET, Forgery, TestWallet};
 
@@ -335,6 +346,14 @@ impl MockFacilitator {
         })
     }
 
+    /// Pays `invoice` over the mock's Lightning network, as a payer's wallet would, and returns
+    /// its preimage: the proof of payment of the `lnbtc` flow. Only an invoice minted here,
+    /// unexpired (by the mock's clock) and not yet paid, by this or by the seed flow's
+    /// `/settle`. Over HTTP: `POST /pay {"invoice": "…"}`.
+    pub fn pay_invoice(&self, invoice: &str) -> Result<LightningPayment, PayError> {
+        self.shared.pay_invoice(invoice)
+    }
+
     /// Every call answered so far, oldest first.
     pub fn calls(&self) -> Vec<RecordedCall> {
         lock(&self.shared.calls).clone()
@@ -432,6 +451,24 @@ impl Facilitator for MockFacilitator {
 
     async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
         self.call_in_process(FacilitatorCall::Supported, None::<&()>)
+            .await
+    }
+
+    async fn settle_lnbtc(
+        &self,
+        request: &lnbtc::SettleRequest,
+    ) -> Result<lnbtc::SettleResponse, FacilitatorError> {
+        self.call_in_process(FacilitatorCall::Settle, Some(request))
+            .await
+    }
+}
+
+/// The mock as a [`Receiver`]: its `/requirements` (in process, with its faults and call
+/// record), whose node keeps each invoice's preimage for [`MockFacilitator::pay_invoice`].
+impl Receiver for MockFacilitator {
+    async fn create_invoice(&self, request: &InvoiceRequest) -> Result<String, ReceiverError> {
+        FacilitatorReceiver(self.clone())
+            .create_invoice(request)
             .await
     }
 }

@@ -32,8 +32,12 @@ pub struct InvoiceSpec {
     pub network: Network,
     /// The amount in msat.
     pub amount_msat: u64,
-    /// The description; over 639 bytes it is committed to by hash.
+    /// The description; over 639 bytes it is committed to by hash. Ignored when
+    /// `description_hash` is set.
     pub description: String,
+    /// The invoice's only description: this hash (BOLT11 `h`), as the `lnbtc` scheme binds an
+    /// invoice to a request.
+    pub description_hash: Option<[u8; 32]>,
     /// Creation time, since the Unix epoch (whole seconds are kept).
     pub created_at: Duration,
     /// How long the invoice can be paid after `created_at`.
@@ -47,6 +51,7 @@ impl InvoiceSpec {
             network,
             amount_msat,
             description: String::new(),
+            description_hash: None,
             created_at: crate::invoice::unix_now(),
             expiry: Duration::from_secs(3600),
         }
@@ -120,7 +125,9 @@ impl MockNode {
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
 
-        let description = if spec.description.len() <= MAX_DESCRIPTION_BYTES {
+        let description = if let Some(hash) = spec.description_hash {
+            Bolt11InvoiceDescription::Hash(Sha256(sha256::Hash::from_byte_array(hash)))
+        } else if spec.description.len() <= MAX_DESCRIPTION_BYTES {
             let text = Description::new(spec.description.clone())
                 .map_err(|err| MintError(err.to_string()))?;
             Bolt11InvoiceDescription::Direct(text)

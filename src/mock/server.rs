@@ -16,10 +16,14 @@ use serde_json::{Value, json};
 
 use super::RecordedCall;
 use super::fault::{Fault, FaultPlan, InvoiceFault};
-use super::ledger::{Ledger, Rejection, Rules};
+use super::ledger::{Ledger, LightningPayment, PayError, Rejection, Rules};
 use super::node::{InvoiceSpec, MintedInvoice, MockNode};
 use crate::clock::SharedClock;
 use crate::facilitator::FacilitatorCall;
+use crate::lnbtc::binding::RequestHash;
+use crate::lnbtc::reason as lnbtc_reason;
+use crate::lnbtc::settle::{self, SettlePolicy};
+use crate::lnbtc::types as lnbtc;
 use crate::network::Network;
 use crate::types::{
     ASSET_BTC, LightningExtra, PaymentRequirements, RequirementsRequest, Scheme, SettleResponse,
@@ -61,7 +65,48 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/verify", post(verify))
         .route("/settle", post(settle))
         .route("/supported", get(supported))
+        .route("/pay", post(pay))
         .with_state(shared)
+}
+
+/// `POST /pay {"invoice": "…"}`: the mock's Lightning network pays an invoice the mock minted
+/// and answers `{"preimage", "paymentHash", "amountMsat"}` (404 unknown, 410 expired, 409
+/// already paid). Not a facilitator call: no token, no faults, no record.
+async fn pay(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    struct PayRequest {
+        invoice: String,
+    }
+    let (status, reply) = match serde_json::from_slice::<PayRequest>(&body) {
+        Err(err) => (
+            StatusCode::BAD_REQUEST,
+            json!({ "error": format!("expected {{\"invoice\": \"<bolt11>\"}}: {err}") }),
+        ),
+        Ok(request) => match shared.pay_invoice(&request.invoice) {
+            Ok(paid) => (
+                StatusCode::OK,
+                json!({
+                    "preimage": paid.preimage,
+                    "paymentHash": paid.payment_hash,
+                    "amountMsat": paid.amount_msat.to_string(),
+                }),
+            ),
+            Err(err) => {
+                let status = match err {
+                    PayError::Unknown => StatusCode::NOT_FOUND,
+                    PayError::Expired => StatusCode::GONE,
+                    PayError::AlreadyPaid => StatusCode::CONFLICT,
+                };
+                (status, json!({ "error": err.to_string() }))
+            }
+        },
+    };
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        reply.to_string(),
+    )
+        .into_response()
 }
 
 async fn requirements(
@@ -200,19 +245,34 @@ impl Shared {
                 }),
                 _ => self.verify(body),
             },
+            FacilitatorCall::Settle if is_version_2(body) => match fault {
+                Some(Fault::SettleFailed(reason)) => ok(&lnbtc::SettleResponse::failure(
+                    self.rules.network.lnbtc_id(),
+                    reason.clone(),
+                )),
+                _ => self.settle_lnbtc(body),
+            },
             FacilitatorCall::Settle => match fault {
                 Some(Fault::SettleFailed(reason)) => ok(&self.failed_settle(reason, None)),
                 _ => self.settle(body),
             },
             FacilitatorCall::Supported => ok(&SupportedResponse {
-                kinds: vec![SupportedKind {
-                    x402_version: X402_VERSION,
-                    scheme: Scheme::Exact.as_str().to_owned(),
-                    network: self.rules.network.as_str().to_owned(),
-                    extra: Some(SupportedExtra {
-                        pay_to: Some(self.node.pay_to().to_string()),
-                    }),
-                }],
+                kinds: vec![
+                    SupportedKind {
+                        x402_version: X402_VERSION,
+                        scheme: Scheme::Exact.as_str().to_owned(),
+                        network: self.rules.network.as_str().to_owned(),
+                        extra: Some(SupportedExtra {
+                            pay_to: Some(self.node.pay_to().to_string()),
+                        }),
+                    },
+                    SupportedKind {
+                        x402_version: lnbtc::X402_VERSION_2,
+                        scheme: lnbtc::SCHEME_EXACT.to_owned(),
+                        network: self.rules.network.lnbtc_id().to_owned(),
+                        extra: None,
+                    },
+                ],
             }),
         }
     }
@@ -245,13 +305,37 @@ impl Shared {
         if request.amount == 0 {
             return error(StatusCode::BAD_REQUEST, "amount must be at least 1 msat");
         }
+        // An invoice for the lnbtc flow too: described only by the request hash, and expiring
+        // after exactly `maxTimeoutSeconds`.
+        let (description_hash, expiry) = match &request.description_hash {
+            None => (None, self.invoice_expiry),
+            Some(hex) => match RequestHash::from_hex(hex) {
+                Some(hash) if request.max_timeout_seconds > 0 => (
+                    Some(hash.0),
+                    Duration::from_secs(request.max_timeout_seconds),
+                ),
+                Some(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "maxTimeoutSeconds must be positive: it is the invoice's expiry",
+                    );
+                }
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "descriptionHash must be 64 lowercase hex characters",
+                    );
+                }
+            },
+        };
 
         let mut spec = InvoiceSpec {
             network: self.rules.network,
             amount_msat: request.amount,
             description: request.description.clone(),
+            description_hash,
             created_at: self.clock.unix_now(),
-            expiry: self.invoice_expiry,
+            expiry,
         };
         let mut minter = self.node.clone();
         let mut max_amount_required = request.amount;
@@ -279,11 +363,11 @@ impl Shared {
             _ => self.node.pay_to().to_string(),
         };
 
-        let MintedInvoice { invoice, .. } = match minter.mint_on(currency, &spec) {
+        let MintedInvoice { invoice, preimage } = match minter.mint_on(currency, &spec) {
             Ok(minted) => minted,
             Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
         };
-        lock(&self.ledger).record_invoice(&invoice);
+        lock(&self.ledger).record_invoice(&invoice, preimage);
         tracing::debug!(payment_hash = %invoice.payment_hash(), amount_msat = spec.amount_msat, "mock minted invoice");
 
         ok(&PaymentRequirements {
@@ -350,6 +434,55 @@ impl Shared {
         }
     }
 
+    /// `/settle` of x402 version 2: the scheme's ordered validation on the JSON received, then
+    /// an atomic insert of the replay key.
+    fn settle_lnbtc(&self, body: &[u8]) -> Reply {
+        let network = self.rules.network.lnbtc_id();
+        let request: Value = match serde_json::from_slice(body) {
+            Ok(request) => request,
+            Err(err) => {
+                return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {err}"));
+            }
+        };
+        let policy = SettlePolicy {
+            networks: vec![self.rules.network],
+            skew_secs: crate::lnbtc::DEFAULT_SKEW_SECS,
+        };
+        let now = self.clock.unix_now().as_secs();
+        let proof = match settle::validate(
+            &request["paymentPayload"],
+            &request["paymentRequirements"],
+            &policy,
+            now,
+        ) {
+            Ok(proof) => proof,
+            Err(rejection) => {
+                tracing::debug!(
+                    reason = rejection.reason,
+                    step = rejection.step,
+                    "mock refused lnbtc settle"
+                );
+                return ok(&lnbtc::SettleResponse::failure(network, rejection.reason));
+            }
+        };
+        if !lock(&self.ledger).record_upfront(proof.replay_key.clone()) {
+            return ok(&lnbtc::SettleResponse::failure(
+                network,
+                lnbtc_reason::DUPLICATE_SETTLEMENT,
+            ));
+        }
+        tracing::debug!(payment_hash = %proof.invoice.payment_hash_hex(), "mock settled lnbtc proof");
+        ok(&proof.success_response())
+    }
+
+    /// Pays an invoice minted here over the mock's Lightning network.
+    pub(crate) fn pay_invoice(&self, invoice: &str) -> Result<LightningPayment, PayError> {
+        let payment_hash = crate::lnbtc::invoice::decode(invoice)
+            .map_err(|_| PayError::Unknown)?
+            .payment_hash;
+        lock(&self.ledger).pay_invoice(&payment_hash, invoice, self.clock.unix_now())
+    }
+
     fn failed_settle(&self, reason: &str, payer: Option<String>) -> SettleResponse {
         SettleResponse {
             success: false,
@@ -401,6 +534,16 @@ fn reason_for_malformed(value: &Value) -> &'static str {
         return reason::INVALID_NETWORK;
     }
     reason::INVALID_PAYLOAD
+}
+
+/// Whether a `/settle` body speaks x402 version 2: the request and its payment both say so
+/// (a seed-flow payment under a wrong outer version is the seed flow's verdict to give).
+fn is_version_2(body: &[u8]) -> bool {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let v2 = Some(u64::from(lnbtc::X402_VERSION_2));
+    request["x402Version"].as_u64() == v2 && request["paymentPayload"]["x402Version"].as_u64() == v2
 }
 
 /// An amount that is surely not `amount`.

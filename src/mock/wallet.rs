@@ -9,7 +9,10 @@ use bitcoin::secp256k1::{Message, PublicKey, SecretKey};
 use serde_json::json;
 
 use super::keys::{InvalidSecretKey, KeyPair, SECP};
+use super::{LightningPayment, MockFacilitator, PayError};
 use crate::header::encode_payment_header;
+use crate::lnbtc;
+use crate::lnbtc::client::{ClientError, ClientPolicy, IntendedRequest, PayerResult, PayerStatus};
 use crate::network::Network;
 use crate::types::{ExactLightningPayload, PaymentPayload, PaymentRequirements, X402_VERSION};
 
@@ -113,6 +116,57 @@ impl TestWallet {
     /// The `X-PAYMENT` header value paying the requirements' invoice.
     pub fn pay(&self, requirements: &PaymentRequirements) -> String {
         encode_payment_header(&self.authorize(requirements))
+    }
+
+    /// Pays `invoice` over `mock`'s Lightning network and returns its preimage (see
+    /// [`MockFacilitator::pay_invoice`]).
+    pub fn pay_invoice(
+        &self,
+        mock: &MockFacilitator,
+        invoice: &str,
+    ) -> Result<LightningPayment, PayError> {
+        mock.pay_invoice(invoice)
+    }
+
+    /// Pays an `lnbtc` challenge as a client must: checks it against the `intended` request at
+    /// `now` (Unix seconds) with [`lnbtc::client::select`](crate::lnbtc::client::select) on
+    /// `mock`'s network, pays the invoice through `mock`, checks the result, and returns the
+    /// `PAYMENT-SIGNATURE` header value. Errors carry the scheme's reasons; a refused payment is
+    /// reported as `exact_lnbtc_payment_not_paid`.
+    pub fn pay_lnbtc(
+        &self,
+        mock: &MockFacilitator,
+        required: &lnbtc::types::PaymentRequired,
+        intended: &IntendedRequest<'_>,
+        now: u64,
+    ) -> Result<String, ClientError> {
+        let policy = ClientPolicy {
+            networks: vec![mock.network()],
+            ..ClientPolicy::default()
+        };
+        let selected = lnbtc::client::select(required, intended, &policy, now)?;
+        let invoice = selected
+            .requirements
+            .invoice()
+            .unwrap_or_default()
+            .to_owned();
+        let result = match self.pay_invoice(mock, &invoice) {
+            Ok(paid) => PayerResult {
+                status: PayerStatus::Paid,
+                invoice,
+                payment_hash: paid.payment_hash,
+                amount_msat: paid.amount_msat,
+                preimage: Some(paid.preimage),
+            },
+            Err(err) => {
+                return Err(ClientError {
+                    reason: lnbtc::reason::PAYMENT_NOT_PAID,
+                    detail: err.to_string(),
+                });
+            }
+        };
+        let payment = selected.into_payment(&result)?;
+        Ok(lnbtc::header::encode_payment_signature(&payment))
     }
 
     /// An `X-PAYMENT` header value spoiled in the way `forgery` says.

@@ -17,6 +17,7 @@ mod demo_shared;
 #[allow(unused_imports, reason = "each test binary uses some of them")]
 pub use self::demo_shared::{INFER_MSAT, PREMIUM_MSAT, WEATHER_MSAT, demo_prices};
 
+use x402_lightning::Flows;
 use x402_lightning::clock::{Clock, SystemClock};
 use x402_lightning::header::{decode_payment_response_header, encode_payment_header};
 use x402_lightning::layer::X402LayerBuilder;
@@ -92,7 +93,10 @@ pub async fn start() -> Harness {
 pub async fn start_with(
     configure: impl FnOnce(X402LayerBuilder<HttpFacilitator>) -> X402LayerBuilder<HttpFacilitator>,
 ) -> Harness {
-    start_layer(|mock| configure(demo_prices(facilitator_for(mock), mock.network()))).await
+    start_layer(|mock| {
+        configure(demo_prices(facilitator_for(mock), mock.network()).flows(Flows::V1))
+    })
+    .await
 }
 
 /// The demo app behind the layer `prices` declares for a fresh regtest mock (which it may read,

@@ -1,0 +1,338 @@
+//! The `lnbtc` flow (x402 version 2, upstream scheme `exact` on `lnbtc`, `upfront`): the
+//! client paid the challenge's invoice with any wallet and sends the preimage in
+//! `PAYMENT-SIGNATURE`. The layer recomputes the requirements for *this* request, runs the
+//! scheme's checks in upstream's order, asks the facilitator to `/settle` (never `/verify`),
+//! and runs the handler only once the payment hash is recorded as used.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use serde_json::Value;
+use tower_service::Service;
+
+use super::{Sale, call_when_ready, reason_or};
+use crate::facilitator::{Facilitator, FacilitatorError};
+use crate::header::TakenPayment;
+use crate::invoice::parse_node_id;
+use crate::layer::detach::run_detached;
+use crate::layer::guard::PaymentHash;
+use crate::layer::hooks::{self, SettleFailed, Settled};
+use crate::layer::payment::VerifiedPayment;
+use crate::layer::respond::{self, IN_FLIGHT, MALFORMED_PAYMENT};
+use crate::lnbtc::binding::HTTP_PROFILE;
+use crate::lnbtc::header::decode_payment_signature;
+use crate::lnbtc::reason;
+use crate::lnbtc::settle::{self, SettlePolicy, ValidProof};
+use crate::lnbtc::types::{
+    LnbtcExtra, PaymentRequirements, SCHEME_EXACT, SettleRequest, SettleResponse,
+};
+use crate::price::Price;
+use crate::types;
+
+impl<F: Facilitator> Sale<'_, F> {
+    /// Serves a request paying with `PAYMENT-SIGNATURE`.
+    pub(super) async fn serve_lnbtc<S, ReqBody, ResBody>(
+        &self,
+        mut head: Parts,
+        body: ReqBody,
+        inner: S,
+        header: TakenPayment,
+        price: Price,
+    ) -> Result<Response<ResBody>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ResBody: From<Bytes>,
+    {
+        let (payment, requirements, proof) = match self.check_proof(header, price) {
+            Ok(checked) => checked,
+            Err((error, hash)) => {
+                return Ok(self.refuse_with_offer(&head, error, None, hash).await);
+            }
+        };
+        let shared = self.shared;
+        let hash: PaymentHash = proof.invoice.payment_hash;
+        let hash_hex = proof.invoice.payment_hash_hex();
+        let Some(claim) = shared.in_flight.try_claim(hash) else {
+            tracing::info!(payment_hash = %hash_hex, "invoice already in flight");
+            let refusal = respond::invoice_in_flight();
+            return Ok(self
+                .refused(refusal, || IN_FLIGHT.to_owned(), Some(hash_hex))
+                .await);
+        };
+        if shared.settled.contains(&hash) {
+            tracing::info!(payment_hash = %hash_hex, "payment hash already settled here");
+            let error = reason::DUPLICATE_SETTLEMENT.to_owned();
+            return Ok(self
+                .refuse_with_offer(&head, error, None, Some(hash_hex))
+                .await);
+        }
+
+        let verified = VerifiedPayment {
+            // Lightning reveals no payer.
+            payer: String::new(),
+            payment_hash: hash_hex.clone(),
+            amount_msat: price.as_msat(),
+            network: shared.network,
+            invoice: requirements.invoice().unwrap_or_default().to_owned(),
+            settled: true,
+        };
+        let order = SettleRequest::new(payment, &requirements);
+        let shared_owned = Arc::clone(shared);
+        let (route, method) = (self.route.clone(), self.method.clone());
+        let event_payment = verified.clone();
+        // Detached: a client hanging up mid-settle cannot make the layer forget the outcome.
+        let finished = run_detached(async move {
+            let shared = shared_owned;
+            let outcome = shared.facilitator.settle_lnbtc(&order).await;
+            let may_have_paid = match &outcome {
+                Ok(settlement) => {
+                    settlement.success
+                        || settlement.error_reason.as_deref() == Some(reason::DUPLICATE_SETTLEMENT)
+                }
+                Err(_) => false,
+            };
+            if may_have_paid {
+                shared.settled.insert(hash);
+            }
+            let outcome = judge(
+                outcome,
+                shared.network.lnbtc_id(),
+                &event_payment.payment_hash,
+            );
+            let hooks = &shared.hooks;
+            match &outcome {
+                Outcome::Paid(settlement) => {
+                    let event = Settled {
+                        route,
+                        method,
+                        payer: String::new(),
+                        payment_hash: event_payment.payment_hash,
+                        amount_msat: event_payment.amount_msat,
+                        network: event_payment.network,
+                        handler_ran: false,
+                        settlement: as_seed_settlement(settlement, shared.network),
+                    };
+                    hooks::fire(hooks.settled.as_ref(), "settled", event).await;
+                }
+                failure if hooks.settle_failed.is_some() => {
+                    let (status, reason) = failure.refusal();
+                    let event = SettleFailed {
+                        route,
+                        method,
+                        payment_hash: event_payment.payment_hash,
+                        amount_msat: event_payment.amount_msat,
+                        payer: String::new(),
+                        reason,
+                        status,
+                        handler_ran: false,
+                        may_have_paid,
+                    };
+                    hooks::fire(hooks.settle_failed.as_ref(), "settle_failed", event).await;
+                }
+                _ => {}
+            }
+            // Held until the hooks are done.
+            drop(claim);
+            outcome
+        })
+        .await;
+        let settlement = match finished {
+            Some(Outcome::Paid(settlement)) => settlement,
+            Some(Outcome::Refused(settlement)) => {
+                let error = reason_or(
+                    settlement.error_reason.clone(),
+                    reason::DUPLICATE_SETTLEMENT,
+                );
+                tracing::info!(payment_hash = %hash_hex, reason = %error, "lnbtc settle refused");
+                let mut refusal = self.payment_required(&head, error, None).await;
+                respond::add_lnbtc_payment_response(refusal.headers_mut(), &settlement);
+                return Ok(refusal);
+            }
+            Some(Outcome::Failed(err)) => {
+                tracing::warn!(payment_hash = %hash_hex, error = %err, "lnbtc settle failed");
+                return Ok(respond::facilitator_failed(&err));
+            }
+            Some(Outcome::Unusable(why)) => {
+                tracing::error!(payment_hash = %hash_hex, why, "lnbtc settle answer unusable");
+                return Ok(respond::bad_settlement(why));
+            }
+            None => {
+                tracing::error!(payment_hash = %hash_hex, "settle task did not complete");
+                return Ok(respond::bad_settlement("the call did not complete"));
+            }
+        };
+        tracing::info!(payment_hash = %hash_hex, "lnbtc payment settled");
+        head.extensions.insert(verified);
+        // The upfront flow: the payment is taken, whatever the handler answers.
+        let mut response = call_when_ready(inner, Request::from_parts(head, body)).await?;
+        respond::mark_paid_lnbtc(response.headers_mut(), &settlement);
+        Ok(response)
+    }
+
+    /// Decodes `PAYMENT-SIGNATURE` and runs the scheme's checks against the requirements of
+    /// this request: the payment as received, those requirements, and the valid proof. `Err`
+    /// is the 402's `error` (the upstream reason for a failed check) and the payment hash when
+    /// one is known.
+    fn check_proof(
+        &self,
+        header: TakenPayment,
+        price: Price,
+    ) -> Result<(Value, PaymentRequirements, ValidProof), (String, Option<String>)> {
+        let shared = self.shared;
+        let value = match header {
+            TakenPayment::One(value) => value,
+            TakenPayment::Several => {
+                let error = format!("{MALFORMED_PAYMENT}: more than one PAYMENT-SIGNATURE header");
+                return Err((error, None));
+            }
+            TakenPayment::Missing => {
+                return Err((respond::PAYMENT_SIGNATURE_REQUIRED.to_owned(), None));
+            }
+        };
+        let payment = decode_payment_signature(value.as_bytes(), shared.max_header_bytes)
+            .map_err(|err| (format!("{MALFORMED_PAYMENT}: {err}"), None))?;
+        let network = shared.network.lnbtc_id();
+        let accepted = &payment["accepted"];
+        if accepted["scheme"].as_str() != Some(SCHEME_EXACT) {
+            let error = format!(
+                "{MALFORMED_PAYMENT}: scheme {} is not offered here (exact)",
+                accepted["scheme"]
+            );
+            return Err((error, None));
+        }
+        if accepted["network"].as_str() != Some(network) {
+            let error = format!(
+                "{MALFORMED_PAYMENT}: network {} is not offered here ({network})",
+                accepted["network"]
+            );
+            return Err((error, None));
+        }
+        let Some(bound) = &self.bound else {
+            return Err((reason::REQUEST_BINDING.to_owned(), None));
+        };
+        let pay_to = self.expected_pay_to(accepted["payTo"].as_str())?;
+        let requirements = PaymentRequirements::lnbtc(
+            shared.network,
+            price.as_msat(),
+            pay_to,
+            self.tag.max_timeout_seconds,
+            LnbtcExtra {
+                // The facilitator settles the accepted invoice, whatever this one says.
+                invoice: accepted["extra"]["invoice"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                request_hash: bound.binding.request_hash.to_hex(),
+                request_binding_profile: HTTP_PROFILE.to_owned(),
+                request_binding_params: bound.params.clone(),
+            },
+        );
+        let expected = serde_json::to_value(&requirements).unwrap_or(Value::Null);
+        let policy = SettlePolicy {
+            networks: vec![shared.network],
+            skew_secs: shared.skew_secs,
+        };
+        let now = shared.clock.unix_now().as_secs();
+        match settle::validate(&payment, &expected, &policy, now) {
+            Ok(proof) => Ok((payment, requirements, proof)),
+            Err(rejection) => {
+                tracing::info!(
+                    reason = rejection.reason,
+                    step = rejection.step,
+                    detail = %rejection.detail,
+                    "lnbtc payment refused"
+                );
+                Err((rejection.reason.to_owned(), None))
+            }
+        }
+    }
+
+    /// The `payTo` this request's requirements name: the pinned node, else the accepted one
+    /// when the receiver vouched for it (the payee of one of this layer's invoices, or the
+    /// facilitator's announced node). A `payTo` that is not a key is left for the checks to
+    /// refuse as malformed.
+    fn expected_pay_to(&self, accepted: Option<&str>) -> Result<String, (String, Option<String>)> {
+        let shared = self.shared;
+        if let Some(pinned) = shared.pay_to {
+            return Ok(pinned.to_string());
+        }
+        let accepted = accepted.unwrap_or_default();
+        let Ok(key) = parse_node_id(accepted) else {
+            return Ok(accepted.to_owned());
+        };
+        match shared.facilitator_state.payee_is_known(&key) {
+            Some(true) => Ok(accepted.to_owned()),
+            known => {
+                tracing::info!(pay_to = accepted, known = ?known, "lnbtc payment to an unknown payee");
+                Err((reason::PAY_TO_MISMATCH.to_owned(), None))
+            }
+        }
+    }
+}
+
+/// What an `lnbtc` settle came to.
+enum Outcome {
+    /// Recorded this payment hash on this network.
+    Paid(SettleResponse),
+    /// `success: false`.
+    Refused(SettleResponse),
+    /// No answer.
+    Failed(FacilitatorError),
+    /// A success for another payment hash or network.
+    Unusable(&'static str),
+}
+
+impl Outcome {
+    /// The status and `error` the client gets for a settle that did not pay.
+    fn refusal(&self) -> (StatusCode, String) {
+        match self {
+            Outcome::Paid(_) => (StatusCode::OK, String::new()),
+            Outcome::Refused(settlement) => (
+                StatusCode::PAYMENT_REQUIRED,
+                reason_or(
+                    settlement.error_reason.clone(),
+                    reason::DUPLICATE_SETTLEMENT,
+                ),
+            ),
+            Outcome::Failed(err) => respond::facilitator_failure(err),
+            Outcome::Unusable(why) => {
+                (StatusCode::BAD_GATEWAY, respond::bad_settlement_reason(why))
+            }
+        }
+    }
+}
+
+/// Sorts a settle answer for the payment hash `hash_hex` on the `lnbtc` id `network`.
+fn judge(
+    outcome: Result<SettleResponse, FacilitatorError>,
+    network: &str,
+    hash_hex: &str,
+) -> Outcome {
+    match outcome {
+        Err(err) => Outcome::Failed(err),
+        Ok(settlement) if !settlement.success => Outcome::Refused(settlement),
+        Ok(settlement) if settlement.network != network => {
+            Outcome::Unusable("settled on another network")
+        }
+        Ok(settlement) if settlement.transaction != hash_hex => {
+            Outcome::Unusable("settled another payment hash")
+        }
+        Ok(settlement) => Outcome::Paid(settlement),
+    }
+}
+
+/// An `lnbtc` settlement in the shape hooks report (the seed flow's, with its network name).
+fn as_seed_settlement(
+    settlement: &SettleResponse,
+    network: crate::network::Network,
+) -> types::SettleResponse {
+    types::SettleResponse {
+        success: settlement.success,
+        error_reason: settlement.error_reason.clone(),
+        transaction: settlement.transaction.clone(),
+        network,
+        payer: None,
+    }
+}
