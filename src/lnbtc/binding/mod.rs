@@ -6,15 +6,56 @@
 //! from the actual request. Every failure is a [`BindingError`] whose
 //! [`reason`](BindingError::reason) is `invalid_exact_lnbtc_request_binding` or
 //! `invalid_exact_lnbtc_request_mismatch`.
+//!
+//! ```
+//! use x402_lightning::lnbtc::binding::{BoundHeaders, http_binding};
+//!
+//! let binding = http_binding(
+//!     "GET",
+//!     "https://api.example.com/article/A",
+//!     b"",
+//!     &BoundHeaders::default(),
+//!     &[],
+//! )?;
+//! assert_eq!(
+//!     binding.request_hash.to_hex(),
+//!     "0d6623f775e025501fa7f0a30b54da25aad62b6ccfe35c85da38016711e6c018",
+//! );
+//! # Ok::<(), x402_lightning::lnbtc::binding::BindingError>(())
+//! ```
+//!
+//! Choices where the upstream vectors leave a question open:
+//!
+//! - `http-port-zero`: a URL naming port 0 is refused (`request_binding`).
+//! - `http-adapter-origin-policy`: a request whose public authority is not the configured one
+//!   is refused with `request_mismatch`; a request carrying no authority at all binds the
+//!   configured origin with its target.
+//! - `mcp-integer-range`: an integral number of magnitude above 2^53 − 1 in the arguments or
+//!   a bound metadata value is refused (`request_binding`), whatever its spelling.
+
+mod http;
+mod mcp;
+mod origin;
+mod uri;
 
 use std::fmt;
 
+use bitcoin::hashes::{Hash as _, HashEngine as _, sha256};
+use bitcoin::hex::DisplayHex as _;
 use serde_json::Value;
+
+pub use self::http::{BoundHeaders, http_binding};
+pub use self::mcp::mcp_binding;
+pub use self::origin::{PublicOrigin, server_http_binding};
+use super::reason;
 
 /// The HTTP profile.
 pub const HTTP_PROFILE: &str = "http:1";
 /// The MCP `tools/call` profile.
 pub const MCP_PROFILE: &str = "mcp:1";
+
+/// The domain tag's prefix; the profile completes it.
+const DOMAIN_PREFIX: &str = "x402:exact:lnbtc:bolt11:";
 
 /// A request hash: SHA-256 of the canonical description bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,12 +64,32 @@ pub struct RequestHash(pub [u8; 32]);
 impl RequestHash {
     /// Parses 64 lowercase hex characters (nothing else is a valid `extra.requestHash`).
     pub fn from_hex(hex: &str) -> Option<Self> {
-        todo!("{hex}")
+        fn nibble(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            }
+        }
+        let digits = hex.as_bytes();
+        if digits.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(Self(bytes))
     }
 
     /// The 64 lowercase hex characters.
     pub fn to_hex(&self) -> String {
-        todo!()
+        self.0.to_lower_hex_string()
+    }
+
+    /// SHA-256 of `bytes`.
+    fn of(bytes: &[u8]) -> Self {
+        Self(sha256::Hash::hash(bytes).to_byte_array())
     }
 }
 
@@ -53,6 +114,20 @@ pub struct Binding {
     pub request_hash: RequestHash,
 }
 
+impl Binding {
+    /// Canonicalizes `object` (built here, so JCS cannot meet a non-finite number or a
+    /// duplicate member; an error is still an error, never a panic).
+    fn of(object: &Value) -> Result<Self, BindingError> {
+        let description = serde_json_canonicalizer::to_string(object)
+            .map_err(|err| BindingError::binding(format!("cannot canonicalize: {err}")))?;
+        let request_hash = RequestHash::of(description.as_bytes());
+        Ok(Self {
+            description,
+            request_hash,
+        })
+    }
+}
+
 /// Why a request cannot be bound.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}: {detail}")]
@@ -66,97 +141,176 @@ impl BindingError {
     pub fn reason(&self) -> &'static str {
         self.reason
     }
-}
 
-/// The bound header names of an `http:1` route: lowercase HTTP field-name tokens in ascending
-/// byte order, unique, never `payment-signature`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BoundHeaders(Vec<String>);
-
-impl BoundHeaders {
-    /// Validates `names` as given (not sorted for the caller: an unsorted list is an error).
-    pub fn new<I, S>(names: I) -> Result<Self, BindingError>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let _ = names;
-        todo!()
+    /// What was wrong, for logs.
+    pub fn detail(&self) -> &str {
+        &self.detail
     }
 
-    /// The names.
-    pub fn names(&self) -> &[String] {
-        &self.0
+    /// A missing, malformed or unsupported binding input (`request_binding`).
+    pub(crate) fn binding(detail: impl Into<String>) -> Self {
+        Self {
+            reason: reason::REQUEST_BINDING,
+            detail: detail.into(),
+        }
     }
 
-    /// `{"headers": [names…]}`, the `requestBindingParams` of `http:1`.
-    pub fn params(&self) -> Value {
-        todo!()
+    /// A well-formed input that differs from what is configured (`request_mismatch`).
+    pub(crate) fn mismatch(detail: impl Into<String>) -> Self {
+        Self {
+            reason: reason::REQUEST_MISMATCH,
+            detail: detail.into(),
+        }
     }
-}
-
-/// `http:1` from a full request: `method` (case kept), absolute `url`, the body bytes, and the
-/// request's header lines (any name case; repeated lines are joined as RFC 9421 §2.1 says).
-pub fn http_binding(
-    method: &str,
-    url: &str,
-    body: &[u8],
-    bound: &BoundHeaders,
-    header_lines: &[(&str, &[u8])],
-) -> Result<Binding, BindingError> {
-    let _ = (method, url, body, bound, header_lines);
-    todo!()
-}
-
-/// A server's configured public origin (`scheme://host[:port]`, no path), the only origin its
-/// `http:1` bindings ever use.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PublicOrigin(String);
-
-impl PublicOrigin {
-    /// Parses an `http`/`https` origin; the default port of the scheme is dropped.
-    pub fn parse(origin: &str) -> Result<Self, BindingError> {
-        let _ = origin;
-        todo!()
-    }
-
-    /// The origin as hashed, e.g. `https://api.example.com`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// `http:1` as a server adapter computes it: the configured origin plus the raw request
-/// `target` (path and query as received), after checking the request's authority
-/// (`:authority`, `Host`, `X-Forwarded-Host`, `X-Forwarded-Proto` lines, as `header_lines`)
-/// against the origin.
-pub fn server_http_binding(
-    origin: &PublicOrigin,
-    method: &str,
-    target: &str,
-    body: &[u8],
-    bound: &BoundHeaders,
-    header_lines: &[(&str, &[u8])],
-) -> Result<Binding, BindingError> {
-    let _ = (origin, method, target, body, bound, header_lines);
-    todo!()
-}
-
-/// `mcp:1` for a `tools/call` whose `params` are the raw JSON text `params_json` (so duplicate
-/// member names, lone surrogates and out-of-range integers are seen), on the MCP endpoint
-/// `server`, binding the `_meta` members named in `bound_metadata`.
-pub fn mcp_binding(
-    server: &str,
-    bound_metadata: &[String],
-    params_json: &str,
-) -> Result<Binding, BindingError> {
-    let _ = (server, bound_metadata, params_json);
-    todo!()
 }
 
 /// Checks the syntax of `requestBindingParams` for `profile` (exactly the profile's members,
 /// well formed); an unknown profile is an error too.
 pub fn validate_params(profile: &str, params: &Value) -> Result<(), BindingError> {
-    let _ = (profile, params);
-    todo!()
+    match profile {
+        HTTP_PROFILE => BoundHeaders::from_params(params).map(drop),
+        MCP_PROFILE => mcp::check_params(params),
+        other => Err(BindingError::binding(format!(
+            "unsupported binding profile {other:?}"
+        ))),
+    }
+}
+
+/// The domain tag of `profile`.
+fn domain(profile: &str) -> String {
+    format!("{DOMAIN_PREFIX}{profile}")
+}
+
+/// `valueHash` of a bound header or metadata member: SHA-256(0x01 || bytes) when present,
+/// SHA-256(0x00) when absent, as 64 lowercase hex characters.
+fn value_hash(value: Option<&[u8]>) -> String {
+    let mut engine = sha256::Hash::engine();
+    match value {
+        Some(bytes) => {
+            engine.input(&[0x01]);
+            engine.input(bytes);
+        }
+        None => engine.input(&[0x00]),
+    }
+    sha256::Hash::from_engine(engine)
+        .to_byte_array()
+        .to_lower_hex_string()
+}
+
+/// The members of a parameter object, refusing anything but an object with exactly `names`.
+fn exact_members<'a>(
+    params: &'a Value,
+    profile: &str,
+    names: &[&str],
+) -> Result<&'a serde_json::Map<String, Value>, BindingError> {
+    let Some(members) = params.as_object() else {
+        return Err(BindingError::binding(format!(
+            "{profile} parameters are not an object"
+        )));
+    };
+    if let Some(unknown) = members.keys().find(|key| !names.contains(&key.as_str())) {
+        return Err(BindingError::binding(format!(
+            "{profile} parameters hold an unknown member {unknown:?}"
+        )));
+    }
+    if let Some(missing) = names.iter().find(|name| !members.contains_key(**name)) {
+        return Err(BindingError::binding(format!(
+            "{profile} parameters lack {missing:?}"
+        )));
+    }
+    Ok(members)
+}
+
+/// A JSON array of strings, or a `request_binding` error naming `what`.
+fn string_array<'a>(value: &'a Value, what: &str) -> Result<Vec<&'a str>, BindingError> {
+    let Some(items) = value.as_array() else {
+        return Err(BindingError::binding(format!("{what} is not an array")));
+    };
+    items
+        .iter()
+        .map(|item| {
+            item.as_str()
+                .ok_or_else(|| BindingError::binding(format!("{what} holds a non-string")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn request_hash_hex_round_trips_and_refuses_uppercase() {
+        let hex = "0d6623f775e025501fa7f0a30b54da25aad62b6ccfe35c85da38016711e6c018";
+        let hash = RequestHash::from_hex(hex);
+        assert_eq!(hash.map(|hash| hash.to_hex()).as_deref(), Some(hex));
+        assert_eq!(RequestHash::from_hex(&hex.to_uppercase()), None);
+        assert_eq!(RequestHash::from_hex(&hex[..62]), None);
+        assert_eq!(RequestHash::from_hex(&format!("{hex}00")), None);
+        assert_eq!(RequestHash::from_hex(&format!("+{}", &hex[1..])), None);
+    }
+
+    #[test]
+    fn http_params_need_exactly_valid_headers() {
+        assert_eq!(
+            validate_params(HTTP_PROFILE, &json!({"headers": []})),
+            Ok(())
+        );
+        assert_eq!(
+            validate_params(HTTP_PROFILE, &json!({"headers": ["accept", "cookie"]})),
+            Ok(())
+        );
+        for bad in [
+            json!({}),
+            json!([]),
+            json!({"headers": [], "extra": 1}),
+            json!({"headers": "accept"}),
+            json!({"headers": [1]}),
+            json!({"headers": ["cookie", "accept"]}),
+            json!({"headers": ["Accept"]}),
+            json!({"headers": ["payment-signature"]}),
+        ] {
+            let err = validate_params(HTTP_PROFILE, &bad).err();
+            assert_eq!(
+                err.map(|err| err.reason()),
+                Some(reason::REQUEST_BINDING),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn mcp_params_need_exactly_a_server_and_valid_metadata() {
+        let ok = json!({"server": "https://api.example.com/mcp", "metadata": ["account"]});
+        assert_eq!(validate_params(MCP_PROFILE, &ok), Ok(()));
+        for bad in [
+            json!({"server": "https://api.example.com/mcp"}),
+            json!({"metadata": []}),
+            json!({"server": "https://api.example.com/mcp", "metadata": [], "headers": []}),
+            json!({"server": "https://api.example.com/mcp#x", "metadata": []}),
+            json!({"server": "/mcp", "metadata": []}),
+            json!({"server": "https://api.example.com/mcp", "metadata": ["progressToken"]}),
+            json!({"server": "https://api.example.com/mcp", "metadata": ["x402/payment"]}),
+            json!({"server": "https://api.example.com/mcp", "metadata": ["b", "a"]}),
+            json!({"server": "https://api.example.com/mcp", "metadata": [""]}),
+            json!({"server": 1, "metadata": []}),
+        ] {
+            let err = validate_params(MCP_PROFILE, &bad).err();
+            assert_eq!(
+                err.map(|err| err.reason()),
+                Some(reason::REQUEST_BINDING),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_profiles_are_refused() {
+        for profile in ["http:2", "HTTP:1", "", "mcp"] {
+            let err = validate_params(profile, &json!({"headers": []})).err();
+            assert_eq!(err.map(|err| err.reason()), Some(reason::REQUEST_BINDING));
+        }
+    }
 }
