@@ -134,6 +134,14 @@ fn lines(header_lines: &[(String, String)]) -> Vec<(&str, &[u8])> {
         .collect()
 }
 
+/// The authority of an absolute URL: where the request was sent.
+fn authority<'u>(id: &str, url: &'u str) -> &'u str {
+    let Some((_, rest)) = url.split_once("://") else {
+        panic!("{id}: the vector's URL is not absolute");
+    };
+    rest.split(['/', '?', '#']).next().unwrap_or_default()
+}
+
 /// Path and query of an absolute URL: the raw request target a server receives.
 fn target(id: &str, url: &str) -> String {
     let after_scheme = match url.split_once("://") {
@@ -217,6 +225,7 @@ fn run_http_server_adapter(id: &str) {
             &origin,
             &input.method,
             &target(&label, &input.url),
+            Some(authority(&label, &input.url)),
             &hex_bytes(&label, &input.body_hex),
             &bound,
             &lines(&input.header_lines),

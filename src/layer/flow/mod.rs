@@ -229,20 +229,18 @@ fn bind<F>(
         Some(target) if target.as_str().starts_with('/') => target.as_str(),
         _ => "/",
     };
+    // An absolute-form target, or HTTP/2's `:authority`: the authority the request was sent to.
     let authority = head.uri.authority().map(|authority| authority.as_str());
-    let lines: Vec<(&str, &[u8])> = authority
-        .map(|authority| (":authority", authority.as_bytes()))
-        .into_iter()
-        .chain(
-            head.headers
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_bytes())),
-        )
+    let lines: Vec<(&str, &[u8])> = head
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
         .collect();
     let binding = server_http_binding(
         origin,
         head.method.as_str(),
         target,
+        authority,
         body,
         &tag.bound_headers,
         &lines,

@@ -1,7 +1,10 @@
 //! The `http:1` server adapter: the hashed URL is always the configured public origin plus the
 //! raw request target, never an authority the requester chose. The request's authority lines
-//! (`:authority`, `Host`, `X-Forwarded-Host`) and `X-Forwarded-Proto` are checked, and the
-//! public one must name the configured origin.
+//! (`:authority`, `Host`, `X-Forwarded-Host`) and `X-Forwarded-Proto` must be well formed, and
+//! the public one must agree with the authority of the URL the request was sent to, when the
+//! server knows one (upstream open question `http-adapter-origin-policy`: a request that
+//! consistently names another origin is bound to the configured one, outcome
+//! `bind_configured_origin`; one whose authorities disagree is refused, `reject_mismatch`).
 
 use std::net::Ipv6Addr;
 
@@ -77,31 +80,37 @@ impl PublicOrigin {
         &self.origin
     }
 
-    /// Whether `authority` names this origin (host case-insensitively, the scheme's default
-    /// port equal to no port).
-    fn is_named_by(&self, authority: &Authority<'_>) -> bool {
-        let same_host = match (&self.host, authority.host) {
-            (OriginHost::Name(ours), Host::Name(theirs)) => ours.eq_ignore_ascii_case(theirs),
-            (OriginHost::Ipv6(ours), Host::Ipv6(theirs)) => *ours == theirs,
+    /// Whether two request authorities name the same host and port (hosts case-insensitively,
+    /// no port meaning this origin's scheme's default).
+    fn same_authority(&self, one: &Authority<'_>, other: &Authority<'_>) -> bool {
+        let same_host = match (one.host, other.host) {
+            (Host::Name(one), Host::Name(other)) => one.eq_ignore_ascii_case(other),
+            (Host::Ipv6(one), Host::Ipv6(other)) => one == other,
             _ => false,
         };
-        same_host && authority.port.unwrap_or(self.default_port) == self.port
+        same_host
+            && one.port.unwrap_or(self.default_port) == other.port.unwrap_or(self.default_port)
     }
 }
 
 /// `http:1` as a server adapter computes it: the configured origin plus the raw request
-/// `target` (path and query as received), after checking the request's authority
-/// (`:authority`, `Host`, `X-Forwarded-Host`, `X-Forwarded-Proto` lines, as `header_lines`)
-/// against the origin.
+/// `target` (path and query as received), after checking the request's authority lines
+/// (`:authority`, `Host`, `X-Forwarded-Host`, `X-Forwarded-Proto`, as `header_lines`).
+///
+/// `request_authority` is the authority of the URL the request was sent to, when the server
+/// has one apart from those lines (an absolute-form request target, HTTP/2's `:authority` as
+/// the server's URI holds it); `None` for an origin-form HTTP/1.1 request.
 ///
 /// Every authority and protocol line present must be well formed (`request_binding`); the
 /// public authority (the first `X-Forwarded-Host` hop, else `:authority`, else `Host`) must
-/// name the configured origin (`request_mismatch`). A request with no authority at all binds
-/// the configured origin.
+/// agree with `request_authority` when both are known (`request_mismatch`). The hashed origin
+/// is the configured one in every case, so a request naming another origin throughout is bound
+/// to the configured origin, and its client (which binds the URL it used) cannot pay it.
 pub fn server_http_binding(
     origin: &PublicOrigin,
     method: &str,
     target: &str,
+    request_authority: Option<&str>,
     body: &[u8],
     bound: &BoundHeaders,
     header_lines: &[(&str, &[u8])],
@@ -109,12 +118,18 @@ pub fn server_http_binding(
     check_method(method)?;
     uri::check_origin_form(target)
         .map_err(|err| BindingError::binding(format!("request target {err}")))?;
-    if let Some(public) = public_authority(header_lines)? {
-        if !origin.is_named_by(&public) {
-            return Err(BindingError::mismatch(format!(
-                "the request's public authority is not the configured origin {}",
-                origin.as_str()
-            )));
+    let requested = request_authority
+        .map(|authority| {
+            uri::parse_authority(authority, HostRules::Plain)
+                .map_err(|err| BindingError::binding(format!("request authority {err}")))
+        })
+        .transpose()?;
+    let public = public_authority(header_lines)?;
+    if let (Some(public), Some(requested)) = (&public, &requested) {
+        if !origin.same_authority(public, requested) {
+            return Err(BindingError::mismatch(
+                "the request's Host (or forwarded host) is not the authority it was sent to",
+            ));
         }
     }
     let url = format!("{}{target}", origin.as_str());
@@ -230,11 +245,57 @@ mod tests {
         let lines: [(&str, &[u8]); 2] =
             [("Host", b"api.example.com"), ("host", b"api.example.com")];
         let result = origin.and_then(|origin| {
-            server_http_binding(&origin, "GET", "/", b"", &BoundHeaders::default(), &lines)
+            server_http_binding(
+                &origin,
+                "GET",
+                "/",
+                None,
+                b"",
+                &BoundHeaders::default(),
+                &lines,
+            )
         });
         assert_eq!(
             result.err().map(|err| err.reason()),
             Some(crate::lnbtc::reason::REQUEST_BINDING)
+        );
+    }
+
+    #[test]
+    fn another_origin_named_throughout_is_bound_to_the_configured_one() {
+        let origin = PublicOrigin::parse("http://127.0.0.1:3000");
+        let lines: [(&str, &[u8]); 1] = [("Host", b"localhost:3000")];
+        let binding = origin.as_ref().map_err(Clone::clone).and_then(|origin| {
+            server_http_binding(
+                origin,
+                "GET",
+                "/w",
+                None,
+                b"",
+                &BoundHeaders::default(),
+                &lines,
+            )
+        });
+        assert!(binding.is_ok_and(|binding| {
+            binding
+                .description
+                .contains(r#""url":"http://127.0.0.1:3000/w""#)
+        }));
+        // The same Host sent to another authority than it names: refused.
+        let refused = origin.and_then(|origin| {
+            server_http_binding(
+                &origin,
+                "GET",
+                "/w",
+                Some("127.0.0.1:3000"),
+                b"",
+                &BoundHeaders::default(),
+                &lines,
+            )
+        });
+        assert_eq!(
+            refused.err().map(|err| err.reason()),
+            Some(crate::lnbtc::reason::REQUEST_MISMATCH)
         );
     }
 
@@ -250,6 +311,7 @@ mod tests {
                 &origin,
                 "GET",
                 "/a?b",
+                None,
                 b"",
                 &BoundHeaders::default(),
                 &lines,
