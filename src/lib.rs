@@ -29,7 +29,9 @@
 //! let facilitator = HttpFacilitator::builder("http://127.0.0.1:4021")
 //!     .bearer_token("my-api-key")
 //!     .build()?;
-//! let payments = X402Layer::builder(facilitator, Network::Regtest).build()?;
+//! let payments = X402Layer::builder(facilitator, Network::Regtest)
+//!     .public_base_url("https://api.example.com") // each lnbtc payment is bound to its URL
+//!     .build()?;
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "free" }))
 //!     .route(

@@ -483,6 +483,7 @@ impl<F: Facilitator> X402LayerBuilder<F> {
     /// let revenue_msat = Arc::new(AtomicU64::new(0));
     /// let counter = Arc::clone(&revenue_msat);
     /// let payments = X402Layer::builder(MockFacilitator::new(), Network::Regtest)
+    ///     .public_base_url("https://api.example.com")
     ///     .on_settled(move |paid| {
     ///         let counter = Arc::clone(&counter);
     ///         async move {

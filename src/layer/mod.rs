@@ -49,6 +49,7 @@
 //! let facilitator = HttpFacilitator::new(&mock.url())?;
 //!
 //! let payments = X402Layer::builder(facilitator, Network::Regtest)
+//!     .public_base_url("http://localhost")
 //!     .route("GET /weather", Price::sats(10))
 //!     .route(
 //!         "GET /premium/*",

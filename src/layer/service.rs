@@ -52,7 +52,9 @@ impl<F: Facilitator> X402Layer<F> {
     /// use x402_lightning::{Network, Price, PriceTag, VerifiedPayment, X402Layer};
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let payments = X402Layer::builder(MockFacilitator::new(), Network::Regtest).build()?;
+    /// let payments = X402Layer::builder(MockFacilitator::new(), Network::Regtest)
+    ///     .public_base_url("https://api.example.com") // lnbtc payments are bound to it
+    ///     .build()?;
     /// let app: Router = Router::new()
     ///     .route("/", get(|| async { "free" }))
     ///     .route(

@@ -14,7 +14,7 @@
 //! (or `POST /pay` over HTTP, or [`TestWallet::pay_invoice`]) pays an invoice it minted and
 //! returns the preimage, and `/settle` of x402 version 2 checks the proof with
 //! [`lnbtc::settle`](crate::lnbtc::settle) and records its payment hash once. It is also a
-//! [`Receiver`](crate::receiver::Receiver).
+//! [`Receiver`].
 //!
 //! ```
 //! use x402_lightning::mock::{MockFacilitator, TestWallet};
@@ -268,6 +268,7 @@ impl MockFacilitator {
     /// let mock = MockFacilitator::new();
     /// let payments = X402Layer::builder(mock.clone(), mock.network())
     ///     .pay_to(mock.pay_to())
+    ///     .public_base_url("https://api.example.com")
     ///     .route("GET /weather", Price::sats(10))
     ///     .build()?;
     /// # let _ = payments;
