@@ -768,3 +768,67 @@ fn hex(bytes: &[u8]) -> String {
     use bitcoin::hex::DisplayHex as _;
     bytes.to_lower_hex_string()
 }
+
+#[tokio::test]
+async fn a_receiver_invoice_for_another_request_or_expiry_is_a_502_never_offered() {
+    use x402_lightning::mock::InvoiceFault;
+    let shop = open_shop().await;
+    for fault in [
+        InvoiceFault::WrongDescriptionHash,
+        InvoiceFault::WrongExpiry,
+    ] {
+        shop.mock
+            .fail_next(FacilitatorCall::Requirements, Fault::Invoice(fault));
+        let response = shop.get("/weather", None).await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{fault:?}");
+        assert!(!response.headers().contains_key(PAYMENT_REQUIRED));
+        let error = error_of(response).await;
+        assert!(error.contains("unusable invoice"), "{fault:?}: {error}");
+        assert!(
+            !error.contains("lnbcrt"),
+            "the invoice is not shown: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_handler_failing_after_an_upfront_settle_keeps_its_answer_and_the_receipt() {
+    let mock = MockFacilitator::new();
+    let payments = X402Layer::builder(mock.clone(), mock.network())
+        .pay_to(mock.pay_to())
+        .public_base_url("http://shop.example")
+        .route("GET /fail", Price::sats(1))
+        .build()
+        .expect("layer");
+    let app = axum::Router::new()
+        .route(
+            "/fail",
+            axum::routing::get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .layer(payments);
+    use tower::ServiceExt as _;
+    let request = || {
+        http::Request::get("/fail")
+            .header("host", "shop.example")
+            .body(axum::body::Body::empty())
+            .expect("request")
+    };
+    let challenge = app.clone().oneshot(request()).await.expect("infallible");
+    let header = challenge.headers()[PAYMENT_REQUIRED].as_bytes().to_vec();
+    let required = decode_payment_required(&header, 64 * 1024).expect("challenge");
+    let intended = IntendedRequest::Http {
+        method: "GET",
+        url: "http://shop.example/fail",
+        body: b"",
+        header_lines: &[],
+    };
+    let proof = TestWallet::random()
+        .pay_lnbtc(&mock, &required, &intended, now())
+        .expect("paid");
+    let mut paid = request();
+    paid.headers_mut()
+        .insert(PAYMENT_SIGNATURE, proof.parse().expect("header value"));
+    let response = app.oneshot(paid).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(response.headers().contains_key(PAYMENT_RESPONSE));
+}

@@ -20,7 +20,8 @@ use crate::network::Network;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifiedPayment {
-    /// Who pays: the facilitator's `payer`, else the authorization's `from`.
+    /// Who pays: the facilitator's `payer`, else the authorization's `from`; empty for an
+    /// `lnbtc` payment (Lightning reveals no payer).
     pub payer: String,
     /// The invoice's payment hash, hex.
     pub payment_hash: String,
@@ -30,7 +31,8 @@ pub struct VerifiedPayment {
     pub network: Network,
     /// The BOLT11 invoice paid.
     pub invoice: String,
-    /// Whether the invoice is already settled (settle-before-handler routes).
+    /// Whether the invoice is already settled (settle-before-handler routes, and every `lnbtc`
+    /// payment: that flow settles upfront).
     pub settled: bool,
 }
 

@@ -39,6 +39,12 @@ pub enum InvoiceFault {
     UnaskedAmount,
     /// Consistent requirements, but payable to another node than the mock's.
     ForeignPayTo,
+    /// The invoice commits to another description hash than the one asked (an invoice for
+    /// another request, in the `lnbtc` flow).
+    WrongDescriptionHash,
+    /// The invoice expires after another delay than `maxTimeoutSeconds` (which the `lnbtc`
+    /// scheme requires it to equal).
+    WrongExpiry,
 }
 
 impl Fault {

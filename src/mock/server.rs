@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bitcoin::hashes::{Hash as _, sha256};
 use bitcoin::hex::DisplayHex as _;
 use http::StatusCode;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -357,6 +358,11 @@ impl Shared {
                 spec.created_at = spec.created_at.saturating_sub(Duration::from_secs(7200));
                 spec.expiry = Duration::from_secs(60);
             }
+            Some(InvoiceFault::WrongDescriptionHash) => {
+                let asked = spec.description_hash.unwrap_or_default();
+                spec.description_hash = Some(sha256::Hash::hash(&asked).to_byte_array());
+            }
+            Some(InvoiceFault::WrongExpiry) => spec.expiry += Duration::from_secs(1),
         }
         let pay_to = match fault {
             Some(InvoiceFault::ForeignPayTo) => minter.pay_to().to_string(),
