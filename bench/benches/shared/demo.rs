@@ -8,16 +8,17 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use x402_lightning::layer::X402LayerBuilder;
-use x402_lightning::{Facilitator, Network, VerifiedPayment};
+use x402_lightning::{Facilitator, Flows, Network, VerifiedPayment};
 
 #[path = "../../../examples/demo/shared.rs"]
 mod demo_shared;
 #[allow(unused_imports, reason = "not every bench reads the price")]
 pub use self::demo_shared::{WEATHER_MSAT, infer};
 
-/// The demo's price table on regtest, through `facilitator`.
+/// The demo's price table on regtest, through `facilitator`, in the seed flow (the flow the
+/// peer x402-axum is compared in; the lnbtc flow has no peer to compare with).
 pub fn prices<F: Facilitator>(facilitator: F) -> X402LayerBuilder<F> {
-    demo_shared::demo_prices(facilitator, Network::Regtest)
+    demo_shared::demo_prices(facilitator, Network::Regtest).flows(Flows::V1)
 }
 
 /// The demo's routes and handlers, as bare axum.
