@@ -227,11 +227,7 @@ impl<F> Shared<F> {
     /// `host[:port]`; `Err` says why the request names no usable origin. Without either (a
     /// request built in a test), the host is `localhost`.
     pub(crate) fn resource_url(&self, head: &Parts) -> Result<String, String> {
-        let path = match head.uri.path_and_query().map(|target| target.as_str()) {
-            Some(path) if path.starts_with('/') => path,
-            // `*` and authority-form targets have no path of their own.
-            _ => "/",
-        };
+        let path = super::flow::request_target(head);
         if let Some(base) = &self.public_base_url {
             return Ok(format!("{base}{path}"));
         }

@@ -144,6 +144,11 @@ impl IssuedInvoices {
     }
 
     /// The checked form of `invoice` if it was handed out here and not taken since.
+    /// Whether `invoice` was handed out recently and not yet taken.
+    pub(crate) fn contains(&self, invoice: &str) -> bool {
+        lock(&self.inner).by_text.contains_key(invoice)
+    }
+
     pub(crate) fn take(&self, invoice: &str) -> Option<CheckedInvoice> {
         lock(&self.inner).by_text.remove(invoice)
     }

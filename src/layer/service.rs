@@ -83,7 +83,9 @@ impl<F: Facilitator> X402Layer<F> {
     ///
     /// A price table around the router and `charge(..)` layers on its routes combine: a
     /// request the table leaves free keeps its payment for the charge inside. A request priced
-    /// by both (a table entry for a charged route) is refused with 500, naming the mistake.
+    /// by both (a table entry for a charged route) is refused with 500, naming the mistake,
+    /// unless the outer layer already took its payment (an lnbtc proof, a settle-before-handler
+    /// route): it is then served at the outer price, and the mistake logged as an error.
     ///
     /// # Errors
     ///

@@ -40,6 +40,19 @@ impl<F: Facilitator> Sale<'_, F> {
             Ok(minted) => minted,
             Err(refusal) => return refusal,
         };
+        // A fresh invoice for every challenge (upstream: never reused across challenges).
+        if shared.issued.contains(&answer.extra.invoice)
+            || shared.settled.contains(&invoice.payment_hash())
+        {
+            tracing::error!(
+                payment_hash = %invoice.payment_hash_hex(),
+                "the receiver handed out an invoice already offered or paid"
+            );
+            return respond::error(
+                StatusCode::BAD_GATEWAY,
+                "the payment receiver minted an unusable invoice: one already offered",
+            );
+        }
         let lnbtc = match &self.bound {
             Some(bound) => match self.lnbtc_requirements(&answer.extra.invoice, &invoice) {
                 Ok(requirements) => {

@@ -29,6 +29,7 @@ use tower_service::Service;
 use super::config::Shared;
 use super::handoff::{PricedHere, restore_payment_headers, set_aside_payment_headers};
 use super::hooks::{self, PaymentRefused};
+use super::payment::VerifiedPayment;
 use super::respond::{self, MALFORMED_PAYMENT, PAYMENT_REQUIRED, PAYMENT_SIGNATURE_REQUIRED};
 use crate::facilitator::{BoxError, Facilitator};
 use crate::header::{TakenPayment, take_payment_headers};
@@ -71,6 +72,19 @@ where
         }
     };
     if head.extensions.get::<PricedHere>().is_some() {
+        // An outer layer already took this payment (upfront, or settle-before-handler): a 500
+        // now would lose it. Serve at the outer layer's price, and say so loudly.
+        if head
+            .extensions
+            .get::<VerifiedPayment>()
+            .is_some_and(|paid| paid.settled)
+        {
+            tracing::error!(
+                path = head.uri.path(),
+                "route priced by two X402 layers; serving the payment the outer one took"
+            );
+            return call_when_ready(inner, Request::from_parts(head, body)).await;
+        }
         tracing::error!(path = head.uri.path(), "route priced by two X402 layers");
         return Ok(respond::priced_twice());
     }
@@ -225,10 +239,7 @@ fn bind<F>(
             "no public origin is configured".to_owned(),
         ));
     };
-    let target = match head.uri.path_and_query() {
-        Some(target) if target.as_str().starts_with('/') => target.as_str(),
-        _ => "/",
-    };
+    let target = request_target(head);
     // An absolute-form target, or HTTP/2's `:authority`: the authority the request was sent to.
     let authority = head.uri.authority().map(|authority| authority.as_str());
     let lines: Vec<(&str, &[u8])> = head
@@ -250,6 +261,23 @@ fn bind<F>(
         url: format!("{}{target}", origin.as_str()),
         params: tag.bound_headers.params(),
     })
+}
+
+/// The raw request target (path and query) as the client sent it: inside axum's `nest`, the
+/// layer sees the URI without the nest's prefix, and axum keeps the original beside it.
+pub(crate) fn request_target(head: &Parts) -> &str {
+    #[cfg(feature = "axum")]
+    let uri = head
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or(&head.uri, |original| &original.0);
+    #[cfg(not(feature = "axum"))]
+    let uri = &head.uri;
+    match uri.path_and_query() {
+        Some(target) if target.as_str().starts_with('/') => target.as_str(),
+        // `*` and authority-form targets have no path of their own.
+        _ => "/",
+    }
 }
 
 /// The route a price belongs to, for hooks: its declaration in the price table, else axum's
