@@ -60,7 +60,25 @@ impl Walk {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
+    if std::env::args().any(|arg| arg == "--help" || arg == "-h") {
+        println!(
+            "usage: cargo run --example pay -- [--flow lnbtc|v1] [PATH] [JSON BODY]\n\
+             env: X402_DEMO_URL (http://127.0.0.1:3000), X402_PAY_URL \
+             (http://127.0.0.1:4021/pay), X402_WALLET_KEY (the demo wallet)"
+        );
+        return Ok(());
+    }
     let base = std::env::var("X402_DEMO_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let flow = match args.iter().position(|arg| arg == "--flow") {
@@ -222,8 +240,14 @@ async fn pay_lnbtc(walk: &Walk) -> Result<(), Box<dyn Error>> {
             settlement.success, settlement.transaction, settlement.network
         );
     }
+    let paid =
+        response.headers().contains_key(PAYMENT_RESPONSE) && status != StatusCode::PAYMENT_REQUIRED;
     println!("   {}", response.text().await?.trim_end());
     if !status.is_success() {
+        if paid {
+            // Upfront: the payment was taken before the handler answered.
+            return Err(format!("paid, but the handler answered {status}").into());
+        }
         return Err(format!("payment not accepted: {status}").into());
     }
 

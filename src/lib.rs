@@ -3,23 +3,32 @@
 //! Charge for HTTP routes in bitcoin over the Lightning Network with the
 //! [x402](https://www.x402.org) protocol (HTTP 402 Payment Required), `exact` scheme.
 //!
-//! [`X402Layer`] is a tower layer: priced routes answer 402 with a fresh BOLT11 invoice, and a
-//! request carrying an `X-PAYMENT` authorization is pre-checked, verified by the facilitator,
-//! served, and settled before its response leaves. The resource server never holds Lightning
-//! credentials. What goes over the wire, and what the layer answers when, is in [`protocol`].
+//! [`X402Layer`] is a tower layer: priced routes answer 402 with one fresh BOLT11 invoice,
+//! offered through two flows. In upstream's `exact` on `lnbtc` (x402 version 2), the client pays
+//! it with any Lightning wallet and sends the preimage in `PAYMENT-SIGNATURE`; the layer checks
+//! the proof against the request, has the facilitator record it (`/settle`), then serves. In
+//! the seed flow (x402 version 1), an `X-PAYMENT` authorization is pre-checked, verified by the
+//! facilitator, served, and settled before its response leaves. The resource server never
+//! holds Lightning credentials. What goes over the wire, and what the layer answers when, is in
+//! [`protocol`].
 //!
 //! - [`protocol`]: the wire contract, the answer table, the signing rule and where `payTo`
 //!   comes from (documentation only);
 //! - [`layer`]: [`X402Layer`], its service, [`VerifiedPayment`] for handlers, and the
 //!   [`hooks`](layer::hooks) (settled, settle failed, payment refused);
 //! - [`price`]: [`Price`], [`PriceTag`], dynamic prices and the route patterns;
-//! - [`types`]: the wire types of the protocol (requirements, payloads, facilitator calls);
+//! - [`lnbtc`]: the `lnbtc` scheme as a library (x402 v2 wire types and headers, request
+//!   binding, strict invoice decoding, the facilitator's `/settle` checks, a client's checks);
+//! - [`receiver`]: what mints the invoices ([`receiver::Receiver`], the facilitator's);
+//! - [`network`]: the networks and their `lightning…` and `lnbtc:…` names;
+//! - [`types`]: the seed flow's wire types (requirements, payloads, facilitator calls);
 //! - [`header`]: encoding and decoding of the `X-PAYMENT` / `X-PAYMENT-RESPONSE` headers;
 //! - [`invoice`]: pre-checks of BOLT11 invoices (network, amount, payee, expiry);
 //! - [`facilitator`]: the [`Facilitator`] trait and [`HttpFacilitator`], its HTTP client;
 //! - [`clock`]: the layer's and the mock's time, injectable for tests ([`clock::ManualClock`]);
 //! - `mock` (feature `mock`): a mock facilitator that mints real signed invoices, in process or
-//!   as a real HTTP server, and a test wallet that pays them.
+//!   as a real HTTP server, plays the Lightning network for the `lnbtc` flow, and a test wallet
+//!   that pays in both flows.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};

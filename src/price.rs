@@ -135,7 +135,9 @@ where
     }
 }
 
-/// When the facilitator is asked to settle a route's payment.
+/// When the facilitator is asked to settle a route's payment in the seed flow. The `lnbtc` flow
+/// always settles before the handler runs (upstream's `upfront` flow): there, a handler's 4xx
+/// or 5xx is paid for, whatever the mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SettleMode {
     /// Run the handler on a verified payment, then settle; the response waits for the settle
@@ -261,14 +263,21 @@ impl PriceTag {
     /// The request headers an `lnbtc` payment for this route is bound to (`http:1`
     /// `requestBindingParams.headers`, upstream `scheme_exact_lnbtc.md`): every header that
     /// changes what is bought or how the body is read, e.g. `["content-type"]` for a JSON
-    /// POST. Lowercase names, in ascending order, no duplicates, never `payment-signature`
-    /// (checked when the layer is built). Default: none. The seed flow ignores it.
+    /// POST. Names are case-insensitive: they are lowercased, sorted and deduplicated as the
+    /// wire wants them; a name that is not an HTTP field name, or `payment-signature`, fails
+    /// when the layer is built. Default: none. The seed flow ignores it.
     #[must_use]
     pub fn bind_headers<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        let mut names: Vec<String> = names
+            .into_iter()
+            .map(|name| name.into().to_ascii_lowercase())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
         match BoundHeaders::new(names) {
             Ok(bound) => {
                 self.bound_headers = bound;

@@ -70,6 +70,29 @@ impl ReceiverError {
 }
 
 /// Mints fresh invoices. Each call must use a new random preimage (so a new payment hash).
+///
+/// The layer checks every invoice before offering it, and answers the client 502 instead when
+/// it is not: a signed BOLT11 invoice on `request.network` for exactly `amount_msat`, payable
+/// to the pinned `payTo` when one is pinned (else its payee becomes a node the layer trusts:
+/// the key must be this server's alone, see the [module](self)), unexpired, and, when
+/// `description_hash` is set, described only by that hash (BOLT11 `h`, no `d`), expiring after
+/// exactly `expiry_secs` and created no later than now plus the layer's clock skew. An
+/// invoice the layer already offered or saw settled is refused too.
+///
+/// ```
+/// use x402_lightning::mock::MockFacilitator;
+/// use x402_lightning::receiver::{InvoiceRequest, Receiver, ReceiverError};
+///
+/// /// A receiver that mints through a node client of the operator's (here the mock's).
+/// struct MyNode(MockFacilitator);
+///
+/// impl Receiver for MyNode {
+///     async fn create_invoice(&self, request: &InvoiceRequest) -> Result<String, ReceiverError> {
+///         self.0.create_invoice(request).await
+///     }
+/// }
+/// # let _ = MyNode(MockFacilitator::new());
+/// ```
 pub trait Receiver: Send + Sync + 'static {
     /// A fresh signed BOLT11 invoice for `request`.
     fn create_invoice(

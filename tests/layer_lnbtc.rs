@@ -704,14 +704,27 @@ fn the_lnbtc_flow_needs_a_public_origin_and_valid_bound_headers() {
         .public_base_url("https://api.example.com/v1")
         .build();
     assert!(matches!(with_path, Err(ConfigError::PublicBaseUrl { .. })));
-    let unsorted = X402Layer::builder(mock.clone(), mock.network())
+    // Names are case-insensitive: tidied for the wire, not refused.
+    let untidy = X402Layer::builder(mock.clone(), mock.network())
         .route(
             "GET /x",
-            PriceTag::fixed(Price::sats(1)).bind_headers(["content-type", "accept"]),
+            PriceTag::fixed(Price::sats(1)).bind_headers(["Content-Type", "accept", "ACCEPT"]),
         )
         .public_base_url("https://api.example.com")
         .build();
-    assert!(matches!(unsorted, Err(ConfigError::Route(_))));
+    assert!(untidy.is_ok());
+    for bad in ["payment-signature", "bad name", ""] {
+        let refused = X402Layer::builder(mock.clone(), mock.network())
+            .route(
+                "GET /x",
+                PriceTag::fixed(Price::sats(1)).bind_headers([bad]),
+            )
+            .public_base_url("https://api.example.com")
+            .build();
+        assert!(matches!(refused, Err(ConfigError::Route(_))), "{bad:?}");
+    }
+    // A configuration error prints its fix, in `Debug` too (what `main`'s `?` shows).
+    assert!(format!("{:?}", ConfigError::PublicOriginRequired).contains(".public_base_url("));
     let payments = X402Layer::builder(mock.clone(), mock.network())
         .flows(Flows::V1)
         .build()
@@ -831,4 +844,58 @@ async fn a_handler_failing_after_an_upfront_settle_keeps_its_answer_and_the_rece
     let response = app.oneshot(paid).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(response.headers().contains_key(PAYMENT_RESPONSE));
+}
+
+#[tokio::test]
+async fn the_handler_learns_the_payment_came_through_lnbtc_already_settled() {
+    use x402_lightning::VerifiedPayment;
+    use x402_lightning::layer::PaymentFlow;
+    let mock = MockFacilitator::new();
+    let payments = X402Layer::builder(mock.clone(), mock.network())
+        .pay_to(mock.pay_to())
+        .public_base_url("http://shop.example")
+        .route("GET /who", Price::sats(1))
+        .build()
+        .expect("layer");
+    let app = axum::Router::new()
+        .route(
+            "/who",
+            axum::routing::get(|paid: VerifiedPayment| async move {
+                format!(
+                    "{:?} settled={} payer={:?}",
+                    paid.flow, paid.settled, paid.payer
+                )
+            }),
+        )
+        .layer(payments);
+    use tower::ServiceExt as _;
+    let request = || {
+        http::Request::get("/who")
+            .header("host", "shop.example")
+            .body(axum::body::Body::empty())
+            .expect("request")
+    };
+    let challenge = app.clone().oneshot(request()).await.expect("infallible");
+    let header = challenge.headers()[PAYMENT_REQUIRED].as_bytes().to_vec();
+    let required = decode_payment_required(&header, 64 * 1024).expect("challenge");
+    let intended = IntendedRequest::Http {
+        method: "GET",
+        url: "http://shop.example/who",
+        body: b"",
+        header_lines: &[],
+    };
+    let proof = TestWallet::random()
+        .pay_lnbtc(&mock, &required, &intended, now())
+        .expect("paid");
+    let mut paid = request();
+    paid.headers_mut()
+        .insert(PAYMENT_SIGNATURE, proof.parse().expect("header value"));
+    let response = app.oneshot(paid).await.expect("infallible");
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .expect("body");
+    assert_eq!(
+        &body[..],
+        format!("{:?} settled=true payer=\"\"", PaymentFlow::Lnbtc).as_bytes()
+    );
 }

@@ -67,7 +67,17 @@ where
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::INFO)
@@ -80,9 +90,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let issuance_per_minute: u32 = parse_env("X402_ISSUANCE_PER_MINUTE", "600")?;
     let flows: Flows = parse_env("X402_FLOWS", "v1,lnbtc")?;
     // Listening first: the default public origin is the address actually bound.
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .map_err(|err| format!("cannot listen on {bind}: {err}"))?;
+    let listener = tokio::net::TcpListener::bind(bind).await.map_err(|err| {
+        format!("cannot listen on {bind}: {err} (set X402_BIND to another address)")
+    })?;
     let local = listener.local_addr()?;
     let public_base_url = env("X402_PUBLIC_BASE_URL").unwrap_or_else(|| format!("http://{local}"));
 
@@ -154,7 +164,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // Around the whole Router: the free routes pay the least for it (see the README).
     let app = payments.layer(router);
 
-    println!("flows {flows}, public origin {public_base_url}");
+    println!("flows {flows}, public base URL {public_base_url}");
     println!("listening on http://{local}");
     // The peer address keys the per-client issuance limit.
     let app = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);

@@ -28,8 +28,9 @@ const ISSUED_MEMORY: usize = 4096;
 /// How many settled invoices the layer remembers by default.
 pub const DEFAULT_SETTLED_MEMORY: usize = 100_000;
 
-/// A layer configuration that cannot be used; returned by [`X402LayerBuilder::build`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// A layer configuration that cannot be used; returned by [`X402LayerBuilder::build`]. Its
+/// `Debug` is its message, so that `main() -> Result<(), Box<dyn Error>>` prints the fix.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// A route declaration is wrong.
     #[error(transparent)]
@@ -140,6 +141,12 @@ impl std::str::FromStr for Flows {
 
 /// The largest request body a priced `lnbtc` route buffers to hash it, by default: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
 
 /// Which requests a layer prices.
 #[derive(Debug)]
@@ -418,8 +425,8 @@ impl<F: Facilitator> X402LayerBuilder<F> {
     /// Pins the payee: only invoices payable to this node key are handed out or accepted.
     ///
     /// Without a pin, the layer accepts an invoice only if it is payable to a node the
-    /// facilitator vouched for: one announced as `payTo` in `/supported`, or the payee of an
-    /// invoice the facilitator minted for one of this layer's 402s. Until it knows one, every
+    /// facilitator or the receiver vouched for: one announced as `payTo` in `/supported`, or
+    /// the payee of an invoice minted for one of this layer's 402s. Until it knows one, every
     /// payment is refused (402 with a fresh invoice, which teaches it the payee), so a client
     /// can never have its own invoice checked against itself.
     pub fn pay_to(mut self, node: PublicKey) -> Self {
@@ -428,8 +435,11 @@ impl<F: Facilitator> X402LayerBuilder<F> {
     }
 
     /// The public URL the server is reached at (e.g. `https://api.example.com`), used for
-    /// `resource`; without it the request's `Host` is used, and a priced request whose `Host`
-    /// is not a plain `host[:port]` (userinfo, a bad port, junk) is refused with 400.
+    /// `resource` and, in the `lnbtc` flow, as the origin every payment is bound to: **required
+    /// unless the layer offers only the seed flow** ([`Flows::V1`]; `build` says so otherwise),
+    /// and then an origin (no path). Without it (seed flow only) the request's `Host` is used,
+    /// and a priced request whose `Host` is not a plain `host[:port]` (userinfo, a bad port,
+    /// junk) is refused with 400.
     pub fn public_base_url(mut self, url: impl Into<String>) -> Self {
         self.public_base_url = Some(url.into());
         self

@@ -92,6 +92,6 @@ pub use self::hooks::{PaymentRefused, SettleFailed, Settled};
 pub use self::limit::{ClientKeyFn, IssuanceLimit, IssuanceRate};
 #[cfg(feature = "axum")]
 pub use self::payment::MissingPayment;
-pub use self::payment::VerifiedPayment;
+pub use self::payment::{PaymentFlow, VerifiedPayment};
 pub use self::service::{X402Layer, X402Service};
 pub use self::support::SupportError;

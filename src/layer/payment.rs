@@ -2,8 +2,8 @@
 
 use crate::network::Network;
 
-/// A payment the facilitator verified for this request, placed in the request's extensions
-/// before the handler runs.
+/// A payment the facilitator verified (seed flow) or settled (`lnbtc`) for this request, placed
+/// in the request's extensions before the handler runs.
 ///
 /// With [`SettleMode::AfterHandler`](crate::SettleMode::AfterHandler) (the default) it is
 /// verified but not yet settled while the handler runs: the handler's response only leaves once
@@ -13,7 +13,7 @@ use crate::network::Network;
 /// use x402_lightning::VerifiedPayment;
 ///
 /// async fn weather(payment: VerifiedPayment) -> String {
-///     format!("thanks {}, for {} msat", payment.payer, payment.amount_msat)
+///     format!("thanks for {} msat (payment {})", payment.amount_msat, payment.payment_hash)
 /// }
 /// # let _ = weather;
 /// ```
@@ -34,6 +34,19 @@ pub struct VerifiedPayment {
     /// Whether the invoice is already settled (settle-before-handler routes, and every `lnbtc`
     /// payment: that flow settles upfront).
     pub settled: bool,
+    /// The flow it was paid through.
+    pub flow: PaymentFlow,
+}
+
+/// The flow a payment came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PaymentFlow {
+    /// The seed flow (x402 version 1): the client's authorization in `X-PAYMENT`, paid by the
+    /// facilitator.
+    V1,
+    /// Upstream's `exact` on `lnbtc` (x402 version 2): the client paid over Lightning and sent
+    /// the preimage in `PAYMENT-SIGNATURE`; settled before the handler runs, no payer known.
+    Lnbtc,
 }
 
 impl VerifiedPayment {
@@ -78,6 +91,7 @@ impl VerifiedPayment {
             network,
             invoice: invoice.into(),
             settled: false,
+            flow: PaymentFlow::V1,
         }
     }
 

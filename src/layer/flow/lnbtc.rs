@@ -12,14 +12,13 @@ use http::{Request, Response, StatusCode};
 use serde_json::Value;
 use tower_service::Service;
 
-use super::{Sale, call_when_ready, reason_or};
+use super::{Sale, SettleReport, call_when_ready, reason_or, report_settle};
 use crate::facilitator::{Facilitator, FacilitatorError};
 use crate::header::TakenPayment;
 use crate::invoice::parse_node_id;
 use crate::layer::detach::run_detached;
 use crate::layer::guard::PaymentHash;
-use crate::layer::hooks::{self, SettleFailed, Settled};
-use crate::layer::payment::VerifiedPayment;
+use crate::layer::payment::{PaymentFlow, VerifiedPayment};
 use crate::layer::respond::{self, IN_FLIGHT, MALFORMED_PAYMENT};
 use crate::lnbtc::binding::HTTP_PROFILE;
 use crate::lnbtc::header::decode_payment_signature;
@@ -77,6 +76,7 @@ impl<F: Facilitator> Sale<'_, F> {
             network: shared.network,
             invoice: requirements.invoice().unwrap_or_default().to_owned(),
             settled: true,
+            flow: PaymentFlow::Lnbtc,
         };
         let order = SettleRequest::new(payment, &requirements);
         let shared_owned = Arc::clone(shared);
@@ -101,37 +101,23 @@ impl<F: Facilitator> Sale<'_, F> {
                 shared.network.lnbtc_id(),
                 &event_payment.payment_hash,
             );
-            let hooks = &shared.hooks;
-            match &outcome {
-                Outcome::Paid(settlement) => {
-                    let event = Settled {
-                        route,
-                        method,
-                        payer: String::new(),
-                        payment_hash: event_payment.payment_hash,
-                        amount_msat: event_payment.amount_msat,
-                        network: event_payment.network,
-                        handler_ran: false,
-                        settlement: as_seed_settlement(settlement, shared.network),
-                    };
-                    hooks::fire(hooks.settled.as_ref(), "settled", event).await;
-                }
-                failure if hooks.settle_failed.is_some() => {
+            let report = match &outcome {
+                Outcome::Paid(settlement) => Some(SettleReport::Paid(as_seed_settlement(
+                    settlement,
+                    shared.network,
+                ))),
+                failure if shared.hooks.settle_failed.is_some() => {
                     let (status, reason) = failure.refusal();
-                    let event = SettleFailed {
-                        route,
-                        method,
-                        payment_hash: event_payment.payment_hash,
-                        amount_msat: event_payment.amount_msat,
-                        payer: String::new(),
-                        reason,
+                    Some(SettleReport::Failed {
                         status,
-                        handler_ran: false,
+                        reason,
                         may_have_paid,
-                    };
-                    hooks::fire(hooks.settle_failed.as_ref(), "settle_failed", event).await;
+                    })
                 }
-                _ => {}
+                _ => None,
+            };
+            if let Some(report) = report {
+                report_settle(&shared, (route, method), event_payment, false, report).await;
             }
             // Held until the hooks are done.
             drop(claim);

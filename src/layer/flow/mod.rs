@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde_json::Value;
@@ -28,14 +28,14 @@ use tower_service::Service;
 
 use super::config::Shared;
 use super::handoff::{PricedHere, restore_payment_headers, set_aside_payment_headers};
-use super::hooks::{self, PaymentRefused};
+use super::hooks::{self, PaymentRefused, SettleFailed, Settled};
 use super::payment::VerifiedPayment;
 use super::respond::{self, MALFORMED_PAYMENT, PAYMENT_REQUIRED, PAYMENT_SIGNATURE_REQUIRED};
 use crate::facilitator::{BoxError, Facilitator};
 use crate::header::{TakenPayment, take_payment_headers};
 use crate::lnbtc::binding::{Binding, BindingError, server_http_binding};
 use crate::price::{PriceSource, PriceTag};
-use crate::types::RequirementsRequest;
+use crate::types::{self, RequirementsRequest};
 
 /// Serves a request to a priced route with `inner`, which is driven to readiness only once the
 /// request is let through to it.
@@ -358,6 +358,62 @@ impl<F: Facilitator> Sale<'_, F> {
         };
         hooks::fire(hook, "payment_refused", event).await;
         response
+    }
+}
+
+/// What a settle came to, as its hooks hear it: the settlement, or the status and reason the
+/// client got and whether the facilitator may have paid all the same.
+enum SettleReport {
+    Paid(types::SettleResponse),
+    Failed {
+        status: StatusCode,
+        reason: String,
+        may_have_paid: bool,
+    },
+}
+
+/// Fires the hook of a settle's outcome (from the detached settle task, both flows): `settled`
+/// with the facilitator's `payer` when it named one, else `settle_failed`.
+async fn report_settle<F>(
+    shared: &Shared<F>,
+    (route, method): (String, Method),
+    payment: VerifiedPayment,
+    handler_ran: bool,
+    report: SettleReport,
+) {
+    let hooks = &shared.hooks;
+    match report {
+        SettleReport::Paid(settlement) => {
+            let event = Settled {
+                route,
+                method,
+                payer: settlement.payer.clone().unwrap_or(payment.payer),
+                payment_hash: payment.payment_hash,
+                amount_msat: payment.amount_msat,
+                network: payment.network,
+                handler_ran,
+                settlement,
+            };
+            hooks::fire(hooks.settled.as_ref(), "settled", event).await;
+        }
+        SettleReport::Failed {
+            status,
+            reason,
+            may_have_paid,
+        } => {
+            let event = SettleFailed {
+                route,
+                method,
+                payment_hash: payment.payment_hash,
+                amount_msat: payment.amount_msat,
+                payer: payment.payer,
+                reason,
+                status,
+                handler_ran,
+                may_have_paid,
+            };
+            hooks::fire(hooks.settle_failed.as_ref(), "settle_failed", event).await;
+        }
     }
 }
 

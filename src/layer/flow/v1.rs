@@ -8,14 +8,13 @@ use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
-use super::{Sale, call_when_ready, reason_or};
+use super::{Sale, SettleReport, call_when_ready, reason_or, report_settle};
 use crate::facilitator::{Facilitator, FacilitatorError};
 use crate::header::{TakenPayment, decode_payment_header};
 use crate::invoice::{CheckedInvoice, InvoiceExpectation, check_invoice};
 use crate::layer::detach::run_detached;
 use crate::layer::guard::{InFlightGuard, PaymentHash};
-use crate::layer::hooks::{self, SettleFailed, Settled};
-use crate::layer::payment::VerifiedPayment;
+use crate::layer::payment::{PaymentFlow, VerifiedPayment};
 use crate::layer::respond::{self, IN_FLIGHT, MALFORMED_PAYMENT, PAYMENT_REQUIRED};
 use crate::network::Network;
 use crate::price::{Price, SettleMode};
@@ -86,6 +85,7 @@ impl<F: Facilitator> Sale<'_, F> {
             network: self.shared.network,
             invoice: order.payment_payload.payload.invoice.clone(),
             settled: false,
+            flow: PaymentFlow::V1,
         };
 
         match tag.settle {
@@ -246,37 +246,20 @@ impl<F: Facilitator> Sale<'_, F> {
                 shared.settled.insert(hash);
             }
             let outcome = judge(outcome, shared.network, &payment.payment_hash);
-            let hooks = &shared.hooks;
-            match &outcome {
-                SettleOutcome::Paid(settlement) => {
-                    let event = Settled {
-                        route,
-                        method,
-                        payer: settlement.payer.clone().unwrap_or(payment.payer),
-                        payment_hash: payment.payment_hash,
-                        amount_msat: payment.amount_msat,
-                        network: payment.network,
-                        handler_ran,
-                        settlement: settlement.clone(),
-                    };
-                    hooks::fire(hooks.settled.as_ref(), "settled", event).await;
-                }
-                failure if hooks.settle_failed.is_some() => {
+            let report = match &outcome {
+                SettleOutcome::Paid(settlement) => Some(SettleReport::Paid(settlement.clone())),
+                failure if shared.hooks.settle_failed.is_some() => {
                     let (status, reason) = failure.refusal();
-                    let event = SettleFailed {
-                        route,
-                        method,
-                        payment_hash: payment.payment_hash,
-                        amount_msat: payment.amount_msat,
-                        payer: payment.payer,
-                        reason,
+                    Some(SettleReport::Failed {
                         status,
-                        handler_ran,
+                        reason,
                         may_have_paid,
-                    };
-                    hooks::fire(hooks.settle_failed.as_ref(), "settle_failed", event).await;
+                    })
                 }
-                _ => {}
+                _ => None,
+            };
+            if let Some(report) = report {
+                report_settle(&shared, (route, method), payment, handler_ran, report).await;
             }
             // Held until the hooks are done: a retry of this invoice (409 meanwhile) cannot be
             // served while a hook still compensates this attempt.
