@@ -819,29 +819,7 @@ async fn a_handler_failing_after_an_upfront_settle_keeps_its_answer_and_the_rece
             axum::routing::get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
         )
         .layer(payments);
-    use tower::ServiceExt as _;
-    let request = || {
-        http::Request::get("/fail")
-            .header("host", "shop.example")
-            .body(axum::body::Body::empty())
-            .expect("request")
-    };
-    let challenge = app.clone().oneshot(request()).await.expect("infallible");
-    let header = challenge.headers()[PAYMENT_REQUIRED].as_bytes().to_vec();
-    let required = decode_payment_required(&header, 64 * 1024).expect("challenge");
-    let intended = IntendedRequest::Http {
-        method: "GET",
-        url: "http://shop.example/fail",
-        body: b"",
-        header_lines: &[],
-    };
-    let proof = TestWallet::random()
-        .pay_lnbtc(&mock, &required, &intended, now())
-        .expect("paid");
-    let mut paid = request();
-    paid.headers_mut()
-        .insert(PAYMENT_SIGNATURE, proof.parse().expect("header value"));
-    let response = app.oneshot(paid).await.expect("infallible");
+    let response = pay_in_process(app, &mock, "/fail").await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(response.headers().contains_key(PAYMENT_RESPONSE));
 }
@@ -868,29 +846,7 @@ async fn the_handler_learns_the_payment_came_through_lnbtc_already_settled() {
             }),
         )
         .layer(payments);
-    use tower::ServiceExt as _;
-    let request = || {
-        http::Request::get("/who")
-            .header("host", "shop.example")
-            .body(axum::body::Body::empty())
-            .expect("request")
-    };
-    let challenge = app.clone().oneshot(request()).await.expect("infallible");
-    let header = challenge.headers()[PAYMENT_REQUIRED].as_bytes().to_vec();
-    let required = decode_payment_required(&header, 64 * 1024).expect("challenge");
-    let intended = IntendedRequest::Http {
-        method: "GET",
-        url: "http://shop.example/who",
-        body: b"",
-        header_lines: &[],
-    };
-    let proof = TestWallet::random()
-        .pay_lnbtc(&mock, &required, &intended, now())
-        .expect("paid");
-    let mut paid = request();
-    paid.headers_mut()
-        .insert(PAYMENT_SIGNATURE, proof.parse().expect("header value"));
-    let response = app.oneshot(paid).await.expect("infallible");
+    let response = pay_in_process(app, &mock, "/who").await;
     let body = axum::body::to_bytes(response.into_body(), 1024)
         .await
         .expect("body");
@@ -898,4 +854,37 @@ async fn the_handler_learns_the_payment_came_through_lnbtc_already_settled() {
         &body[..],
         format!("{:?} settled=true payer=\"\"", PaymentFlow::Lnbtc).as_bytes()
     );
+}
+
+/// `GET path` on `shop.example`, paid over lnbtc through `app` (oneshot, in process): asks for
+/// the challenge, pays it with a fresh wallet at `mock`, and returns the paid answer.
+async fn pay_in_process(
+    app: axum::Router,
+    mock: &MockFacilitator,
+    path: &str,
+) -> http::Response<axum::body::Body> {
+    use tower::ServiceExt as _;
+    let request = || {
+        http::Request::get(path)
+            .header("host", "shop.example")
+            .body(axum::body::Body::empty())
+            .expect("request")
+    };
+    let challenge = app.clone().oneshot(request()).await.expect("infallible");
+    let header = challenge.headers()[PAYMENT_REQUIRED].as_bytes().to_vec();
+    let required = decode_payment_required(&header, 64 * 1024).expect("challenge");
+    let url = format!("http://shop.example{path}");
+    let intended = IntendedRequest::Http {
+        method: "GET",
+        url: &url,
+        body: b"",
+        header_lines: &[],
+    };
+    let proof = TestWallet::random()
+        .pay_lnbtc(mock, &required, &intended, now())
+        .expect("paid");
+    let mut paid = request();
+    paid.headers_mut()
+        .insert(PAYMENT_SIGNATURE, proof.parse().expect("header value"));
+    app.oneshot(paid).await.expect("infallible")
 }

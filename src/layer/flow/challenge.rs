@@ -58,8 +58,10 @@ impl<F: Facilitator> Sale<'_, F> {
                 Ok(requirements) => {
                     let resource = ResourceInfo {
                         url: bound.url.clone(),
-                        description: Some(self.ask.description.clone()),
-                        mime_type: Some(self.ask.mime_type.clone()),
+                        // Unset (empty) fields are left out rather than sent blank.
+                        description: Some(self.ask.description.clone())
+                            .filter(|text| !text.is_empty()),
+                        mime_type: Some(self.ask.mime_type.clone()).filter(|text| !text.is_empty()),
                     };
                     Some((resource, requirements))
                 }
