@@ -12,7 +12,7 @@ use http::{Request, Response, StatusCode};
 use serde_json::Value;
 use tower_service::Service;
 
-use super::{Sale, SettleReport, call_when_ready, reason_or, report_settle};
+use super::{Sale, SettleReport, call_when_ready, may_have_paid, reason_or, report_settle};
 use crate::facilitator::{Facilitator, FacilitatorError};
 use crate::header::TakenPayment;
 use crate::invoice::parse_node_id;
@@ -86,13 +86,9 @@ impl<F: Facilitator> Sale<'_, F> {
         let finished = run_detached(async move {
             let shared = shared_owned;
             let outcome = shared.facilitator.settle_lnbtc(&order).await;
-            let may_have_paid = match &outcome {
-                Ok(settlement) => {
-                    settlement.success
-                        || settlement.error_reason.as_deref() == Some(reason::DUPLICATE_SETTLEMENT)
-                }
-                Err(_) => false,
-            };
+            let may_have_paid = outcome.as_ref().is_ok_and(|settlement| {
+                may_have_paid(settlement.success, settlement.error_reason.as_deref())
+            });
             if may_have_paid {
                 shared.settled.insert(hash);
             }
@@ -101,24 +97,8 @@ impl<F: Facilitator> Sale<'_, F> {
                 shared.network.lnbtc_id(),
                 &event_payment.payment_hash,
             );
-            let report = match &outcome {
-                Outcome::Paid(settlement) => Some(SettleReport::Paid(as_seed_settlement(
-                    settlement,
-                    shared.network,
-                ))),
-                failure if shared.hooks.settle_failed.is_some() => {
-                    let (status, reason) = failure.refusal();
-                    Some(SettleReport::Failed {
-                        status,
-                        reason,
-                        may_have_paid,
-                    })
-                }
-                _ => None,
-            };
-            if let Some(report) = report {
-                report_settle(&shared, (route, method), event_payment, false, report).await;
-            }
+            let report = outcome.report(shared.network, may_have_paid);
+            report_settle(&shared, (route, method), event_payment, false, report).await;
             // Held until the hooks are done.
             drop(claim);
             outcome
@@ -271,6 +251,23 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome as the settle hooks hear it (a settlement in the seed flow's shape).
+    fn report(&self, network: crate::network::Network, may_have_paid: bool) -> SettleReport {
+        match self {
+            Outcome::Paid(settlement) => {
+                SettleReport::Paid(as_seed_settlement(settlement, network))
+            }
+            failure => {
+                let (status, reason) = failure.refusal();
+                SettleReport::Failed {
+                    status,
+                    reason,
+                    may_have_paid,
+                }
+            }
+        }
+    }
+
     /// The status and `error` the client gets for a settle that did not pay.
     fn refusal(&self) -> (StatusCode, String) {
         match self {

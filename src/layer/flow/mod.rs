@@ -361,6 +361,14 @@ impl<F: Facilitator> Sale<'_, F> {
     }
 }
 
+/// Whether a settle answer says, or may mean, that the payment went through: any success (even
+/// one naming another invoice or network: the facilitator recorded something), and a refusal as
+/// a duplicate. A failure to answer at all is not remembered: the facilitator's own replay
+/// protection refuses a retry if it did record it.
+fn may_have_paid(success: bool, error_reason: Option<&str>) -> bool {
+    success || error_reason == Some(crate::types::reason::DUPLICATE_SETTLEMENT)
+}
+
 /// What a settle came to, as its hooks hear it: the settlement, or the status and reason the
 /// client got and whether the facilitator may have paid all the same.
 enum SettleReport {

@@ -8,7 +8,7 @@ use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
-use super::{Sale, SettleReport, call_when_ready, reason_or, report_settle};
+use super::{Sale, SettleReport, call_when_ready, may_have_paid, reason_or, report_settle};
 use crate::facilitator::{Facilitator, FacilitatorError};
 use crate::header::{TakenPayment, decode_payment_header};
 use crate::invoice::{CheckedInvoice, InvoiceExpectation, check_invoice};
@@ -241,26 +241,15 @@ impl<F: Facilitator> Sale<'_, F> {
         let hash_hex = payment.payment_hash.clone();
         let finished = run_detached(async move {
             let outcome = shared.facilitator.settle(&order).await;
-            let may_have_paid = may_have_paid(&outcome);
+            let may_have_paid = outcome.as_ref().is_ok_and(|settlement| {
+                may_have_paid(settlement.success, settlement.error_reason.as_deref())
+            });
             if may_have_paid {
                 shared.settled.insert(hash);
             }
             let outcome = judge(outcome, shared.network, &payment.payment_hash);
-            let report = match &outcome {
-                SettleOutcome::Paid(settlement) => Some(SettleReport::Paid(settlement.clone())),
-                failure if shared.hooks.settle_failed.is_some() => {
-                    let (status, reason) = failure.refusal();
-                    Some(SettleReport::Failed {
-                        status,
-                        reason,
-                        may_have_paid,
-                    })
-                }
-                _ => None,
-            };
-            if let Some(report) = report {
-                report_settle(&shared, (route, method), payment, handler_ran, report).await;
-            }
+            let report = outcome.report(may_have_paid);
+            report_settle(&shared, (route, method), payment, handler_ran, report).await;
             // Held until the hooks are done: a retry of this invoice (409 meanwhile) cannot be
             // served while a hook still compensates this attempt.
             drop(claim);
@@ -357,6 +346,21 @@ fn settle_error(settlement: &SettleResponse) -> String {
 }
 
 impl SettleOutcome {
+    /// The outcome as the settle hooks hear it.
+    fn report(&self, may_have_paid: bool) -> SettleReport {
+        match self {
+            SettleOutcome::Paid(settlement) => SettleReport::Paid(settlement.clone()),
+            failure => {
+                let (status, reason) = failure.refusal();
+                SettleReport::Failed {
+                    status,
+                    reason,
+                    may_have_paid,
+                }
+            }
+        }
+    }
+
     /// The status and `error` the client gets for a settle that did not pay.
     fn refusal(&self) -> (StatusCode, String) {
         match self {
@@ -369,19 +373,5 @@ impl SettleOutcome {
                 (StatusCode::BAD_GATEWAY, respond::bad_settlement_reason(why))
             }
         }
-    }
-}
-
-/// Whether a settle answer says, or may mean, that the invoice was paid: any success (even one
-/// naming another invoice or network: the facilitator paid something), and a refusal as a
-/// duplicate. A failure to answer at all is not remembered: the facilitator's own replay
-/// protection refuses a retry if it did pay.
-fn may_have_paid(outcome: &Result<SettleResponse, FacilitatorError>) -> bool {
-    match outcome {
-        Ok(settlement) => {
-            settlement.success
-                || settlement.error_reason.as_deref() == Some(reason::DUPLICATE_SETTLEMENT)
-        }
-        Err(_) => false,
     }
 }
