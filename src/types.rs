@@ -288,6 +288,15 @@ impl SupportedResponse {
                 && kind.network == network.as_str()
         })
     }
+
+    /// The x402 version 2 kind for `exact` on `network`'s `lnbtc:` id, if listed.
+    pub fn find_lnbtc(&self, network: Network) -> Option<&SupportedKind> {
+        self.kinds.iter().find(|kind| {
+            kind.x402_version == crate::lnbtc::types::X402_VERSION_2
+                && kind.scheme == crate::lnbtc::types::SCHEME_EXACT
+                && kind.network == network.lnbtc_id()
+        })
+    }
 }
 
 /// The snake_case reasons of `invalidReason` / `errorReason` that this crate produces.

@@ -12,6 +12,7 @@ use super::detach::spawn_background;
 use crate::PublicKey;
 use crate::facilitator::{Facilitator, FacilitatorError};
 use crate::invoice::parse_node_id;
+use crate::layer::Flows;
 use crate::network::Network;
 
 /// How many announced payee keys are remembered (a facilitator may run several nodes).
@@ -28,11 +29,16 @@ pub enum SupportError {
     /// `/supported` could not be asked.
     #[error(transparent)]
     Facilitator(#[from] FacilitatorError),
-    /// `/supported` does not list `exact` on the layer's network.
-    #[error("the facilitator does not support exact payments on {network}; it lists {listed:?}")]
+    /// `/supported` does not list `exact` on the layer's network for one of the layer's flows
+    /// (the x402 version 1 kind for the seed flow, the version 2 `lnbtc:` kind for `lnbtc`).
+    #[error(
+        "the facilitator does not support exact payments on {network} for the flows {flows}; it lists {listed:?}"
+    )]
     NetworkNotSupported {
         /// The layer's network.
         network: Network,
+        /// The flows the layer offers by default.
+        flows: Flows,
         /// The `scheme/network` kinds it lists.
         listed: Vec<String>,
     },
@@ -135,19 +141,22 @@ impl<F: Facilitator> Shared<F> {
     /// Asks `/supported` whether the facilitator serves this network, and learns its payee.
     async fn ask_supported(&self) -> Result<(), SupportError> {
         let supported = self.facilitator.supported().await?;
-        let Some(kind) = supported.find(self.network) else {
+        let kind = supported.find(self.network);
+        let lnbtc_missing = self.flows.lnbtc() && supported.find_lnbtc(self.network).is_none();
+        if (self.flows.v1() && kind.is_none()) || lnbtc_missing {
             return Err(SupportError::NetworkNotSupported {
                 network: self.network,
+                flows: self.flows,
                 listed: supported
                     .kinds
                     .iter()
                     .map(|kind| format!("{}/{}", kind.scheme, kind.network))
                     .collect(),
             });
-        };
+        }
+        // Only the seed flow's kind announces a payee.
         let announced = kind
-            .extra
-            .as_ref()
+            .and_then(|kind| kind.extra.as_ref())
             .and_then(|extra| extra.pay_to.as_deref());
         if let Some(announced) = announced {
             match (parse_node_id(announced), self.pay_to) {

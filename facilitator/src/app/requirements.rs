@@ -1,0 +1,162 @@
+//! `POST /requirements` (PROTOCOL.md Part 1's call with Part 2's `descriptionHash`): mints an
+//! invoice through the node, bound to the request hash, and checks it before handing it out.
+//!
+//! | request | answer |
+//! |---|---|
+//! | not the Part 1 shape, `x402Version` not 1, network not served, amount 0, no or malformed `descriptionHash`, `maxTimeoutSeconds` 0 or over a day | 400 `{"error"}` |
+//! | the node fails | 502 (504 on its timeout) `{"error"}` |
+//! | the node's invoice differs from what was asked (amount, currency, description hash, expiry, payee, creation time) | 502 `{"error"}` |
+//! | minted | 200 Part 1 `PaymentRequirements`, `payTo` = the node, `extra.invoice` |
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use x402_lightning::lnbtc::binding::RequestHash;
+use x402_lightning::lnbtc::invoice::{InvoiceTerms, decode};
+use x402_lightning::types::{
+    ASSET_BTC, LightningExtra, PaymentRequirements, RequirementsRequest, X402_VERSION,
+};
+
+use super::{ApiError, Authorized, Body, Service};
+use crate::metrics::MintOutcome;
+use crate::node::{InvoiceRequest, NodeError};
+
+/// The longest invoice expiry minted, in seconds (one day).
+pub(crate) const MAX_EXPIRY_SECS: u64 = 86_400;
+
+pub(crate) async fn requirements(
+    _: Authorized,
+    State(service): State<Arc<Service>>,
+    Body(body): Body,
+) -> Result<Json<PaymentRequirements>, ApiError> {
+    let request: RequirementsRequest = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::bad_request(format!("invalid requirements request: {err}")))?;
+    if request.x402_version != X402_VERSION {
+        return Err(ApiError::bad_request(format!(
+            "x402Version must be {X402_VERSION} (the requirements call of PROTOCOL.md), not {}",
+            request.x402_version
+        )));
+    }
+    if !service.policy.networks.contains(&request.network) {
+        return Err(ApiError::bad_request(format!(
+            "network {} is not served here",
+            request.network
+        )));
+    }
+    if request.amount == 0 {
+        return Err(ApiError::bad_request("amount must be at least 1 msat"));
+    }
+    let Some(hash_hex) = &request.description_hash else {
+        return Err(ApiError::bad_request(
+            "descriptionHash is required: this facilitator mints invoices for `exact` on `lnbtc` \
+             only; the seed flow (x402 version 1 payments) is not supported by this facilitator",
+        ));
+    };
+    let request_hash = RequestHash::from_hex(hash_hex).ok_or_else(|| {
+        ApiError::bad_request("descriptionHash must be 64 lowercase hex characters")
+    })?;
+    if !(1..=MAX_EXPIRY_SECS).contains(&request.max_timeout_seconds) {
+        return Err(ApiError::bad_request(format!(
+            "maxTimeoutSeconds is the invoice's expiry: 1 to {MAX_EXPIRY_SECS}"
+        )));
+    }
+
+    let invoice = mint(&service, &request, &request_hash).await?;
+    let pay_to = service.node.node_id().await.map_err(node_error)?;
+    Ok(Json(PaymentRequirements {
+        scheme: request.scheme,
+        network: request.network,
+        max_amount_required: request.amount,
+        asset: ASSET_BTC.to_owned(),
+        pay_to: pay_to.to_string(),
+        resource: request.resource,
+        description: request.description,
+        mime_type: request.mime_type,
+        output_schema: None,
+        max_timeout_seconds: request.max_timeout_seconds,
+        extra: LightningExtra::new(invoice),
+    }))
+}
+
+/// Mints through the node and checks the invoice by every rule a resource server will apply.
+async fn mint(
+    service: &Service,
+    request: &RequirementsRequest,
+    request_hash: &RequestHash,
+) -> Result<String, ApiError> {
+    let asked = InvoiceRequest {
+        network: request.network,
+        amount_msat: request.amount,
+        description_hash: request_hash.0,
+        expiry_secs: request.max_timeout_seconds,
+    };
+    let started = Instant::now();
+    let minted = service.node.create_invoice(&asked).await;
+    let latency = started.elapsed();
+    let invoice = match minted {
+        Ok(invoice) => invoice,
+        Err(err) => {
+            tracing::error!(%err, "the Lightning node failed to mint");
+            service.metrics.mint(MintOutcome::NodeError, None);
+            return Err(node_error(err));
+        }
+    };
+    let checked = match service.node.node_id().await {
+        Ok(node_id) => check(&invoice, &asked, &node_id, request_hash, service),
+        Err(err) => Err(err.to_string()),
+    };
+    match checked {
+        Ok(()) => {
+            service.metrics.mint(MintOutcome::Success, Some(latency));
+            Ok(invoice)
+        }
+        Err(problem) => {
+            tracing::error!(%problem, "the Lightning node minted a wrong invoice");
+            service.metrics.mint(MintOutcome::Rejected, Some(latency));
+            Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "the Lightning node minted an invoice that fails the scheme's checks: {problem}"
+                ),
+            ))
+        }
+    }
+}
+
+fn check(
+    invoice: &str,
+    asked: &InvoiceRequest,
+    node_id: &bitcoin::secp256k1::PublicKey,
+    request_hash: &RequestHash,
+    service: &Service,
+) -> Result<(), String> {
+    let decoded = decode(invoice)?;
+    let now = service.now();
+    decoded.check_terms(
+        &InvoiceTerms {
+            network: asked.network,
+            amount_msat: asked.amount_msat,
+            pay_to: node_id,
+            max_timeout_seconds: asked.expiry_secs,
+            request_hash,
+        },
+        now,
+        service.policy.skew_secs,
+    )?;
+    if decoded.end() <= now {
+        return Err("the invoice has already expired".into());
+    }
+    Ok(())
+}
+
+fn node_error(err: NodeError) -> ApiError {
+    let status = if err.is_timeout() {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    ApiError::new(status, err.to_string())
+}

@@ -1,0 +1,194 @@
+//! The service's configuration: environment variables (or the matching flags), documented in
+//! `--help` and the README.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use x402_lightning::Network;
+
+/// The default listen address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:4021";
+/// The default replay store: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://x402-facilitator.db";
+/// The default networks: regtest, the simulated node's and the demo's.
+pub const DEFAULT_NETWORKS: &str = "lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328";
+/// The default LND REST address.
+pub const DEFAULT_LND_URL: &str = "https://127.0.0.1:8080";
+
+/// Which Lightning node mints the invoices of `POST /requirements`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum NodeKind {
+    /// A key in memory that signs invoices and keeps their preimages; `POST /pay` pays them.
+    /// For the demo and tests: it receives no real payment.
+    #[default]
+    Simulated,
+    /// An LND node over its REST API, with an invoice macaroon.
+    Lnd,
+}
+
+/// The configuration of the facilitator service.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "x402-lightning-facilitator",
+    version,
+    about = "An x402 facilitator for `exact` on `lnbtc`: settles Lightning payment proofs once, \
+             against a durable replay store (SQLite or PostgreSQL), and mints invoices through a \
+             Lightning node.",
+    after_help = "Routes: POST /settle and POST /requirements (bearer API key when keys are \
+                  set), GET /supported, GET /healthz, GET /metrics; POST /pay with the simulated \
+                  node. Every option can also be given as its environment variable."
+)]
+pub struct Config {
+    /// The address to listen on.
+    #[arg(long, env = "X402_FACILITATOR_BIND", default_value = DEFAULT_BIND)]
+    pub bind: SocketAddr,
+
+    /// The replay store: `sqlite://PATH` (a file, created if missing) or `postgres://…` (for
+    /// several instances sharing one database).
+    #[arg(long, env = "X402_FACILITATOR_DATABASE_URL", default_value = DEFAULT_DATABASE_URL,
+          hide_env_values = true)]
+    pub database_url: String,
+
+    /// The `lnbtc:` networks settled and minted for, comma-separated (mainnet
+    /// `lnbtc:000000000019d6689c085ae165831e93`, testnet `lnbtc:000000000933ea01ad0ee984209779ba`,
+    /// signet `lnbtc:00000008819873e925422c1ff0f99f7c`, regtest
+    /// `lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328`).
+    #[arg(long, env = "X402_FACILITATOR_NETWORKS", default_value = DEFAULT_NETWORKS,
+          value_delimiter = ',', value_parser = parse_network)]
+    pub networks: Vec<Network>,
+
+    /// The clock-skew allowance, in seconds.
+    #[arg(long, env = "X402_FACILITATOR_SKEW_SECONDS", default_value_t = 60)]
+    pub skew_seconds: u64,
+
+    /// Bearer API keys, comma-separated; when set, `/settle` and `/requirements` require
+    /// `Authorization: Bearer <one of them>`.
+    #[arg(
+        long,
+        env = "X402_FACILITATOR_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
+    /// The Lightning node that mints invoices.
+    #[arg(long, env = "X402_FACILITATOR_NODE", value_enum, default_value_t = NodeKind::Simulated)]
+    pub node: NodeKind,
+
+    /// The simulated node's secret key (64 hex characters); a random key by default.
+    #[arg(long, env = "X402_FACILITATOR_NODE_KEY", hide_env_values = true)]
+    pub node_key: Option<String>,
+
+    /// LND's REST address.
+    #[arg(long, env = "X402_FACILITATOR_LND_URL", default_value = DEFAULT_LND_URL)]
+    pub lnd_url: String,
+
+    /// The path of LND's invoice macaroon (`invoice.macaroon`: it can only create invoices).
+    #[arg(long, env = "X402_FACILITATOR_LND_MACAROON")]
+    pub lnd_macaroon: Option<PathBuf>,
+
+    /// The path of LND's TLS certificate (`tls.cert`), trusted for the REST connection.
+    #[arg(long, env = "X402_FACILITATOR_LND_TLS_CERT")]
+    pub lnd_tls_cert: Option<PathBuf>,
+
+    /// The timeout of each call to the Lightning node, in milliseconds.
+    #[arg(
+        long,
+        env = "X402_FACILITATOR_NODE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub node_timeout_ms: u64,
+
+    /// The largest request body accepted, in bytes.
+    #[arg(long, env = "X402_FACILITATOR_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How often expired replay entries are purged, in seconds.
+    #[arg(
+        long,
+        env = "X402_FACILITATOR_PURGE_INTERVAL_SECONDS",
+        default_value_t = 300
+    )]
+    pub purge_interval_seconds: u64,
+
+    /// Pins the clock to this Unix time, in seconds (for conformance runs only: the upstream
+    /// vectors use mainnet ids at a fixed time). Logged at start and with every settle.
+    #[arg(long, env = "X402_FACILITATOR_TEST_NOW")]
+    pub test_now: Option<u64>,
+}
+
+impl Default for Config {
+    /// The defaults of `--help`, ignoring the environment.
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 4021)),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            networks: vec![Network::Regtest],
+            skew_seconds: x402_lightning::lnbtc::DEFAULT_SKEW_SECS,
+            api_keys: Vec::new(),
+            node: NodeKind::Simulated,
+            node_key: None,
+            lnd_url: DEFAULT_LND_URL.to_owned(),
+            lnd_macaroon: None,
+            lnd_tls_cert: None,
+            node_timeout_ms: 10_000,
+            max_body_bytes: 64 * 1024,
+            purge_interval_seconds: 300,
+            test_now: None,
+        }
+    }
+}
+
+/// Parses one `lnbtc:` network id.
+fn parse_network(text: &str) -> Result<Network, String> {
+    Network::from_lnbtc_id(text.trim()).ok_or_else(|| {
+        format!(
+            "`{text}` is not an lnbtc network id this service knows (lnbtc:000000000019d6689c085ae165831e93, \
+             lnbtc:000000000933ea01ad0ee984209779ba, lnbtc:00000008819873e925422c1ff0f99f7c, \
+             lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let parsed = Config::try_parse_from(["x402-lightning-facilitator"]);
+        // The environment of the test run may set variables; only compare when it does not.
+        if std::env::vars().any(|(name, _)| name.starts_with("X402_FACILITATOR_")) {
+            return;
+        }
+        let parsed = parsed.expect("defaults parse");
+        let default = Config::default();
+        assert_eq!(parsed.bind, default.bind);
+        assert_eq!(parsed.database_url, default.database_url);
+        assert_eq!(parsed.networks, default.networks);
+        assert_eq!(parsed.skew_seconds, default.skew_seconds);
+        assert_eq!(parsed.node, default.node);
+        assert_eq!(parsed.node_timeout_ms, default.node_timeout_ms);
+        assert_eq!(parsed.max_body_bytes, default.max_body_bytes);
+        assert_eq!(
+            parsed.purge_interval_seconds,
+            default.purge_interval_seconds
+        );
+    }
+
+    #[test]
+    fn networks_are_a_comma_separated_list_of_lnbtc_ids() {
+        let parsed = Config::try_parse_from([
+            "x402-lightning-facilitator",
+            "--networks",
+            "lnbtc:000000000019d6689c085ae165831e93,lnbtc:000000000933ea01ad0ee984209779ba",
+        ])
+        .expect("two ids parse");
+        assert_eq!(parsed.networks, Network::LNBTC_UPSTREAM.to_vec());
+        let refused =
+            Config::try_parse_from(["x402-lightning-facilitator", "--networks", "lightning"]);
+        assert!(refused.is_err(), "a Part 1 id is not an lnbtc id");
+    }
+}

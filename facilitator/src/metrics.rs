@@ -1,0 +1,166 @@
+//! The service's Prometheus metrics (`GET /metrics`, OpenMetrics text):
+//!
+//! - `x402_facilitator_settles_total{outcome, reason}`: settles by outcome (`success`,
+//!   `failure`: a verdict with its `errorReason`, `error`: no verdict, the store failed) and
+//!   reason (`none` on success);
+//! - `x402_facilitator_store_seconds{operation}`: replay-store latency (`insert`, `purge`);
+//! - `x402_facilitator_purged_total`: replay entries removed after their retention;
+//! - `x402_facilitator_mints_total{outcome}`: invoices minted through the node (`success`,
+//!   `node_error`, `rejected`: the node's invoice failed the service's checks);
+//! - `x402_facilitator_mint_seconds`: node latency of a mint.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a settle.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SettleLabels {
+    outcome: &'static str,
+    reason: &'static str,
+}
+
+/// Labels of a store operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    operation: &'static str,
+}
+
+/// Labels of a mint.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MintLabels {
+    outcome: &'static str,
+}
+
+/// How a settle ended, for [`Metrics::settle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettleOutcome {
+    /// Settled: the key was recorded.
+    Success,
+    /// A verdict `success: false` with this `errorReason`.
+    Failure(&'static str),
+    /// No verdict: the replay store failed.
+    Error,
+}
+
+/// How a mint ended, for [`Metrics::mint`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MintOutcome {
+    /// The invoice was handed out.
+    Success,
+    /// The node failed.
+    NodeError,
+    /// The node's invoice failed the service's checks.
+    Rejected,
+}
+
+/// The service's metrics and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    settles: Family<SettleLabels, Counter>,
+    store_seconds: Family<StoreLabels, Histogram>,
+    purged: Counter,
+    mints: Family<MintLabels, Counter>,
+    mint_seconds: Histogram,
+}
+
+/// Latency buckets from 100 µs to about 6.5 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("x402_facilitator");
+        let settles = Family::<SettleLabels, Counter>::default();
+        registry.register("settles", "Settles by outcome and reason", settles.clone());
+        let store_seconds =
+            Family::<StoreLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            "store_seconds",
+            "Replay store latency by operation",
+            store_seconds.clone(),
+        );
+        let purged = Counter::default();
+        registry.register(
+            "purged",
+            "Replay entries removed after their retention",
+            purged.clone(),
+        );
+        let mints = Family::<MintLabels, Counter>::default();
+        registry.register("mints", "Invoices minted by outcome", mints.clone());
+        let mint_seconds = latency_histogram();
+        registry.register(
+            "mint_seconds",
+            "Lightning node latency of a mint",
+            mint_seconds.clone(),
+        );
+        Self {
+            registry,
+            settles,
+            store_seconds,
+            purged,
+            mints,
+            mint_seconds,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a settle.
+    pub fn settle(&self, outcome: SettleOutcome) {
+        let labels = match outcome {
+            SettleOutcome::Success => SettleLabels {
+                outcome: "success",
+                reason: "none",
+            },
+            SettleOutcome::Failure(reason) => SettleLabels {
+                outcome: "failure",
+                reason,
+            },
+            SettleOutcome::Error => SettleLabels {
+                outcome: "error",
+                reason: "store_unavailable",
+            },
+        };
+        self.settles.get_or_create(&labels).inc();
+    }
+
+    /// Records the latency of a store operation (`insert` or `purge`).
+    pub fn store_latency(&self, operation: &'static str, elapsed: Duration) {
+        self.store_seconds
+            .get_or_create(&StoreLabels { operation })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts purged replay entries.
+    pub fn purged(&self, entries: u64) {
+        self.purged.inc_by(entries);
+    }
+
+    /// Counts a mint and, when the node answered, its latency.
+    pub fn mint(&self, outcome: MintOutcome, node_latency: Option<Duration>) {
+        let outcome = match outcome {
+            MintOutcome::Success => "success",
+            MintOutcome::NodeError => "node_error",
+            MintOutcome::Rejected => "rejected",
+        };
+        self.mints.get_or_create(&MintLabels { outcome }).inc();
+        if let Some(latency) = node_latency {
+            self.mint_seconds.observe(latency.as_secs_f64());
+        }
+    }
+
+    /// The metrics as OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

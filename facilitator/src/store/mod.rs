@@ -1,0 +1,230 @@
+//! The replay store: where settled proofs are recorded, once, durably (upstream
+//! `scheme_exact_lnbtc.md`, "Settlement and Replay Protection" and "Durable Replay Protection").
+//!
+//! A [`ReplayStore`] records a [`ReplayEntry`] with an atomic insert-if-absent on its key,
+//! `network + ":" + payment_hash`: of any number of settles of one proof, on any number of
+//! instances sharing the store, exactly one is [`Inserted::New`]. Entries are kept until
+//! `retain_until` (the invoice's end + skew + 1 h) and only purged after it.
+//!
+//! Two stores, chosen by URL ([`open`]): [`SqliteStore`] (`sqlite://PATH`, a file, the embedded
+//! default) and [`PostgresStore`] (`postgres://…`, for several instances). Both run their schema
+//! migrations when opened.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub mod postgres;
+pub mod sqlite;
+
+pub use self::postgres::PostgresStore;
+pub use self::sqlite::SqliteStore;
+
+/// The future a [`ReplayStore`] call returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// One settled proof.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayEntry {
+    /// `network + ":" + payment_hash` (lowercase hex), the canonical consumption key.
+    pub key: String,
+    /// Unix seconds until which the entry must be kept (`invoice_end + skew + 1 h`).
+    pub retain_until: u64,
+    /// Unix seconds of the settle.
+    pub settled_at: u64,
+}
+
+/// What an insert did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// The key was absent and is now recorded: this settle succeeds.
+    New,
+    /// The key was already recorded: `duplicate_settlement`.
+    AlreadyPresent,
+}
+
+/// A durable store of settled proofs.
+pub trait ReplayStore: fmt::Debug + Send + Sync + 'static {
+    /// Records `entry` if its key is absent, atomically with respect to every other insert on
+    /// the same store (other connections and other processes included). Returns once the
+    /// outcome is durable.
+    fn insert_if_absent<'a>(&'a self, entry: &'a ReplayEntry) -> StoreFuture<'a, Inserted>;
+
+    /// Removes the entries whose `retain_until` is before `now` (Unix seconds); returns how
+    /// many. An entry whose `retain_until` is `now` or later is never removed.
+    fn purge(&self, now: u64) -> StoreFuture<'_, u64>;
+
+    /// How many entries the store holds.
+    fn count(&self) -> StoreFuture<'_, u64>;
+
+    /// Checks that the store answers (for `/healthz`).
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Closes the store's connections (at shutdown, after the last request).
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The store failed; the settle is not decided (answered 503, the proof is not consumed unless
+/// the insert reached the database before the failure).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one this service can use.
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// A database error.
+    #[error("replay store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A schema migration failed.
+    #[error("replay store migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A value does not fit the database's integer type.
+    #[error("replay store: {0} does not fit a 64-bit signed integer")]
+    OutOfRange(u64),
+}
+
+/// How long a settle waits for a database connection before giving up.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the store `url` names (`sqlite://PATH`, `sqlite:PATH`, `postgres://…` or
+/// `postgresql://…`) and runs its migrations.
+///
+/// # Errors
+/// [`StoreError::UnsupportedUrl`] for another scheme; a database or migration error when the
+/// database cannot be opened or migrated.
+pub async fn open(url: &str) -> Result<Box<dyn ReplayStore>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Box::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_password(url)))
+    }
+}
+
+/// The schema, shared by both stores (their SQL for it is the same).
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How many rows one purge statement deletes, so a purge never holds the write lock (SQLite) or
+/// many row locks (PostgreSQL) for long.
+const PURGE_BATCH: i64 = 5_000;
+
+/// The atomic insert-if-absent. SQLite and PostgreSQL both read `$N` parameters and
+/// `ON CONFLICT … DO NOTHING`; a row affected means the key was absent.
+const INSERT_SQL: &str = "INSERT INTO replay_keys (replay_key, retain_until, settled_at) \
+                          VALUES ($1, $2, $3) ON CONFLICT (replay_key) DO NOTHING";
+
+/// One batch of the purge: entries strictly past their `retain_until`.
+const PURGE_SQL: &str = "DELETE FROM replay_keys WHERE replay_key IN \
+                         (SELECT replay_key FROM replay_keys WHERE retain_until < $1 LIMIT $2)";
+
+/// The number of entries.
+const COUNT_SQL: &str = "SELECT COUNT(*) FROM replay_keys";
+
+/// Implements [`ReplayStore`] for a store holding an sqlx `pool`: the two databases share the
+/// SQL above, and only their pool types differ.
+macro_rules! replay_store_on_pool {
+    ($store:ty) => {
+        impl $crate::store::ReplayStore for $store {
+            fn insert_if_absent<'a>(
+                &'a self,
+                entry: &'a $crate::store::ReplayEntry,
+            ) -> $crate::store::StoreFuture<'a, $crate::store::Inserted> {
+                Box::pin(async move {
+                    let result = sqlx::query($crate::store::INSERT_SQL)
+                        .bind(entry.key.clone())
+                        .bind($crate::store::to_i64(entry.retain_until)?)
+                        .bind($crate::store::to_i64(entry.settled_at)?)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(if result.rows_affected() == 1 {
+                        $crate::store::Inserted::New
+                    } else {
+                        $crate::store::Inserted::AlreadyPresent
+                    })
+                })
+            }
+
+            fn purge(&self, now: u64) -> $crate::store::StoreFuture<'_, u64> {
+                Box::pin(async move {
+                    let now = $crate::store::to_i64(now)?;
+                    let mut purged = 0;
+                    loop {
+                        let deleted = sqlx::query($crate::store::PURGE_SQL)
+                            .bind(now)
+                            .bind($crate::store::PURGE_BATCH)
+                            .execute(&self.pool)
+                            .await?
+                            .rows_affected();
+                        purged += deleted;
+                        if deleted < $crate::store::PURGE_BATCH.unsigned_abs() {
+                            return Ok(purged);
+                        }
+                    }
+                })
+            }
+
+            fn count(&self) -> $crate::store::StoreFuture<'_, u64> {
+                Box::pin(async move {
+                    use sqlx::Row as _;
+                    let row = sqlx::query($crate::store::COUNT_SQL)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(row.try_get::<i64, _>(0)?.unsigned_abs())
+                })
+            }
+
+            fn ping(&self) -> $crate::store::StoreFuture<'_, ()> {
+                Box::pin(async move {
+                    sqlx::query("SELECT 1").execute(&self.pool).await?;
+                    Ok(())
+                })
+            }
+
+            fn close(
+                &self,
+            ) -> ::std::pin::Pin<Box<dyn ::std::future::Future<Output = ()> + Send + '_>> {
+                Box::pin(self.pool.close())
+            }
+        }
+    };
+}
+pub(crate) use replay_store_on_pool;
+
+/// A `u64` as the databases' `BIGINT`.
+pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange(value))
+}
+
+/// A database URL fit for logs: any password replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact_password("postgres://app:s3cret@db:5432/x402?sslmode=require"),
+            "postgres://app:***@db:5432/x402?sslmode=require"
+        );
+        assert_eq!(
+            redact_password("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test"
+        );
+        assert_eq!(redact_password("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,45 @@
+//! The replay store in a SQLite file: the embedded default, for one instance (or several
+//! processes on one machine sharing the file).
+//!
+//! Durability: WAL journal with `synchronous = FULL`, so a settle is answered only once its
+//! row is on disk (it survives a killed process and a power cut). Atomicity: the key is the
+//! primary key and the insert is `ON CONFLICT DO NOTHING`; SQLite takes one writer at a time,
+//! and a busy writer is waited for up to [`ACQUIRE_TIMEOUT`].
+
+use std::str::FromStr as _;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{ACQUIRE_TIMEOUT, MIGRATOR, StoreError};
+
+/// A replay store in a SQLite file.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database `url` names (`sqlite://PATH` or `sqlite:PATH`)
+    /// and runs the migrations.
+    ///
+    /// # Errors
+    /// A database error if the file cannot be opened or created, a migration error if the
+    /// schema cannot be brought up to date.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(ACQUIRE_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+super::replay_store_on_pool!(SqliteStore);

@@ -1,0 +1,212 @@
+//! Shared by the service's integration tests: the service binary started as a real process,
+//! valid `lnbtc` proofs minted on the spot, and the PostgreSQL database of the machine.
+
+#![allow(dead_code)] // each test crate uses its own part of this module
+
+use std::fs::File;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bitcoin::hex::DisplayHex as _;
+use serde_json::Value;
+use x402_lightning::Network;
+use x402_lightning::lnbtc::types::{
+    LnbtcExtra, PaymentPayload, PaymentRequirements, SettleRequest,
+};
+use x402_lightning::mock::{InvoiceSpec, MockNode};
+
+/// The service binary, built by cargo for the integration tests.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_x402-lightning-facilitator");
+
+/// A running service process; killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Instance {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its stderr (the log).
+    pub log: PathBuf,
+}
+
+impl Instance {
+    /// Starts the binary with `env` (on top of an environment without any
+    /// `X402_FACILITATOR_*` variable, listening on a free loopback port) and waits for its
+    /// `listening on http://ADDR` line. `dir` holds its log.
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Instance {
+        let log = dir.join(format!("service-{}.log", rand_suffix()));
+        let stderr = File::create(&log).expect("log file");
+        let mut command = Command::new(BINARY);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("X402_FACILITATOR_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("X402_FACILITATOR_BIND", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        let mut child = command.spawn().expect("the service binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (lines, line) = mpsc::channel();
+        std::thread::spawn(move || {
+            for text in BufReader::new(stdout).lines() {
+                let Ok(text) = text else { break };
+                if lines.send(text).is_err() {
+                    break;
+                }
+            }
+        });
+        let addr = loop {
+            match line.recv_timeout(Duration::from_secs(30)) {
+                Ok(text) => {
+                    if let Some(addr) = text.strip_prefix("listening on http://") {
+                        break addr.parse().expect("a socket address");
+                    }
+                }
+                Err(err) => {
+                    let _ = child.kill();
+                    panic!(
+                        "the service did not print its address ({err}); its log:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+            }
+        };
+        Instance { child, addr, log }
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash or an OOM kill would.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it; returns whether it exited cleanly.
+    pub fn terminate(mut self) -> bool {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM delivered");
+        self.child.wait().expect("reaped").success()
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> String {
+    let mut bytes = [0u8; 6];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+    bytes.to_lower_hex_string()
+}
+
+/// A `sqlite://` URL for a fresh file in `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("replay.db").display())
+}
+
+/// A paid invoice and the `/settle` body that proves it.
+#[derive(Clone, Debug)]
+pub struct Proof {
+    /// The requirements the invoice was minted for.
+    pub requirements: PaymentRequirements,
+    /// The preimage, 64 lowercase hex characters.
+    pub preimage: String,
+    /// The payment hash, 64 lowercase hex characters.
+    pub payment_hash: String,
+}
+
+impl Proof {
+    /// A fresh invoice of `node` on `network`, created at `now` (Unix seconds), 10,000 msat,
+    /// expiring after 300 s, bound to a random request hash, and its preimage.
+    pub fn mint(node: &MockNode, network: Network, now: u64) -> Proof {
+        let mut request_hash = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut request_hash);
+        let minted = node
+            .mint(&InvoiceSpec {
+                network,
+                amount_msat: 10_000,
+                description: String::new(),
+                description_hash: Some(request_hash),
+                created_at: Duration::from_secs(now),
+                expiry: Duration::from_secs(300),
+            })
+            .expect("mints");
+        let requirements = PaymentRequirements::lnbtc(
+            network,
+            10_000,
+            node.pay_to().to_string(),
+            300,
+            LnbtcExtra {
+                invoice: minted.invoice.to_string(),
+                request_hash: request_hash.to_lower_hex_string(),
+                request_binding_profile: "http:1".into(),
+                request_binding_params: serde_json::json!({ "headers": [] }),
+            },
+        );
+        Proof {
+            requirements,
+            preimage: minted.preimage.to_lower_hex_string(),
+            payment_hash: minted.invoice.payment_hash().to_string(),
+        }
+    }
+
+    /// The `POST /settle` body.
+    pub fn settle_body(&self) -> Value {
+        let payload = PaymentPayload::lnbtc(None, self.requirements.clone(), self.preimage.clone());
+        let payload = serde_json::to_value(payload).expect("serializes");
+        serde_json::to_value(SettleRequest::new(payload, &self.requirements)).expect("serializes")
+    }
+}
+
+/// The machine's PostgreSQL for the tests that need one: the URL in
+/// `X402_FACILITATOR_TEST_POSTGRES_URL` (`.ci/run` sets it to
+/// `postgres://postgres@127.0.0.1:5432/test`). `None` when unset: the test says it is skipped.
+pub fn postgres_url(test: &str) -> Option<String> {
+    match std::env::var("X402_FACILITATOR_TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "{test}: skipped, set X402_FACILITATOR_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test to run it"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh schema in the PostgreSQL database `base`, and a URL that puts every connection in
+/// it (so parallel tests never see each other's tables). Panics when the server is unreachable.
+pub async fn fresh_postgres_schema(base: &str) -> String {
+    let schema = format!("x402_test_{}", rand_suffix());
+    let pool = sqlx::PgPool::connect(base)
+        .await
+        .unwrap_or_else(|err| panic!("PostgreSQL at {base} is unreachable: {err}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&pool)
+        .await
+        .expect("schema created");
+    pool.close().await;
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-c%20search_path%3D{schema}")
+}
