@@ -142,8 +142,8 @@ impl<F: Facilitator> Shared<F> {
     async fn ask_supported(&self) -> Result<(), SupportError> {
         let supported = self.facilitator.supported().await?;
         let kind = supported.find(self.network);
-        let lnbtc_missing = self.flows.lnbtc() && supported.find_lnbtc(self.network).is_none();
-        if (self.flows.v1() && kind.is_none()) || lnbtc_missing {
+        let lnbtc_kind = supported.find_lnbtc(self.network);
+        if (self.flows.v1() && kind.is_none()) || (self.flows.lnbtc() && lnbtc_kind.is_none()) {
             return Err(SupportError::NetworkNotSupported {
                 network: self.network,
                 flows: self.flows,
@@ -154,11 +154,12 @@ impl<F: Facilitator> Shared<F> {
                     .collect(),
             });
         }
-        // Only the seed flow's kind announces a payee.
-        let announced = kind
-            .and_then(|kind| kind.extra.as_ref())
-            .and_then(|extra| extra.pay_to.as_deref());
-        if let Some(announced) = announced {
+        // Either kind may announce the payee: `extra.payTo`.
+        let announced = [kind, lnbtc_kind]
+            .into_iter()
+            .flatten()
+            .filter_map(|kind| kind.extra.as_ref()?.pay_to.as_deref());
+        for announced in announced {
             match (parse_node_id(announced), self.pay_to) {
                 (Ok(key), Some(pinned)) if key != pinned => {
                     return Err(SupportError::PayToMismatch {

@@ -271,7 +271,9 @@ impl Shared {
                         x402_version: lnbtc::X402_VERSION_2,
                         scheme: lnbtc::SCHEME_EXACT.to_owned(),
                         network: self.rules.network.lnbtc_id().to_owned(),
-                        extra: None,
+                        extra: Some(SupportedExtra {
+                            pay_to: Some(self.node.pay_to().to_string()),
+                        }),
                     },
                 ],
             }),

@@ -156,6 +156,18 @@ impl Service {
         Ok(Self::new(store, node, simulated, config, clock, api_keys))
     }
 
+    /// A service on an open store and a simulated node, which also serves `POST /pay` (for
+    /// tests and embedding).
+    pub fn with_simulated_node(
+        store: Arc<dyn ReplayStore>,
+        node: Arc<SimulatedNode>,
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let api_keys = config.api_keys.clone();
+        Self::new(store, node.clone(), Some(node), config, clock, api_keys)
+    }
+
     /// A service on an open store and node (for tests and embedding).
     pub fn with_parts(
         store: Arc<dyn ReplayStore>,
@@ -331,18 +343,30 @@ impl FromRequest<Arc<Service>> for Body {
     }
 }
 
-/// `GET /supported`: one x402 version 2 kind per network.
+/// `GET /supported`: one x402 version 2 kind per network, with `extra.payTo` = the node's key
+/// (the payee of every invoice `/requirements` mints) when the node can tell it.
 async fn supported(State(service): State<Arc<Service>>) -> Response {
+    let pay_to = match service.node.node_id().await {
+        Ok(key) => Some(key.to_string()),
+        Err(err) => {
+            tracing::warn!(%err, "GET /supported without payTo: the node does not tell its key");
+            None
+        }
+    };
     let kinds: Vec<_> = service
         .policy
         .networks
         .iter()
         .map(|network| {
-            json!({
+            let mut kind = json!({
                 "x402Version": X402_VERSION_2,
                 "scheme": SCHEME_EXACT,
                 "network": network.lnbtc_id(),
-            })
+            });
+            if let Some(pay_to) = &pay_to {
+                kind["extra"] = json!({ "payTo": pay_to });
+            }
+            kind
         })
         .collect();
     Json(json!({ "kinds": kinds, "extensions": [], "signers": {} })).into_response()

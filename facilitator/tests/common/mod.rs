@@ -195,18 +195,42 @@ pub fn postgres_url(test: &str) -> Option<String> {
     }
 }
 
-/// A fresh schema in the PostgreSQL database `base`, and a URL that puts every connection in
-/// it (so parallel tests never see each other's tables). Panics when the server is unreachable.
-pub async fn fresh_postgres_schema(base: &str) -> String {
-    let schema = format!("x402_test_{}", rand_suffix());
+/// A schema of its own in the machine's PostgreSQL database, for one test.
+#[derive(Debug)]
+pub struct PgSchema {
+    base: String,
+    name: String,
+    /// A URL that puts every connection in the schema (parallel tests never see each other's
+    /// tables).
+    pub url: String,
+}
+
+impl PgSchema {
+    /// Creates a fresh schema in the database `base`. Panics when the server is unreachable.
+    pub async fn create(base: &str) -> PgSchema {
+        let name = format!("x402_test_{}", rand_suffix());
+        execute(base, format!("CREATE SCHEMA {name}")).await;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        PgSchema {
+            url: format!("{base}{separator}options=-c%20search_path%3D{name}"),
+            base: base.to_owned(),
+            name,
+        }
+    }
+
+    /// Drops the schema and everything in it.
+    pub async fn drop_all(self) {
+        execute(&self.base, format!("DROP SCHEMA {} CASCADE", self.name)).await;
+    }
+}
+
+async fn execute(base: &str, statement: String) {
     let pool = sqlx::PgPool::connect(base)
         .await
         .unwrap_or_else(|err| panic!("PostgreSQL at {base} is unreachable: {err}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+    sqlx::query(sqlx::AssertSqlSafe(statement))
         .execute(&pool)
         .await
-        .expect("schema created");
+        .expect("schema statement");
     pool.close().await;
-    let separator = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{separator}options=-c%20search_path%3D{schema}")
 }
