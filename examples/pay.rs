@@ -14,7 +14,8 @@
 //! - `X402_DEMO_URL`: where the demo listens (default `http://127.0.0.1:3000`);
 //! - `X402_PAY_URL`: the Lightning "wallet" of the lnbtc flow: an endpoint that pays a BOLT11
 //!   invoice and returns its preimage, `POST {"invoice": …}` → `{"preimage", "paymentHash",
-//!   "amountMsat"}` (default `http://127.0.0.1:4021/pay`, the demo's embedded mock);
+//!   "amountMsat"}` (default `http://127.0.0.1:4021/pay`: the demo's embedded mock, or the
+//!   facilitator service's simulated node);
 //! - `X402_WALLET_KEY`: the seed flow's wallet secret key, 64 hex (default: the public demo
 //!   wallet the demo's embedded mock facilitator funds).
 

@@ -9,7 +9,9 @@
 //!
 //! Environment:
 //! - `X402_BIND`: address to listen on (default `127.0.0.1:3000`);
-//! - `X402_FACILITATOR_URL`: the facilitator (default: start the embedded mock facilitator on
+//! - `X402_FACILITATOR_URL`: the facilitator, e.g. `http://127.0.0.1:4021` for the facilitator
+//!   service (`cargo run -p x402-lightning-facilitator`, which serves the lnbtc flow only: run
+//!   the demo with `X402_FLOWS=lnbtc` against it) (default: start the embedded mock facilitator on
 //!   `127.0.0.1:4021`, or a free loopback port when that one is taken, funding the public demo
 //!   wallet with 1 BTC; it also plays the Lightning network: `POST /pay` pays its invoices);
 //! - `X402_NETWORK`: `lightning`, `lightning-testnet`, `lightning-signet` or
@@ -152,7 +154,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let payments = payments.build()?;
     match payments.check_facilitator().await {
         Ok(()) => println!("facilitator {facilitator_url} serves {network}"),
-        Err(err) => println!("warning: {err}; priced routes answer 502 until it is fixed"),
+        Err(err) => println!(
+            "warning: {err}; payments it does not serve answer 502 (X402_FLOWS picks the flows offered)"
+        ),
     }
 
     let router = Router::new()

@@ -113,12 +113,6 @@ impl Service {
                 "X402_FACILITATOR_MAX_BODY_BYTES and X402_FACILITATOR_PURGE_INTERVAL_SECONDS must be positive".into(),
             ));
         }
-        let api_keys: Vec<String> = config
-            .api_keys
-            .iter()
-            .map(|key| key.trim().to_owned())
-            .filter(|key| !key.is_empty())
-            .collect();
         let clock: Arc<dyn Clock> = match config.test_now {
             Some(unix) => Arc::new(ManualClock::at_unix(Duration::from_secs(unix))),
             None => Arc::new(SystemClock),
@@ -153,7 +147,7 @@ impl Service {
             }
         };
         let store: Arc<dyn ReplayStore> = Arc::from(store::open(&config.database_url).await?);
-        Ok(Self::new(store, node, simulated, config, clock, api_keys))
+        Ok(Self::new(store, node, simulated, config, clock))
     }
 
     /// A service on an open store and a simulated node, which also serves `POST /pay` (for
@@ -164,8 +158,7 @@ impl Service {
         config: &Config,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let api_keys = config.api_keys.clone();
-        Self::new(store, node.clone(), Some(node), config, clock, api_keys)
+        Self::new(store, node.clone(), Some(node), config, clock)
     }
 
     /// A service on an open store and node (for tests and embedding).
@@ -175,7 +168,7 @@ impl Service {
         config: &Config,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self::new(store, node, None, config, clock, config.api_keys.clone())
+        Self::new(store, node, None, config, clock)
     }
 
     fn new(
@@ -184,8 +177,13 @@ impl Service {
         simulated: Option<Arc<SimulatedNode>>,
         config: &Config,
         clock: Arc<dyn Clock>,
-        api_keys: Vec<String>,
     ) -> Self {
+        let api_keys = config
+            .api_keys
+            .iter()
+            .map(|key| key.trim().to_owned())
+            .filter(|key| !key.is_empty())
+            .collect();
         Self {
             store,
             node,
@@ -299,13 +297,18 @@ impl FromRequestParts<Arc<Service>> for Authorized {
         if service.api_keys.is_empty() {
             return Ok(Self);
         }
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or_default();
+        // One `Authorization` header, scheme `Bearer` (case-insensitive, RFC 9110).
+        let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+        let given = match (values.next(), values.next()) {
+            (Some(value), None) => value
+                .to_str()
+                .ok()
+                .and_then(|value| value.trim().split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim())
+                .unwrap_or_default(),
+            _ => "",
+        };
         // Every key is compared, in constant time, so timing tells nothing about any of them.
         let matched = service.api_keys.iter().fold(false, |matched, key| {
             matched | bool::from(key.as_bytes().ct_eq(given.as_bytes()))
