@@ -362,3 +362,99 @@ async fn the_store_stays_bounded_over_100k_settles_on_postgres() {
     store.close().await;
     schema.drop_all().await;
 }
+
+/// A store whose inserts wait for the test's signal.
+#[derive(Debug)]
+struct HeldStore {
+    inner: SqliteStore,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl ReplayStore for HeldStore {
+    fn insert_if_absent<'a>(
+        &'a self,
+        entry: &'a ReplayEntry,
+    ) -> x402_lightning_facilitator::store::StoreFuture<'a, Inserted> {
+        Box::pin(async move {
+            self.entered.notify_one();
+            self.release.notified().await;
+            self.inner.insert_if_absent(entry).await
+        })
+    }
+
+    fn purge(&self, now: u64) -> x402_lightning_facilitator::store::StoreFuture<'_, u64> {
+        self.inner.purge(now)
+    }
+
+    fn count(&self) -> x402_lightning_facilitator::store::StoreFuture<'_, u64> {
+        self.inner.count()
+    }
+
+    fn ping(&self) -> x402_lightning_facilitator::store::StoreFuture<'_, ()> {
+        self.inner.ping()
+    }
+
+    fn close(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        self.inner.close()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_flight_settle_finishes_before_shutdown_completes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(HeldStore {
+        inner: SqliteStore::open(&sqlite_url(dir.path()))
+            .await
+            .expect("opens"),
+        entered: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+    });
+    let clock = Arc::new(ManualClock::at_unix(Duration::from_secs(NOW)));
+    let node = x402_lightning_facilitator::node::SimulatedNode::random(clock.clone());
+    let service = Arc::new(Service::with_parts(
+        store.clone(),
+        Arc::new(node),
+        &Config::default(),
+        clock,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let url = format!("http://{addr}/settle");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, service, async {
+        let _ = stopped.await;
+    }));
+
+    let proof = Proof::mint(&MockNode::random(), Network::Regtest, NOW);
+    let settle = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(&url)
+            .json(&proof.settle_body())
+            .send()
+            .await
+            .expect("answered despite the shutdown")
+            .json::<Value>()
+            .await
+            .expect("JSON")
+    });
+    store.entered.notified().await; // the settle is at the store
+    stop.send(()).expect("shutdown signalled");
+    // Shutting down: the listener closes (new connections are refused) while the settle waits.
+    let mut attempts = 0;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        attempts += 1;
+        assert!(attempts < 10_000, "the listener never closed");
+        tokio::task::yield_now().await;
+    }
+    assert!(!server.is_finished(), "shutdown waits for the settle");
+    store.release.notify_one();
+    assert_eq!(settle.await.expect("task")["success"], true);
+    server.await.expect("task").expect("served");
+    assert!(
+        store.inner.count().await.is_err(),
+        "the store is closed once the last request is answered"
+    );
+}
