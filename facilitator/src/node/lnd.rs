@@ -2,9 +2,10 @@
 //! `POST /v1/invoices` (`AddInvoice`) to mint.
 //!
 //! Every call carries the macaroon in LND's `Grpc-Metadata-macaroon` header (an
-//! `invoice.macaroon` is enough). LND's `tls.cert` is self-signed: give it as
-//! [`LndConfig::tls_cert_pem`] and it becomes the only trusted root. Answers are read under a
-//! 1 MiB cap, so a hostile node cannot exhaust memory.
+//! `invoice.macaroon` is enough). LND's `tls.cert` is a self-signed CA certificate: give it as
+//! [`LndConfig::tls_cert_pem`] and it is pinned, the only certificate trusted (byte for byte, in
+//! place of host-name and chain checks; the handshake is still verified against it). Answers
+//! are read under a 1 MiB cap, so a hostile node cannot exhaust memory.
 
 use std::fmt;
 use std::io;
@@ -48,7 +49,8 @@ pub struct LndConfig {
     /// The macaroon as hex (LND's `*.macaroon` files are binary: see
     /// [`from_files`](Self::from_files)). Never printed by `Debug`.
     pub macaroon_hex: String,
-    /// LND's `tls.cert` (PEM), trusted as the only root; `None` trusts the system's roots.
+    /// LND's `tls.cert` (PEM), pinned: the only certificate trusted; `None` trusts the system's
+    /// roots.
     pub tls_cert_pem: Option<Vec<u8>>,
     /// How long one call may take, connecting and reading the answer included.
     pub timeout: Duration,
