@@ -14,6 +14,10 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://x402-facilitator.db";
 pub const DEFAULT_NETWORKS: &str = "lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328";
 /// The default LND REST address.
 pub const DEFAULT_LND_URL: &str = "https://127.0.0.1:8080";
+/// The largest clock-skew allowance accepted, in seconds. Every instance keeps a settled proof
+/// until `invoice_end + MAX_SKEW_SECONDS + 1 h`, so instances sharing a store with different
+/// skews (up to this one) never purge a key another instance could still accept.
+pub const MAX_SKEW_SECONDS: u64 = 600;
 
 /// Which Lightning node mints the invoices of `POST /requirements`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -57,12 +61,13 @@ pub struct Config {
           value_delimiter = ',', value_parser = parse_network)]
     pub networks: Vec<Network>,
 
-    /// The clock-skew allowance, in seconds.
+    /// The clock-skew allowance, in seconds (at most 600).
     #[arg(long, env = "X402_FACILITATOR_SKEW_SECONDS", default_value_t = 60)]
     pub skew_seconds: u64,
 
     /// Bearer API keys, comma-separated; when set, `/settle` and `/requirements` require
-    /// `Authorization: Bearer <one of them>`.
+    /// `Authorization: Bearer <one of them>`. Without keys, anyone who reaches the port may
+    /// settle and mint.
     #[arg(
         long,
         env = "X402_FACILITATOR_API_KEYS",
@@ -75,7 +80,8 @@ pub struct Config {
     #[arg(long, env = "X402_FACILITATOR_NODE", value_enum, default_value_t = NodeKind::Simulated)]
     pub node: NodeKind,
 
-    /// The simulated node's secret key (64 hex characters); a random key by default.
+    /// The simulated node's secret key (64 hex characters); a random key by default. Instances
+    /// sharing a store must share the key (they are one receiver).
     #[arg(long, env = "X402_FACILITATOR_NODE_KEY", hide_env_values = true)]
     pub node_key: Option<String>,
 
@@ -111,8 +117,18 @@ pub struct Config {
     )]
     pub purge_interval_seconds: u64,
 
+    /// After SIGINT or SIGTERM, how long in-flight requests may take before the service exits
+    /// anyway, in seconds.
+    #[arg(
+        long,
+        env = "X402_FACILITATOR_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 30
+    )]
+    pub shutdown_grace_seconds: u64,
+
     /// Pins the clock to this Unix time, in seconds (for conformance runs only: the upstream
-    /// vectors use mainnet ids at a fixed time). Logged at start and with every settle.
+    /// vectors use mainnet ids at a fixed time). Logged at start and with every settle; a
+    /// pinned instance never purges the store.
     #[arg(long, env = "X402_FACILITATOR_TEST_NOW")]
     pub test_now: Option<u64>,
 }
@@ -134,6 +150,7 @@ impl Default for Config {
             node_timeout_ms: 10_000,
             max_body_bytes: 64 * 1024,
             purge_interval_seconds: 300,
+            shutdown_grace_seconds: 30,
             test_now: None,
         }
     }
@@ -141,13 +158,60 @@ impl Default for Config {
 
 /// Parses one `lnbtc:` network id.
 fn parse_network(text: &str) -> Result<Network, String> {
-    Network::from_lnbtc_id(text.trim()).ok_or_else(|| {
-        format!(
-            "`{text}` is not an lnbtc network id this service knows (lnbtc:000000000019d6689c085ae165831e93, \
-             lnbtc:000000000933ea01ad0ee984209779ba, lnbtc:00000008819873e925422c1ff0f99f7c, \
-             lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328)"
-        )
-    })
+    let text = text.trim();
+    if let Some(network) = Network::from_lnbtc_id(text) {
+        return Ok(network);
+    }
+    // An x402 v1 name: say which id it is.
+    if let Ok(network) = text.parse::<Network>() {
+        return Err(format!(
+            "`{text}` is an x402 v1 name: use {}",
+            network.lnbtc_id()
+        ));
+    }
+    Err(format!(
+        "`{text}` is not an lnbtc network id this service knows ({})",
+        Network::ALL.map(Network::lnbtc_id).join(", ")
+    ))
+}
+
+impl Config {
+    /// Checks what clap cannot: the settings that make no sense together.
+    ///
+    /// # Errors
+    /// The setting and why, as a sentence.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.networks.is_empty() {
+            return Err("X402_FACILITATOR_NETWORKS names no network".into());
+        }
+        if self.skew_seconds > MAX_SKEW_SECONDS {
+            return Err(format!(
+                "X402_FACILITATOR_SKEW_SECONDS is {}: at most {MAX_SKEW_SECONDS}",
+                self.skew_seconds
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            return Err("X402_FACILITATOR_MAX_BODY_BYTES must be positive".into());
+        }
+        if self.purge_interval_seconds == 0 {
+            return Err("X402_FACILITATOR_PURGE_INTERVAL_SECONDS must be positive".into());
+        }
+        if self.api_keys.iter().any(|key| key.trim().is_empty()) {
+            return Err(
+                "X402_FACILITATOR_API_KEYS holds an empty key: list keys separated by commas, \
+                 or leave the variable unset for an open service"
+                    .into(),
+            );
+        }
+        if self.node == NodeKind::Simulated && self.networks.contains(&Network::Bitcoin) {
+            return Err(
+                "the simulated node cannot serve mainnet: its POST /pay hands out the preimage of \
+                 every invoice, so content would be free; use X402_FACILITATOR_NODE=lnd"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //!   the proof it is given, then atomically records `network:payment_hash` in a durable
 //!   [replay store](store) shared by every instance: one proof, one success.
 //! - `POST /requirements` mints an invoice through the configured [Lightning node](node), bound
-//!   to the request hash it is given (PROTOCOL.md Part 2), and checks it before handing it out.
+//!   to the request hash it is given (the wire contract, `x402_lightning::protocol`), and checks it before handing it out.
 //! - `GET /supported`, `GET /healthz`, `GET /metrics` (Prometheus text).
 //!
 //! The binary reads its [`Config`] from the environment; [`serve`] runs the service on a bound

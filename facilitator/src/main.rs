@@ -2,6 +2,7 @@
 //! opens the replay store, prints `listening on http://ADDR` once ready, and serves until
 //! SIGINT or SIGTERM, letting in-flight settles finish.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -15,9 +16,11 @@ async fn main() -> ExitCode {
     let config = Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // sqlx logs PostgreSQL's notices (`… already exists, skipping`) at info.
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,

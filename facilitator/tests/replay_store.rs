@@ -14,6 +14,7 @@ use serde_json::Value;
 use x402_lightning::Network;
 use x402_lightning::clock::{Clock, ManualClock};
 use x402_lightning::mock::MockNode;
+use x402_lightning_facilitator::config::MAX_SKEW_SECONDS;
 use x402_lightning_facilitator::store::{
     Inserted, PostgresStore, ReplayEntry, ReplayStore, SqliteStore,
 };
@@ -263,12 +264,15 @@ async fn a_settled_proof_is_kept_until_an_hour_after_its_invoice_can_no_longer_p
     let node = MockNode::random();
     let simulated =
         x402_lightning_facilitator::node::SimulatedNode::random(Arc::new(clock.clone()));
-    let service = Arc::new(Service::with_parts(
-        store.clone(),
-        Arc::new(simulated),
-        &Config::default(),
-        Arc::new(clock.clone()),
-    ));
+    let service = Arc::new(
+        Service::with_parts(
+            store.clone(),
+            Arc::new(simulated),
+            &Config::default(),
+            Arc::new(clock.clone()),
+        )
+        .expect("a valid configuration"),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -289,8 +293,9 @@ async fn a_settled_proof_is_kept_until_an_hour_after_its_invoice_can_no_longer_p
             .expect("JSON")
     };
     assert_eq!(send().await["success"], true);
-    // The invoice (300 s) can pass until NOW + 300 + 60 (skew); the entry stays an hour more.
-    let retain_until = NOW + 300 + 60 + 3600;
+    // The invoice (300 s) can pass until NOW + 300 + 60 (skew); the entry stays an hour after
+    // the largest skew any instance may use (600 s).
+    let retain_until = NOW + 300 + MAX_SKEW_SECONDS + 3600;
     clock.advance(Duration::from_secs(retain_until - NOW));
     assert_eq!(clock.unix_now().as_secs(), retain_until);
     assert_eq!(
@@ -412,12 +417,10 @@ async fn an_in_flight_settle_finishes_before_shutdown_completes() {
     });
     let clock = Arc::new(ManualClock::at_unix(Duration::from_secs(NOW)));
     let node = x402_lightning_facilitator::node::SimulatedNode::random(clock.clone());
-    let service = Arc::new(Service::with_parts(
-        store.clone(),
-        Arc::new(node),
-        &Config::default(),
-        clock,
-    ));
+    let service = Arc::new(
+        Service::with_parts(store.clone(), Arc::new(node), &Config::default(), clock)
+            .expect("a valid configuration"),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

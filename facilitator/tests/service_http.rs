@@ -36,7 +36,7 @@ impl Running {
     async fn start(node: Arc<dyn LightningNode>, configure: impl FnOnce(&mut Config)) -> Running {
         let clock = Arc::new(ManualClock::at_unix(Duration::from_secs(NOW)));
         Running::serve(configure, clock, |store, config, clock| {
-            Service::with_parts(store, node, config, clock)
+            Service::with_parts(store, node, config, clock).expect("a valid configuration")
         })
         .await
     }
@@ -72,7 +72,7 @@ impl Running {
         let clock = Arc::new(ManualClock::at_unix(Duration::from_secs(NOW)));
         let node = Arc::new(SimulatedNode::random(clock.clone()));
         Running::serve(configure, clock, |store, config, clock| {
-            Service::with_simulated_node(store, node, config, clock)
+            Service::with_simulated_node(store, node, config, clock).expect("a valid configuration")
         })
         .await
     }

@@ -2,7 +2,7 @@
 //! handler lives in its own module: [`settle`], [`requirements`], [`pay`]; the small read-only
 //! routes are here.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,9 +13,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bitcoin::hashes::{Hash as _, sha256};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use x402_lightning::clock::{Clock, ManualClock, SystemClock};
 use x402_lightning::lnbtc::settle::SettlePolicy;
 use x402_lightning::lnbtc::types::{SCHEME_EXACT, X402_VERSION_2};
@@ -24,6 +26,9 @@ use crate::config::{Config, NodeKind};
 use crate::metrics::Metrics;
 use crate::node::{LightningNode, LndConfig, LndNode, SimulatedNode};
 use crate::store::{self, ReplayStore, StoreError};
+
+/// How long a request body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 mod pay;
 mod requirements;
@@ -89,9 +94,11 @@ pub struct Service {
     policy: SettlePolicy,
     clock: Arc<dyn Clock>,
     clock_pinned: bool,
-    api_keys: Vec<String>,
+    /// SHA-256 of each API key.
+    api_keys: Vec<[u8; 32]>,
     max_body_bytes: usize,
     purge_interval: Duration,
+    shutdown_grace: Duration,
     metrics: Metrics,
 }
 
@@ -103,16 +110,7 @@ impl Service {
     /// [`StartError::Config`] for an unusable setting (no network, a bad node key, an LND
     /// node without its macaroon, …).
     pub async fn open(config: &Config) -> Result<Self, StartError> {
-        if config.networks.is_empty() {
-            return Err(StartError::Config(
-                "X402_FACILITATOR_NETWORKS names no network".into(),
-            ));
-        }
-        if config.max_body_bytes == 0 || config.purge_interval_seconds == 0 {
-            return Err(StartError::Config(
-                "X402_FACILITATOR_MAX_BODY_BYTES and X402_FACILITATOR_PURGE_INTERVAL_SECONDS must be positive".into(),
-            ));
-        }
+        config.validate().map_err(StartError::Config)?;
         let clock: Arc<dyn Clock> = match config.test_now {
             Some(unix) => Arc::new(ManualClock::at_unix(Duration::from_secs(unix))),
             None => Arc::new(SystemClock),
@@ -126,6 +124,10 @@ impl Service {
                         })?,
                     None => SimulatedNode::random(clock.clone()),
                 };
+                tracing::warn!(
+                    "the node is SIMULATED: POST /pay hands out every invoice's preimage, so \
+                     nothing is really paid (for the demo and tests)"
+                );
                 let node = Arc::new(node);
                 (node.clone(), Some(node))
             }
@@ -147,27 +149,36 @@ impl Service {
             }
         };
         let store: Arc<dyn ReplayStore> = Arc::from(store::open(&config.database_url).await?);
-        Ok(Self::new(store, node, simulated, config, clock))
+        Self::new(store, node, simulated, config, clock)
     }
 
     /// A service on an open store and a simulated node, which also serves `POST /pay` (for
-    /// tests and embedding).
+    /// tests and embedding). Of `config`, it reads what [`with_parts`](Self::with_parts) reads.
+    ///
+    /// # Errors
+    /// [`StartError::Config`] when `config` fails [`Config::validate`].
     pub fn with_simulated_node(
         store: Arc<dyn ReplayStore>,
         node: Arc<SimulatedNode>,
         config: &Config,
         clock: Arc<dyn Clock>,
-    ) -> Self {
+    ) -> Result<Self, StartError> {
         Self::new(store, node.clone(), Some(node), config, clock)
     }
 
-    /// A service on an open store and node (for tests and embedding).
+    /// A service on an open store and node (for tests and embedding). Of `config`, it reads the
+    /// networks, skew, API keys, body limit, purge interval, shutdown grace and whether the
+    /// clock is pinned (`test_now`; `clock` is the time itself); the store, node and bind
+    /// settings are the caller's.
+    ///
+    /// # Errors
+    /// [`StartError::Config`] when `config` fails [`Config::validate`].
     pub fn with_parts(
         store: Arc<dyn ReplayStore>,
         node: Arc<dyn LightningNode>,
         config: &Config,
         clock: Arc<dyn Clock>,
-    ) -> Self {
+    ) -> Result<Self, StartError> {
         Self::new(store, node, None, config, clock)
     }
 
@@ -177,19 +188,26 @@ impl Service {
         simulated: Option<Arc<SimulatedNode>>,
         config: &Config,
         clock: Arc<dyn Clock>,
-    ) -> Self {
+    ) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        // Keys are compared as SHA-256 digests, so a comparison reveals nothing of their length.
         let api_keys = config
             .api_keys
             .iter()
-            .map(|key| key.trim().to_owned())
-            .filter(|key| !key.is_empty())
+            .map(|key| sha256::Hash::hash(key.trim().as_bytes()).to_byte_array())
             .collect();
-        Self {
+        let mut networks: Vec<_> = Vec::with_capacity(config.networks.len());
+        for network in &config.networks {
+            if !networks.contains(network) {
+                networks.push(*network);
+            }
+        }
+        Ok(Self {
             store,
             node,
             simulated,
             policy: SettlePolicy {
-                networks: config.networks.clone(),
+                networks,
                 skew_secs: config.skew_seconds,
             },
             clock,
@@ -197,8 +215,9 @@ impl Service {
             api_keys,
             max_body_bytes: config.max_body_bytes,
             purge_interval: Duration::from_secs(config.purge_interval_seconds),
+            shutdown_grace: Duration::from_secs(config.shutdown_grace_seconds),
             metrics: Metrics::default(),
-        }
+        })
     }
 
     /// The replay store.
@@ -216,7 +235,13 @@ impl Service {
         self.clock.unix_now().as_secs()
     }
 
-    /// The routes.
+    /// Whether requests need an API key.
+    pub fn requires_api_key(&self) -> bool {
+        !self.api_keys.is_empty()
+    }
+
+    /// The routes, for a server of the caller's. Without [`serve`], nothing purges the store:
+    /// call [`purge`](Self::purge) from time to time.
     pub fn router(self: Arc<Self>) -> Router {
         let mut router = Router::new()
             .route("/settle", post(settle::settle))
@@ -232,11 +257,17 @@ impl Service {
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(self.max_body_bytes))
+            // A client that stalls mid-body gets its connection back as an error, not for ever.
+            .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
             .with_state(self)
     }
 
-    /// Removes the replay entries past their retention; returns how many.
+    /// Removes the replay entries past their retention; returns how many. An instance whose
+    /// clock is pinned never purges: its time says nothing about a shared store's live keys.
     pub async fn purge(&self) -> Result<u64, StoreError> {
+        if self.clock_pinned {
+            return Ok(0);
+        }
         let started = Instant::now();
         let purged = self.store.purge(self.now()).await;
         self.metrics.store_latency("purge", started.elapsed());
@@ -247,7 +278,9 @@ impl Service {
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, purging the replay store in the
-/// background; in-flight requests finish before it returns, then the store is closed.
+/// background. Once `shutdown` completes, no connection is accepted and in-flight requests
+/// finish; after the configured grace period (`shutdown_grace_seconds`) the remaining ones are
+/// dropped. Then the store is closed.
 ///
 /// # Errors
 /// An I/O error of the listener.
@@ -259,13 +292,36 @@ pub async fn serve(
     if service.clock_pinned {
         tracing::warn!(
             now = service.now(),
-            "the clock is PINNED by X402_FACILITATOR_TEST_NOW: for conformance runs only, never in production"
+            "the clock is PINNED (X402_FACILITATOR_TEST_NOW): for conformance runs only, never in production; no purge runs"
         );
     }
+    if !service.requires_api_key() {
+        tracing::warn!("no API key: anyone who reaches this port may settle and mint");
+    }
     let purger = tokio::spawn(purge_forever(service.clone()));
-    let served = axum::serve(listener, service.clone().router())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let signalled = async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    };
+    let grace = service.shutdown_grace;
+    let server = axum::serve(listener, service.clone().router())
+        .with_graceful_shutdown(signalled)
+        .into_future();
+    tokio::pin!(server);
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = async {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(?grace, "requests still in flight after the shutdown grace: dropped");
+            Ok(())
+        }
+    };
     purger.abort();
     service.store.close().await;
     served
@@ -309,9 +365,11 @@ impl FromRequestParts<Arc<Service>> for Authorized {
                 .unwrap_or_default(),
             _ => "",
         };
-        // Every key is compared, in constant time, so timing tells nothing about any of them.
+        // Every key is compared, in constant time and as digests, so timing tells nothing
+        // about any of them.
+        let given_digest = sha256::Hash::hash(given.as_bytes()).to_byte_array();
         let matched = service.api_keys.iter().fold(false, |matched, key| {
-            matched | bool::from(key.as_bytes().ct_eq(given.as_bytes()))
+            matched | bool::from(key.ct_eq(&given_digest))
         });
         if matched && !given.is_empty() {
             Ok(Self)
@@ -409,7 +467,8 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "no such route: POST /settle, POST /requirements, GET /supported, GET /healthz, GET /metrics",
+        "no such route: POST /settle, POST /requirements, GET /supported, GET /healthz, GET /metrics \
+         (and POST /pay with the simulated node)",
     )
 }
 

@@ -1,9 +1,10 @@
-//! `POST /requirements` (PROTOCOL.md Part 1's call with Part 2's `descriptionHash`): mints an
+//! `POST /requirements` (the wire contract's call, `x402_lightning::protocol`, with the `lnbtc`
+//! flow's `descriptionHash`): mints an
 //! invoice through the node, bound to the request hash, and checks it before handing it out.
 //!
 //! | request | answer |
 //! |---|---|
-//! | not the Part 1 shape, `x402Version` not 1, network not served, amount 0, no or malformed `descriptionHash`, `maxTimeoutSeconds` 0 or over a day | 400 `{"error"}` |
+//! | not the call's shape (an `lnbtc:` network id included: the call names networks by their x402 v1 names), `x402Version` not 1, network not served, amount 0 or over what BOLT11 carries, no or malformed `descriptionHash`, `maxTimeoutSeconds` 0 or over a day | 400 `{"error"}` |
 //! | the node fails | 502 (504 on its timeout) `{"error"}` |
 //! | the node's invoice differs from what was asked (amount, currency, description hash, expiry, payee, creation time) | 502 `{"error"}` |
 //! | minted | 200 Part 1 `PaymentRequirements`, `payTo` = the node, `extra.invoice` |
@@ -14,6 +15,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use x402_lightning::Network;
 use x402_lightning::lnbtc::binding::RequestHash;
 use x402_lightning::lnbtc::invoice::{InvoiceTerms, decode};
 use x402_lightning::types::{
@@ -27,16 +29,31 @@ use crate::node::{InvoiceRequest, NodeError};
 /// The longest invoice expiry minted, in seconds (one day).
 pub(crate) const MAX_EXPIRY_SECS: u64 = 86_400;
 
+/// The largest amount a BOLT11 invoice can carry, in msat: its pico-bitcoin (msat × 10) must
+/// fit 64 bits.
+pub(crate) const MAX_AMOUNT_MSAT: u64 = u64::MAX / 10;
+
 pub(crate) async fn requirements(
     _: Authorized,
     State(service): State<Arc<Service>>,
     Body(body): Body,
 ) -> Result<Json<PaymentRequirements>, ApiError> {
-    let request: RequirementsRequest = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::bad_request(format!("invalid requirements request: {err}")))?;
+    let request: RequirementsRequest = serde_json::from_slice(&body).map_err(|err| {
+        // The call names networks as the seed flow does; say so to a caller using an lnbtc id.
+        let lnbtc_id = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|value| value["network"].as_str().and_then(Network::from_lnbtc_id));
+        match lnbtc_id {
+            Some(network) => ApiError::bad_request(format!(
+                "network: /requirements names networks by their x402 v1 name, `{network}` for {}",
+                network.lnbtc_id()
+            )),
+            None => ApiError::bad_request(format!("invalid requirements request: {err}")),
+        }
+    })?;
     if request.x402_version != X402_VERSION {
         return Err(ApiError::bad_request(format!(
-            "x402Version must be {X402_VERSION} (the requirements call of PROTOCOL.md), not {}",
+            "x402Version must be {X402_VERSION} (the wire contract's requirements call), not {}",
             request.x402_version
         )));
     }
@@ -48,6 +65,11 @@ pub(crate) async fn requirements(
     }
     if request.amount == 0 {
         return Err(ApiError::bad_request("amount must be at least 1 msat"));
+    }
+    if request.amount > MAX_AMOUNT_MSAT {
+        return Err(ApiError::bad_request(format!(
+            "amount must be at most {MAX_AMOUNT_MSAT} msat (BOLT11 writes amounts in pico-bitcoin)"
+        )));
     }
     let Some(hash_hex) = &request.description_hash else {
         return Err(ApiError::bad_request(

@@ -10,6 +10,9 @@
 //! | a valid proof already recorded | 200 `success: false`, `duplicate_settlement` |
 //! | a valid proof, recorded now | 200 `{"success": true, "transaction": <payment hash>, "network"}` |
 //! | the replay store fails | 503 `{"error"}`: not settled |
+//!
+//! The key is kept until `invoice_end + 600 s + 1 h` (the largest skew any instance may use),
+//! so instances with different skews on one store never purge a key another still needs.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,11 +22,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::Value;
 use x402_lightning::lnbtc::reason;
-use x402_lightning::lnbtc::settle::validate;
+use x402_lightning::lnbtc::settle::{RETENTION_SECS, ValidProof, validate};
 use x402_lightning::lnbtc::types::{SettleResponse, X402_VERSION_2};
 use x402_lightning::types::reason::INVALID_X402_VERSION;
 
 use super::{ApiError, Authorized, Body, Service};
+use crate::config::MAX_SKEW_SECONDS;
 use crate::metrics::SettleOutcome;
 use crate::store::{Inserted, ReplayEntry};
 
@@ -92,7 +96,7 @@ pub(crate) async fn settle(
 
     let entry = ReplayEntry {
         key: proof.replay_key.clone(),
-        retain_until: proof.retain_until,
+        retain_until: retain_until(&proof),
         settled_at: now,
     };
     // The insert runs in its own task: a client hanging up mid-settle cannot cut it off between
@@ -135,6 +139,21 @@ pub(crate) async fn settle(
             ))
         }
     }
+}
+
+/// How long the key of `proof` is kept: an hour after the invoice could pass validation on any
+/// instance, whatever its skew (up to [`MAX_SKEW_SECONDS`]), and never less than upstream's
+/// `invoice_end + skew + 1 h`; capped at what the databases' `BIGINT` holds (an invoice can
+/// claim an expiry of centuries).
+fn retain_until(proof: &ValidProof) -> u64 {
+    let any_instance = proof
+        .invoice
+        .end()
+        .saturating_add(MAX_SKEW_SECONDS)
+        .saturating_add(RETENTION_SECS);
+    any_instance
+        .max(proof.retain_until)
+        .min(i64::MAX.unsigned_abs())
 }
 
 /// `POST /verify`: the seed flow's call; the `lnbtc` flow settles upfront and never verifies.

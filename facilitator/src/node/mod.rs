@@ -1,5 +1,5 @@
 //! The Lightning node that mints the invoices of `POST /requirements` (the *receiver* of
-//! PROTOCOL.md Part 2): a [`LightningNode`] is asked for an invoice of an exact msat amount whose
+//! the wire contract, `x402_lightning::protocol`): a [`LightningNode`] is asked for an invoice of an exact msat amount whose
 //! only description is a 32-byte hash, expiring after a given number of seconds.
 //!
 //! Two nodes: [`LndNode`] (LND's REST API with an invoice macaroon) and [`SimulatedNode`] (a key

@@ -72,6 +72,18 @@ pub enum StoreError {
     /// The database URL is not one this service can use.
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// An in-memory database: upstream calls a replay store that a restart empties
+    /// non-compliant.
+    #[error("`{0}` is an in-memory database: the replay store must survive a restart, use a file")]
+    InMemory(String),
+    /// The database cannot be opened or reached.
+    #[error("cannot open the replay store {url}: {source}")]
+    Open {
+        /// The URL, its password hidden.
+        url: String,
+        /// Why.
+        source: sqlx::Error,
+    },
     /// A database error.
     #[error("replay store: {0}")]
     Database(#[from] sqlx::Error),
@@ -90,8 +102,9 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// `postgresql://…`) and runs its migrations.
 ///
 /// # Errors
-/// [`StoreError::UnsupportedUrl`] for another scheme; a database or migration error when the
-/// database cannot be opened or migrated.
+/// [`StoreError::UnsupportedUrl`] for another scheme, [`StoreError::InMemory`] for an in-memory
+/// SQLite database, [`StoreError::Open`] when the database cannot be opened or reached, a
+/// migration error when it cannot be migrated.
 pub async fn open(url: &str) -> Result<Box<dyn ReplayStore>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Box::new(SqliteStore::open(url).await?))
@@ -176,7 +189,10 @@ macro_rules! replay_store_on_pool {
 
             fn ping(&self) -> $crate::store::StoreFuture<'_, ()> {
                 Box::pin(async move {
-                    sqlx::query("SELECT 1").execute(&self.pool).await?;
+                    // The table itself, not just the connection.
+                    sqlx::query("SELECT 1 FROM replay_keys LIMIT 1")
+                        .execute(&self.pool)
+                        .await?;
                     Ok(())
                 })
             }
@@ -196,19 +212,33 @@ pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::OutOfRange(value))
 }
 
-/// A database URL fit for logs: any password replaced by `***`.
+/// A database URL fit for logs and errors: a password in the user info or in a `password`
+/// query parameter becomes `***`; a URL that does not parse keeps only its scheme.
 pub fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        return format!("{scheme}:<unparsable URL, not shown>");
     };
-    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    if parsed.password().is_some() {
+        // Only URLs that cannot have a password refuse one; this one has one.
+        let _ = parsed.set_password(Some("***"));
     }
+    let secret = |name: &str| name.eq_ignore_ascii_case("password");
+    if parsed.query_pairs().any(|(name, _)| secret(&name)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if secret(&name) {
+                    "***".into()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -226,5 +256,11 @@ mod tests {
             "postgres://postgres@127.0.0.1:5432/test"
         );
         assert_eq!(redact_password("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            redact_password("postgres://u@db/x?password=hunter2&options=-c%20a"),
+            "postgres://u@db/x?password=***&options=-c+a"
+        );
+        let odd = redact_password("postgres://u:p#w/d?@db/x");
+        assert!(!odd.contains("p#w"), "{odd}");
     }
 }

@@ -7,10 +7,10 @@
 
 use std::str::FromStr as _;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions as _, Connection as _, PgPool};
 
-use super::{ACQUIRE_TIMEOUT, MIGRATOR, StoreError};
+use super::{ACQUIRE_TIMEOUT, MIGRATOR, StoreError, redact_password};
 
 /// A replay store in a PostgreSQL database.
 #[derive(Clone, Debug)]
@@ -23,15 +23,25 @@ impl PostgresStore {
     /// picks a schema) and runs the migrations.
     ///
     /// # Errors
-    /// A database error if the server cannot be reached or refuses the connection, a migration
-    /// error if the schema cannot be brought up to date.
+    /// [`StoreError::Open`] (naming the URL, its password hidden) if the server cannot be
+    /// reached or refuses the connection; a migration error if the schema cannot be brought up
+    /// to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)?;
+        let opening = |source| StoreError::Open {
+            url: redact_password(url),
+            source,
+        };
+        let options = PgConnectOptions::from_str(url).map_err(opening)?;
+        // One connection first: its error says why (refused, unknown database, …), where the
+        // pool's would only say that it timed out.
+        let probe = options.connect().await.map_err(opening)?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(opening)?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }

@@ -12,7 +12,7 @@ use std::str::FromStr as _;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{ACQUIRE_TIMEOUT, MIGRATOR, StoreError};
+use super::{ACQUIRE_TIMEOUT, MIGRATOR, StoreError, redact_password};
 
 /// A replay store in a SQLite file.
 #[derive(Clone, Debug)]
@@ -25,10 +25,19 @@ impl SqliteStore {
     /// and runs the migrations.
     ///
     /// # Errors
-    /// A database error if the file cannot be opened or created, a migration error if the
-    /// schema cannot be brought up to date.
+    /// [`StoreError::InMemory`] for `:memory:` or `mode=memory`; [`StoreError::Open`] (naming
+    /// the URL) if the file cannot be opened or created; a migration error if the schema cannot
+    /// be brought up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::InMemory(redact_password(url)));
+        }
+        let opening = |source| StoreError::Open {
+            url: redact_password(url),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(opening)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -40,7 +49,8 @@ impl SqliteStore {
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(opening)?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }

@@ -141,23 +141,35 @@ impl Proof {
     /// A fresh invoice of `node` on `network`, created at `now` (Unix seconds), 10,000 msat,
     /// expiring after 300 s, bound to a random request hash, and its preimage.
     pub fn mint(node: &MockNode, network: Network, now: u64) -> Proof {
+        Proof::mint_with(node, network, now, 10_000, 300)
+    }
+
+    /// A proof minted with any terms: `node` signs an invoice of `amount_msat` on `network`,
+    /// created at `created_at`, expiring after `expiry_secs`, bound to a random request hash.
+    pub fn mint_with(
+        node: &MockNode,
+        network: Network,
+        created_at: u64,
+        amount_msat: u64,
+        expiry_secs: u64,
+    ) -> Proof {
         let mut request_hash = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut request_hash);
         let minted = node
             .mint(&InvoiceSpec {
                 network,
-                amount_msat: 10_000,
+                amount_msat,
                 description: String::new(),
                 description_hash: Some(request_hash),
-                created_at: Duration::from_secs(now),
-                expiry: Duration::from_secs(300),
+                created_at: Duration::from_secs(created_at),
+                expiry: Duration::from_secs(expiry_secs),
             })
             .expect("mints");
         let requirements = PaymentRequirements::lnbtc(
             network,
-            10_000,
+            amount_msat,
             node.pay_to().to_string(),
-            300,
+            expiry_secs,
             LnbtcExtra {
                 invoice: minted.invoice.to_string(),
                 request_hash: request_hash.to_lower_hex_string(),
