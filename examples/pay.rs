@@ -136,8 +136,11 @@ async fn pay_lnbtc(walk: &Walk) -> Result<(), Box<dyn Error>> {
     println!("   <- {status}");
     let Some(header) = response.headers().get(PAYMENT_REQUIRED) else {
         println!("   {}", response.text().await?);
-        println!("   (no PAYMENT-REQUIRED header: not a priced lnbtc route)");
-        return Ok(());
+        if status.is_success() {
+            println!("   (no PAYMENT-REQUIRED header: not a priced lnbtc route)");
+            return Ok(());
+        }
+        return Err(format!("no challenge to pay: the demo answered {status}").into());
     };
     let required = decode_payment_required(header.as_bytes(), 64 * 1024)?;
     let offer = required

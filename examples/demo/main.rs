@@ -18,6 +18,8 @@
 //!   `lightning-regtest` (default);
 //! - `X402_PAY_TO`: pin the payee node key (66 hex); invoices payable elsewhere are refused;
 //! - `X402_FACILITATOR_TIMEOUT_MS`: timeout of each facilitator call (default 10000);
+//! - `X402_FACILITATOR_API_KEY`: a bearer key sent with every facilitator call (the facilitator
+//!   service's `X402_FACILITATOR_API_KEYS`);
 //! - `X402_PUBLIC_BASE_URL`: the origin clients reach the demo at, used for `resource` and to
 //!   bind lnbtc payments to their request (default: `http://` and the bound address);
 //! - `X402_FLOWS`: the payment flows offered, `v1,lnbtc` (default), `v1` or `lnbtc`;
@@ -111,7 +113,14 @@ async fn run() -> Result<(), Box<dyn Error>> {
             {
                 Ok(mock) => mock,
                 // 4021 is taken: any free port will do (`pay` then needs X402_PAY_URL).
-                Err(_) => MockFacilitator::builder().network(network).start().await?,
+                Err(_) => {
+                    let mock = MockFacilitator::builder().network(network).start().await?;
+                    println!(
+                        "127.0.0.1:4021 is taken: pay with X402_PAY_URL={}/pay cargo run --example pay",
+                        mock.url()
+                    );
+                    mock
+                }
             };
             mock.fund(TestWallet::demo().public_key(), DEMO_BALANCE_MSAT);
             println!("embedded mock facilitator on {}", mock.url());
@@ -125,10 +134,14 @@ async fn run() -> Result<(), Box<dyn Error>> {
             url
         }
     };
-    let facilitator = HttpFacilitator::builder(&facilitator_url)
-        .timeout(Duration::from_millis(timeout_ms))
-        .build()
-        .map_err(|err| format!("X402_FACILITATOR_URL / X402_FACILITATOR_TIMEOUT_MS: {err}"))?;
+    let mut facilitator =
+        HttpFacilitator::builder(&facilitator_url).timeout(Duration::from_millis(timeout_ms));
+    if let Some(key) = env("X402_FACILITATOR_API_KEY") {
+        facilitator = facilitator.bearer_token(key.trim());
+    }
+    let facilitator = facilitator.build().map_err(|err| {
+        format!("X402_FACILITATOR_URL / X402_FACILITATOR_TIMEOUT_MS / X402_FACILITATOR_API_KEY: {err}")
+    })?;
 
     let mut payments = demo_prices(facilitator, network).on_settled(|paid| async move {
         println!(
@@ -153,7 +166,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     }
     let payments = payments.build()?;
     match payments.check_facilitator().await {
-        Ok(()) => println!("facilitator {facilitator_url} serves {network}"),
+        Ok(()) => println!("facilitator {facilitator_url} serves {network} for the flows {flows}"),
         Err(err) => println!(
             "warning: {err}; payments it does not serve answer 502 (X402_FLOWS picks the flows offered)"
         ),

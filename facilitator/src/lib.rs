@@ -8,7 +8,30 @@
 //! - `GET /supported`, `GET /healthz`, `GET /metrics` (Prometheus text).
 //!
 //! The binary reads its [`Config`] from the environment; [`serve`] runs the service on a bound
-//! listener until a shutdown signal, and is what the tests start.
+//! listener until a shutdown signal, and is what the tests start. Embedded in a program of
+//! yours:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use x402_lightning_facilitator::{Config, Service, serve};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config {
+//!     database_url: "sqlite://replay.db".into(),
+//!     api_keys: vec!["a-long-random-key".into()],
+//!     ..Config::default()
+//! };
+//! // Opens (and migrates) the replay store; the simulated node by default.
+//! let service = Arc::new(Service::open(&config).await?);
+//! let listener = tokio::net::TcpListener::bind(config.bind).await?;
+//! serve(listener, service, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod config;
 pub mod metrics;
