@@ -140,7 +140,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
         facilitator = facilitator.bearer_token(key.trim());
     }
     let facilitator = facilitator.build().map_err(|err| {
-        format!("X402_FACILITATOR_URL / X402_FACILITATOR_TIMEOUT_MS / X402_FACILITATOR_API_KEY: {err}")
+        format!(
+            "X402_FACILITATOR_URL / X402_FACILITATOR_TIMEOUT_MS / X402_FACILITATOR_API_KEY: {err}"
+        )
     })?;
 
     let mut payments = demo_prices(facilitator, network).on_settled(|paid| async move {
