@@ -203,13 +203,6 @@ impl Config {
                     .into(),
             );
         }
-        if self.node == NodeKind::Simulated && self.networks.contains(&Network::Bitcoin) {
-            return Err(
-                "the simulated node cannot serve mainnet: its POST /pay hands out the preimage of \
-                 every invoice, so content would be free; use X402_FACILITATOR_NODE=lnd"
-                    .into(),
-            );
-        }
         Ok(())
     }
 }

@@ -488,3 +488,68 @@ async fn healthz_is_503_when_the_store_does_not_answer() {
             .is_some_and(|e| e.contains("not settled"))
     );
 }
+
+#[tokio::test]
+async fn the_simulated_node_is_refused_on_mainnet_and_a_bad_configuration_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn ReplayStore> = Arc::new(
+        SqliteStore::open(&sqlite_url(dir.path()))
+            .await
+            .expect("opens"),
+    );
+    let clock = Arc::new(ManualClock::at_unix(Duration::from_secs(NOW)));
+    let node = Arc::new(SimulatedNode::random(clock.clone()));
+    let mainnet = Config {
+        networks: vec![Network::Regtest, Network::Bitcoin],
+        ..Config::default()
+    };
+    let refused =
+        Service::with_simulated_node(store.clone(), node.clone(), &mainnet, clock.clone())
+            .expect_err("its /pay would give mainnet content away");
+    assert!(refused.to_string().contains("mainnet"), "{refused}");
+    for (config, setting) in [
+        (
+            Config {
+                networks: vec![],
+                ..Config::default()
+            },
+            "NETWORKS",
+        ),
+        (
+            Config {
+                skew_seconds: 601,
+                ..Config::default()
+            },
+            "SKEW_SECONDS",
+        ),
+        (
+            Config {
+                max_body_bytes: 0,
+                ..Config::default()
+            },
+            "MAX_BODY_BYTES",
+        ),
+        (
+            Config {
+                purge_interval_seconds: 0,
+                ..Config::default()
+            },
+            "PURGE_INTERVAL",
+        ),
+        (
+            Config {
+                api_keys: vec!["a".into(), " ".into()],
+                ..Config::default()
+            },
+            "API_KEYS",
+        ),
+    ] {
+        let refused =
+            Service::with_simulated_node(store.clone(), node.clone(), &config, clock.clone())
+                .expect_err(setting);
+        assert!(
+            refused.to_string().contains(setting),
+            "{setting}: {refused}"
+        );
+    }
+}

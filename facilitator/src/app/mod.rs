@@ -18,6 +18,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 use tower_http::timeout::RequestBodyTimeoutLayer;
+use x402_lightning::Network;
 use x402_lightning::clock::{Clock, ManualClock, SystemClock};
 use x402_lightning::lnbtc::settle::SettlePolicy;
 use x402_lightning::lnbtc::types::{SCHEME_EXACT, X402_VERSION_2};
@@ -190,6 +191,13 @@ impl Service {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
+        if simulated.is_some() && config.networks.contains(&Network::Bitcoin) {
+            return Err(StartError::Config(
+                "the simulated node cannot serve mainnet: its POST /pay hands out the preimage of \
+                 every invoice, so content would be free; use X402_FACILITATOR_NODE=lnd"
+                    .into(),
+            ));
+        }
         // Keys are compared as SHA-256 digests, so a comparison reveals nothing of their length.
         let api_keys = config
             .api_keys
