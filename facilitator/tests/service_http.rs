@@ -490,7 +490,7 @@ async fn healthz_is_503_when_the_store_does_not_answer() {
 }
 
 #[tokio::test]
-async fn the_simulated_node_is_refused_on_mainnet_and_a_bad_configuration_at_start() {
+async fn a_bad_configuration_is_refused_and_mainnet_invoices_are_never_paid() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store: Arc<dyn ReplayStore> = Arc::new(
         SqliteStore::open(&sqlite_url(dir.path()))
@@ -499,14 +499,6 @@ async fn the_simulated_node_is_refused_on_mainnet_and_a_bad_configuration_at_sta
     );
     let clock = Arc::new(ManualClock::at_unix(Duration::from_secs(NOW)));
     let node = Arc::new(SimulatedNode::random(clock.clone()));
-    let mainnet = Config {
-        networks: vec![Network::Regtest, Network::Bitcoin],
-        ..Config::default()
-    };
-    let refused =
-        Service::with_simulated_node(store.clone(), node.clone(), &mainnet, clock.clone())
-            .expect_err("its /pay would give mainnet content away");
-    assert!(refused.to_string().contains("mainnet"), "{refused}");
     for (config, setting) in [
         (
             Config {
@@ -552,4 +544,18 @@ async fn the_simulated_node_is_refused_on_mainnet_and_a_bad_configuration_at_sta
             "{setting}: {refused}"
         );
     }
+
+    // On mainnet the simulated node mints, but its /pay never hands a preimage out.
+    let service = Running::simulated(|config| config.networks = vec![Network::Bitcoin]).await;
+    let mut request = requirements_request("lightning");
+    request["maxTimeoutSeconds"] = json!(60);
+    let (status, requirements) = service.post("/requirements", request.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{requirements}");
+    let invoice = requirements["extra"]["invoice"].as_str().expect("invoice");
+    assert!(invoice.starts_with("lnbc1"), "{invoice}");
+    let (status, refused) = service
+        .post("/pay", json!({ "invoice": invoice }).to_string())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(refused.get("preimage").is_none());
 }

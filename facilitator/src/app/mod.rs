@@ -1,27 +1,20 @@
-//! The HTTP service: state, router, authentication, bounded bodies and JSON errors. Each route's
-//! handler lives in its own module: [`settle`], [`requirements`], [`pay`]; the small read-only
-//! routes are here.
+//! The HTTP service: its state ([`Service`]), router and JSON errors. Each route's handler
+//! lives in its own module ([`settle`], [`requirements`], [`pay`], and [`status`] for the
+//! read-only ones), the shared extractors in [`extract`], the server loop in [`serve`](mod@serve).
 
-use std::future::{Future, IntoFuture as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
-use axum::http::request::Parts;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bitcoin::hashes::{Hash as _, sha256};
 use serde_json::json;
-use subtle::ConstantTimeEq as _;
-use tokio::net::TcpListener;
 use tower_http::timeout::RequestBodyTimeoutLayer;
-use x402_lightning::Network;
 use x402_lightning::clock::{Clock, ManualClock, SystemClock};
 use x402_lightning::lnbtc::settle::SettlePolicy;
-use x402_lightning::lnbtc::types::{SCHEME_EXACT, X402_VERSION_2};
 
 use crate::config::{Config, NodeKind};
 use crate::metrics::Metrics;
@@ -31,9 +24,15 @@ use crate::store::{self, ReplayStore, StoreError};
 /// How long a request body may take to arrive.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
+mod extract;
 mod pay;
 mod requirements;
+mod serve;
 mod settle;
+mod status;
+
+pub(crate) use self::extract::{Authorized, Body};
+pub use self::serve::serve;
 
 /// The error of a request this service will not answer with a verdict: `{"error": "…"}`.
 #[derive(Debug)]
@@ -68,7 +67,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn no_store(response: &mut Response) {
+pub(crate) fn no_store(response: &mut Response) {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -164,6 +163,7 @@ impl Service {
         config: &Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
         Self::new(store, node.clone(), Some(node), config, clock)
     }
 
@@ -180,9 +180,11 @@ impl Service {
         config: &Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
         Self::new(store, node, None, config, clock)
     }
 
+    /// The service of a validated `config`.
     fn new(
         store: Arc<dyn ReplayStore>,
         node: Arc<dyn LightningNode>,
@@ -190,14 +192,6 @@ impl Service {
         config: &Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
-        config.validate().map_err(StartError::Config)?;
-        if simulated.is_some() && config.networks.contains(&Network::Bitcoin) {
-            return Err(StartError::Config(
-                "the simulated node cannot serve mainnet: its POST /pay hands out the preimage of \
-                 every invoice, so content would be free; use X402_FACILITATOR_NODE=lnd"
-                    .into(),
-            ));
-        }
         // Keys are compared as SHA-256 digests, so a comparison reveals nothing of their length.
         let api_keys = config
             .api_keys
@@ -248,22 +242,22 @@ impl Service {
         !self.api_keys.is_empty()
     }
 
-    /// The routes, for a server of the caller's. Without [`serve`], nothing purges the store:
+    /// The routes, for a server of the caller's. Without [`serve`](fn@serve), nothing purges the store:
     /// call [`purge`](Self::purge) from time to time.
     pub fn router(self: Arc<Self>) -> Router {
         let mut router = Router::new()
             .route("/settle", post(settle::settle))
             .route("/verify", post(settle::verify))
             .route("/requirements", post(requirements::requirements))
-            .route("/supported", get(supported))
-            .route("/healthz", get(healthz))
-            .route("/metrics", get(metrics));
+            .route("/supported", get(status::supported))
+            .route("/healthz", get(status::healthz))
+            .route("/metrics", get(status::metrics));
         if self.simulated.is_some() {
             router = router.route("/pay", post(pay::pay));
         }
         router
-            .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed)
+            .fallback(status::not_found)
+            .method_not_allowed_fallback(status::method_not_allowed)
             .layer(DefaultBodyLimit::max(self.max_body_bytes))
             // A client that stalls mid-body gets its connection back as an error, not for ever.
             .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
@@ -283,206 +277,4 @@ impl Service {
         self.metrics.purged(purged);
         Ok(purged)
     }
-}
-
-/// Serves `service` on `listener` until `shutdown` completes, purging the replay store in the
-/// background. Once `shutdown` completes, no connection is accepted and in-flight requests
-/// finish; after the configured grace period (`shutdown_grace_seconds`) the remaining ones are
-/// dropped. Then the store is closed.
-///
-/// # Errors
-/// An I/O error of the listener.
-pub async fn serve(
-    listener: TcpListener,
-    service: Arc<Service>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    if service.clock_pinned {
-        tracing::warn!(
-            now = service.now(),
-            "the clock is PINNED (X402_FACILITATOR_TEST_NOW): for conformance runs only, never in production; no purge runs"
-        );
-    }
-    if !service.requires_api_key() {
-        tracing::warn!("no API key: anyone who reaches this port may settle and mint");
-    }
-    let purger = tokio::spawn(purge_forever(service.clone()));
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let signalled = async move {
-        shutdown.await;
-        let _ = stopping.send(());
-    };
-    let grace = service.shutdown_grace;
-    let server = axum::serve(listener, service.clone().router())
-        .with_graceful_shutdown(signalled)
-        .into_future();
-    tokio::pin!(server);
-    let served = tokio::select! {
-        served = &mut server => served,
-        () = async {
-            if stopped.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => {
-            tracing::warn!(?grace, "requests still in flight after the shutdown grace: dropped");
-            Ok(())
-        }
-    };
-    purger.abort();
-    service.store.close().await;
-    served
-}
-
-async fn purge_forever(service: Arc<Service>) {
-    let mut interval = tokio::time::interval(service.purge_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        match service.purge().await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "purged expired replay entries"),
-            Err(err) => tracing::error!(%err, "purging the replay store failed"),
-        }
-    }
-}
-
-/// A request that carried one of the configured API keys (or any request when none is set).
-pub(crate) struct Authorized;
-
-impl FromRequestParts<Arc<Service>> for Authorized {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        service: &Arc<Service>,
-    ) -> Result<Self, ApiError> {
-        if service.api_keys.is_empty() {
-            return Ok(Self);
-        }
-        // One `Authorization` header, scheme `Bearer` (case-insensitive, RFC 9110).
-        let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-        let given = match (values.next(), values.next()) {
-            (Some(value), None) => value
-                .to_str()
-                .ok()
-                .and_then(|value| value.trim().split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim())
-                .unwrap_or_default(),
-            _ => "",
-        };
-        // Every key is compared, in constant time and as digests, so timing tells nothing
-        // about any of them.
-        let given_digest = sha256::Hash::hash(given.as_bytes()).to_byte_array();
-        let matched = service.api_keys.iter().fold(false, |matched, key| {
-            matched | bool::from(key.ct_eq(&given_digest))
-        });
-        if matched && !given.is_empty() {
-            Ok(Self)
-        } else {
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong API key: send `Authorization: Bearer <key>`",
-            ))
-        }
-    }
-}
-
-/// A request body read whole, up to the configured limit (413 beyond).
-pub(crate) struct Body(pub(crate) Bytes);
-
-impl FromRequest<Arc<Service>> for Body {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, service: &Arc<Service>) -> Result<Self, ApiError> {
-        Bytes::from_request(request, service)
-            .await
-            .map(Body)
-            .map_err(|rejection| {
-                let status = rejection.status();
-                let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    format!("request body over {} bytes", service.max_body_bytes)
-                } else {
-                    format!("cannot read the request body: {rejection}")
-                };
-                ApiError::new(status, message)
-            })
-    }
-}
-
-/// `GET /supported`: one x402 version 2 kind per network, with `extra.payTo` = the node's key
-/// (the payee of every invoice `/requirements` mints) when the node can tell it.
-async fn supported(State(service): State<Arc<Service>>) -> Response {
-    let pay_to = match service.node.node_id().await {
-        Ok(key) => Some(key.to_string()),
-        Err(err) => {
-            tracing::warn!(%err, "GET /supported without payTo: the node does not tell its key");
-            None
-        }
-    };
-    let kinds: Vec<_> = service
-        .policy
-        .networks
-        .iter()
-        .map(|network| {
-            let mut kind = json!({
-                "x402Version": X402_VERSION_2,
-                "scheme": SCHEME_EXACT,
-                "network": network.lnbtc_id(),
-            });
-            if let Some(pay_to) = &pay_to {
-                kind["extra"] = json!({ "payTo": pay_to });
-            }
-            kind
-        })
-        .collect();
-    Json(json!({ "kinds": kinds, "extensions": [], "signers": {} })).into_response()
-}
-
-/// `GET /healthz`: 200 when the replay store answers, 503 when it does not.
-async fn healthz(State(service): State<Arc<Service>>) -> Response {
-    let mut response = match service.store.ping().await {
-        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
-        Err(err) => {
-            tracing::error!(%err, "health check: the replay store does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(
-                    json!({ "status": "unavailable", "error": "the replay store does not answer" }),
-                ),
-            )
-                .into_response()
-        }
-    };
-    no_store(&mut response);
-    response
-}
-
-/// `GET /metrics`: Prometheus (OpenMetrics) text.
-async fn metrics(State(service): State<Arc<Service>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        service.metrics.encode(),
-    )
-        .into_response()
-}
-
-async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "no such route: POST /settle, POST /requirements, GET /supported, GET /healthz, GET /metrics \
-         (and POST /pay with the simulated node)",
-    )
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed on this route",
-    )
 }

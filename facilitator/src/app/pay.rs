@@ -1,6 +1,7 @@
 //! `POST /pay {"invoice": "<bolt11>"}`, only with the simulated node: it plays the Lightning
 //! network and answers `{"preimage", "paymentHash", "amountMsat"}` (404 unknown invoice, 410
-//! expired, 409 already paid), as the mock facilitator's `POST /pay` does. Not a facilitator
+//! expired, 409 already paid, 403 a mainnet invoice), as the mock facilitator's `POST /pay`
+//! does. Not a facilitator
 //! call: no API key; no real payment moves.
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub(crate) async fn pay(
             PayError::Unknown => StatusCode::NOT_FOUND,
             PayError::Expired => StatusCode::GONE,
             PayError::AlreadyPaid => StatusCode::CONFLICT,
+            PayError::Mainnet => StatusCode::FORBIDDEN,
         };
         ApiError::new(status, err.to_string())
     })?;

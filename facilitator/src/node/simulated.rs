@@ -1,7 +1,8 @@
 //! A simulated Lightning node, for the demo and tests: a key in memory that signs real BOLT11
 //! invoices and keeps their preimages. **It receives no real payment**: [`SimulatedNode::pay`]
 //! plays the whole Lightning network and hands the preimage out, as the mock facilitator's
-//! `POST /pay` does.
+//! `POST /pay` does, except for mainnet invoices, which it never pays (that would give real
+//! content away).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use bitcoin::hex::DisplayHex as _;
 use bitcoin::secp256k1::PublicKey;
+use x402_lightning::Network;
 use x402_lightning::clock::Clock;
 use x402_lightning::mock::{InvalidSecretKey, InvoiceSpec, LightningPayment, MockNode};
 
@@ -29,6 +31,9 @@ pub enum PayError {
     /// The invoice was already paid.
     #[error("invoice already paid")]
     AlreadyPaid,
+    /// A mainnet invoice: a simulated payment would give real content away.
+    #[error("the simulated node never pays a mainnet invoice")]
+    Mainnet,
 }
 
 /// An invoice the node minted.
@@ -80,12 +85,16 @@ impl SimulatedNode {
     /// Pays `invoice`, an invoice this node minted, and returns its preimage.
     ///
     /// # Errors
-    /// [`PayError::Unknown`] for any other text, [`PayError::Expired`] past its expiry,
-    /// [`PayError::AlreadyPaid`] the second time.
+    /// [`PayError::Unknown`] for any other text, [`PayError::Mainnet`] for a mainnet invoice
+    /// (never paid), [`PayError::Expired`] past its expiry, [`PayError::AlreadyPaid`] the second
+    /// time.
     pub fn pay(&self, invoice: &str) -> Result<LightningPayment, PayError> {
-        let payment_hash = x402_lightning::lnbtc::invoice::decode(invoice)
-            .map_err(|_| PayError::Unknown)?
-            .payment_hash;
+        let decoded =
+            x402_lightning::lnbtc::invoice::decode(invoice).map_err(|_| PayError::Unknown)?;
+        if decoded.currency == Network::Bitcoin.currency() {
+            return Err(PayError::Mainnet);
+        }
+        let payment_hash = decoded.payment_hash;
         let now = self.clock.unix_now().as_secs();
         let mut issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = issued
@@ -158,7 +167,6 @@ impl LightningNode for SimulatedNode {
 
 #[cfg(test)]
 mod tests {
-    use x402_lightning::Network;
     use x402_lightning::clock::ManualClock;
 
     use super::*;
@@ -200,5 +208,12 @@ mod tests {
         let stranger = SimulatedNode::random(Arc::new(clock.clone()));
         let foreign = stranger.create_invoice(&request(60)).await.expect("mints");
         assert_eq!(node.pay(&foreign), Err(PayError::Unknown));
+
+        let mainnet = InvoiceRequest {
+            network: Network::Bitcoin,
+            ..request(60)
+        };
+        let invoice = node.create_invoice(&mainnet).await.expect("mints");
+        assert_eq!(node.pay(&invoice), Err(PayError::Mainnet));
     }
 }
