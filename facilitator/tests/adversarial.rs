@@ -15,10 +15,7 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -39,7 +36,7 @@ use x402_lightning_facilitator::node::SimulatedNode;
 use x402_lightning_facilitator::store::{ReplayStore, SqliteStore, redact_password};
 use x402_lightning_facilitator::{Config, Service, serve};
 
-use self::common::{BINARY, PgSchema, Proof, postgres_url, sqlite_url};
+use self::common::{Instance, PgSchema, Proof, Started, command, postgres_url, sqlite_url};
 
 /// The pinned time of the in-process services and of the proofs minted for them.
 const NOW: u64 = 1_700_000_000;
@@ -259,147 +256,6 @@ fn escaped_and_spaced(value: &Value) -> String {
 // ---------------------------------------------------------------------------------------------
 // Helpers: the binary
 // ---------------------------------------------------------------------------------------------
-
-/// The service binary as a process of this test: its pid, its log, where it listens.
-struct Proc {
-    child: Child,
-    addr: std::net::SocketAddr,
-    log: std::path::PathBuf,
-}
-
-/// How a start of the binary ended.
-enum Started {
-    /// It printed its address.
-    Listening(Proc),
-    /// It exited first: its status and its log.
-    Exited(ExitStatus, String),
-}
-
-/// The binary's command, without any `X402_FACILITATOR_*` variable of the test's environment.
-fn command(env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BINARY);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("X402_FACILITATOR_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    command.envs(env.iter().copied());
-    command
-}
-
-impl Proc {
-    /// Starts the binary on a free loopback port with `env` (logging at `info` unless `env`
-    /// says otherwise); waits for its address or its exit (at most 60 s).
-    fn start(dir: &Path, env: &[(&str, &str)]) -> Started {
-        let log = dir.join(format!("service-{}.log", rand::random::<u64>()));
-        let stderr = File::create(&log).expect("log file");
-        let mut command = command(&[
-            ("X402_FACILITATOR_BIND", "127.0.0.1:0"),
-            ("RUST_LOG", "info"),
-        ]);
-        command
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        let mut child = command.spawn().expect("the binary starts");
-        let stdout = child.stdout.take().expect("piped");
-        let (lines, line) = mpsc::channel();
-        std::thread::spawn(move || {
-            for text in BufReader::new(stdout).lines() {
-                let Ok(text) = text else { break };
-                if lines.send(text).is_err() {
-                    break;
-                }
-            }
-        });
-        loop {
-            match line.recv_timeout(Duration::from_secs(60)) {
-                Ok(text) => {
-                    if let Some(addr) = text.strip_prefix("listening on http://") {
-                        return Started::Listening(Proc {
-                            child,
-                            addr: addr.parse().expect("a socket address"),
-                            log,
-                        });
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = child.wait().expect("reaped");
-                    let text = std::fs::read_to_string(&log).unwrap_or_default();
-                    return Started::Exited(status, text);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "the binary neither listened nor exited in 60 s: {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                }
-            }
-        }
-    }
-
-    fn listening(dir: &Path, env: &[(&str, &str)]) -> Proc {
-        match Proc::start(dir, env) {
-            Started::Listening(proc) => proc,
-            Started::Exited(status, log) => panic!("the binary exited ({status}): {log}"),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "SIGTERM delivered");
-    }
-
-    /// SIGKILL, as a crash or an OOM kill would.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-
-    /// Waits for the process to exit, at most `limit`; `None` if it did not (then kills it).
-    fn wait_exit(mut self, limit: Duration) -> Option<ExitStatus> {
-        let pid = self.child.id();
-        let (done, exited) = mpsc::channel();
-        let mut child = std::mem::replace(
-            &mut self.child,
-            // A placeholder: `true` exits at once; Drop reaps it.
-            Command::new("true").spawn().expect("true runs"),
-        );
-        std::thread::spawn(move || {
-            let _ = done.send(child.wait());
-        });
-        match exited.recv_timeout(limit) {
-            Ok(status) => Some(status.expect("wait")),
-            Err(_) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-                let _ = exited.recv_timeout(Duration::from_secs(30));
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs the binary with `args` and `env` to its exit (at most 60 s): status, stdout, stderr.
 fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
@@ -854,11 +710,11 @@ async fn one_proof_succeeds_at_most_once_across_a_sigkill_mid_storm_on_sqlite() 
     let proofs: Vec<Proof> = (0..64)
         .map(|_| Proof::mint(&node, Network::Regtest, NOW))
         .collect();
-    let first = Proc::listening(dir.path(), &env);
+    let first = Instance::start(dir.path(), &env);
     let url = first.url("/settle");
     let successes = storm_and_kill(&[url], &proofs, vec![first]).await;
 
-    let second = Proc::listening(dir.path(), &env);
+    let second = Instance::start(dir.path(), &env);
     let client = reqwest::Client::new();
     let mut recorded = 0;
     for (i, proof) in proofs.iter().enumerate() {
@@ -900,7 +756,7 @@ async fn one_proof_succeeds_at_most_once_across_a_sigkill_mid_storm_on_sqlite() 
 
 /// Sends each proof 4 times at once, spread over `urls`; SIGKILLs `victims` once the first
 /// answer arrives; returns how many successes each proof got. Panics if a proof got two.
-async fn storm_and_kill(urls: &[String], proofs: &[Proof], victims: Vec<Proc>) -> Vec<u32> {
+async fn storm_and_kill(urls: &[String], proofs: &[Proof], victims: Vec<Instance>) -> Vec<u32> {
     let client = reqwest::Client::new();
     let (first_answer, answered) = tokio::sync::mpsc::channel::<()>(1024);
     let mut tasks = Vec::new();
@@ -965,12 +821,12 @@ async fn one_proof_succeeds_at_most_once_across_two_postgres_instances_and_a_sig
     let proofs: Vec<Proof> = (0..64)
         .map(|_| Proof::mint(&node, Network::Regtest, NOW))
         .collect();
-    let victim = Proc::listening(dir.path(), &env);
-    let survivor = Proc::listening(dir.path(), &env);
+    let victim = Instance::start(dir.path(), &env);
+    let survivor = Instance::start(dir.path(), &env);
     let urls = [victim.url("/settle"), survivor.url("/settle")];
     let successes = storm_and_kill(&urls, &proofs, vec![victim]).await;
 
-    let restarted = Proc::listening(dir.path(), &env);
+    let restarted = Instance::start(dir.path(), &env);
     let client = reqwest::Client::new();
     for (i, proof) in proofs.iter().enumerate() {
         let mut late = 0;
@@ -1430,7 +1286,7 @@ async fn blank_api_keys_do_not_silently_disable_authentication() {
             ("X402_FACILITATOR_DATABASE_URL", database.as_str()),
             ("X402_FACILITATOR_API_KEYS", keys),
         ];
-        match Proc::start(dir.path(), &env) {
+        match Instance::try_start(dir.path(), &env) {
             Started::Exited(status, log) => {
                 assert!(!status.success(), "{keys:?}: {log}");
                 assert!(log.contains("API_KEYS"), "{keys:?}: a clear error: {log}");
@@ -1824,7 +1680,7 @@ async fn no_preimage_api_key_or_node_key_reaches_the_log_even_at_trace_level() {
     let database = sqlite_url(dir.path());
     let node_key = MockNode::random();
     let node_secret = node_key.secret_hex();
-    let service = Proc::listening(
+    let service = Instance::start(
         dir.path(),
         &[
             ("X402_FACILITATOR_DATABASE_URL", &database),
@@ -1939,7 +1795,7 @@ async fn a_database_password_in_the_url_never_reaches_the_log() {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let service = Proc::listening(
+    let service = Instance::start(
         dir.path(),
         &[
             ("X402_FACILITATOR_DATABASE_URL", &url),
@@ -1977,7 +1833,7 @@ async fn a_database_password_given_as_a_query_parameter_never_reaches_the_log() 
     let schema = PgSchema::create(&base).await;
     let url = format!("{}&password=hunter2-query-secret", schema.url);
     let dir = tempfile::tempdir().expect("temp dir");
-    let service = Proc::listening(dir.path(), &[("X402_FACILITATOR_DATABASE_URL", &url)]);
+    let service = Instance::start(dir.path(), &[("X402_FACILITATOR_DATABASE_URL", &url)]);
     let log = service.log_text();
     drop(service);
     schema.drop_all().await;
@@ -2122,7 +1978,7 @@ async fn sigterm_lets_an_in_flight_settle_finish_then_exits_cleanly() {
         ("X402_FACILITATOR_DATABASE_URL", database.as_str()),
         ("X402_FACILITATOR_TEST_NOW", "1700000000"),
     ];
-    let service = Proc::listening(dir.path(), &env);
+    let service = Instance::start(dir.path(), &env);
     let proof = Proof::mint(&MockNode::random(), Network::Regtest, NOW);
     let body = proof.settle_body().to_string();
     let (mut stream, rest) = start_settle(&service, &body).await;
@@ -2145,7 +2001,7 @@ async fn sigterm_lets_an_in_flight_settle_finish_then_exits_cleanly() {
         .expect("exits after its in-flight settle");
     assert!(status.success(), "{status}");
 
-    let again = Proc::listening(dir.path(), &env);
+    let again = Instance::start(dir.path(), &env);
     let answer: Value = reqwest::Client::new()
         .post(again.url("/settle"))
         .json(&proof.settle_body())
@@ -2161,7 +2017,7 @@ async fn sigterm_lets_an_in_flight_settle_finish_then_exits_cleanly() {
 /// Opens a connection to `service`, sends the head of a settle with `Expect: 100-continue`,
 /// waits for the `100 Continue` (the handler is reading the body) and sends the first half of
 /// `body`; returns the stream and the other half.
-async fn start_settle<'a>(service: &Proc, body: &'a str) -> (TcpStream, &'a [u8]) {
+async fn start_settle<'a>(service: &Instance, body: &'a str) -> (TcpStream, &'a [u8]) {
     let mut stream = TcpStream::connect(service.addr).await.expect("connect");
     let head = head(
         "/settle",
@@ -2194,7 +2050,7 @@ async fn start_settle<'a>(service: &Proc, body: &'a str) -> (TcpStream, &'a [u8]
 }
 
 /// Waits until the log of `service` holds `text` (at most 30 s, polling every 50 ms).
-fn wait_for_log(service: &Proc, text: &str) {
+fn wait_for_log(service: &Instance, text: &str) {
     for _ in 0..600 {
         if service.log_text().contains(text) {
             return;
@@ -2218,7 +2074,7 @@ async fn sigterm_exits_within_a_grace_period_even_when_a_client_stalls_mid_reque
         ("X402_FACILITATOR_SHUTDOWN_GRACE_SECONDS", "2"),
     ];
     for stall in ["idle keep-alive", "mid-header", "mid-body"] {
-        let service = Proc::listening(dir.path(), &env);
+        let service = Instance::start(dir.path(), &env);
         let mut stalled = TcpStream::connect(service.addr).await.expect("connect");
         match stall {
             "idle keep-alive" => {

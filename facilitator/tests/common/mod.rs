@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -32,22 +32,48 @@ pub struct Instance {
     pub log: PathBuf,
 }
 
+/// How a start of the binary ended.
+pub enum Started {
+    /// It printed its address.
+    Listening(Instance),
+    /// It exited first: its status and its log.
+    Exited(ExitStatus, String),
+}
+
+/// The binary's command with `env`, without any `X402_FACILITATOR_*` or `RUST_LOG` variable of
+/// the test's own environment.
+pub fn command(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BINARY);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("X402_FACILITATOR_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
 impl Instance {
-    /// Starts the binary with `env` (on top of an environment without any
-    /// `X402_FACILITATOR_*` variable, listening on a free loopback port) and waits for its
-    /// `listening on http://ADDR` line. `dir` holds its log.
+    /// Starts the binary with `env` on top of a free loopback port and `RUST_LOG=info`, and
+    /// waits for its `listening on http://ADDR` line. `dir` holds its log. Panics if it exits
+    /// first.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Instance {
+        match Instance::try_start(dir, env) {
+            Started::Listening(instance) => instance,
+            Started::Exited(status, log) => panic!("the service exited ({status}): {log}"),
+        }
+    }
+
+    /// Starts the binary as [`start`](Self::start) does; waits for its address or its exit
+    /// (at most 60 s).
+    pub fn try_start(dir: &Path, env: &[(&str, &str)]) -> Started {
         let log = dir.join(format!("service-{}.log", rand_suffix()));
         let stderr = File::create(&log).expect("log file");
-        let mut command = Command::new(BINARY);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("X402_FACILITATOR_") {
-                command.env_remove(name);
-            }
-        }
+        let mut command = command(&[
+            ("X402_FACILITATOR_BIND", "127.0.0.1:0"),
+            ("RUST_LOG", "info"),
+        ]);
         command
-            .env("X402_FACILITATOR_BIND", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -62,23 +88,29 @@ impl Instance {
                 }
             }
         });
-        let addr = loop {
-            match line.recv_timeout(Duration::from_secs(30)) {
+        loop {
+            match line.recv_timeout(Duration::from_secs(60)) {
                 Ok(text) => {
                     if let Some(addr) = text.strip_prefix("listening on http://") {
-                        break addr.parse().expect("a socket address");
+                        let addr = addr.parse().expect("a socket address");
+                        return Started::Listening(Instance { child, addr, log });
                     }
                 }
-                Err(err) => {
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().expect("reaped");
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    return Started::Exited(status, text);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!(
-                        "the service did not print its address ({err}); its log:\n{}",
+                        "the service neither listened nor exited in 60 s: {}",
                         std::fs::read_to_string(&log).unwrap_or_default()
                     );
                 }
             }
-        };
-        Instance { child, addr, log }
+        }
     }
 
     /// `http://ADDR` + `path`.
@@ -92,14 +124,45 @@ impl Instance {
         self.child.wait().expect("reaped");
     }
 
-    /// Asks the process to stop (SIGTERM) and waits for it; returns whether it exited cleanly.
-    pub fn terminate(mut self) -> bool {
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success(), "SIGTERM delivered");
-        self.child.wait().expect("reaped").success()
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it (at most 60 s); returns whether it
+    /// exited cleanly.
+    pub fn terminate(self) -> bool {
+        self.sigterm();
+        self.wait_exit(Duration::from_secs(60))
+            .is_some_and(|status| status.success())
+    }
+
+    /// Waits for the process to exit, at most `limit`; `None` if it did not (then kills it).
+    pub fn wait_exit(mut self, limit: Duration) -> Option<ExitStatus> {
+        let pid = self.child.id();
+        let (done, exited) = mpsc::channel();
+        let mut child = std::mem::replace(
+            &mut self.child,
+            // A placeholder: `true` exits at once; Drop reaps it.
+            Command::new("true").spawn().expect("true runs"),
+        );
+        std::thread::spawn(move || {
+            let _ = done.send(child.wait());
+        });
+        match exited.recv_timeout(limit) {
+            Ok(status) => Some(status.expect("wait")),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                let _ = exited.recv_timeout(Duration::from_secs(30));
+                None
+            }
+        }
     }
 
     /// The log so far.
