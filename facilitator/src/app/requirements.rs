@@ -15,6 +15,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use bitcoin::secp256k1::PublicKey;
 use x402_lightning::Network;
 use x402_lightning::lnbtc::binding::RequestHash;
 use x402_lightning::lnbtc::invoice::{InvoiceTerms, decode};
@@ -86,8 +87,7 @@ pub(crate) async fn requirements(
         )));
     }
 
-    let invoice = mint(&service, &request, &request_hash).await?;
-    let pay_to = service.node.node_id().await.map_err(node_error)?;
+    let (invoice, pay_to) = mint(&service, &request, &request_hash).await?;
     Ok(Json(PaymentRequirements {
         scheme: request.scheme,
         network: request.network,
@@ -103,37 +103,33 @@ pub(crate) async fn requirements(
     }))
 }
 
-/// Mints through the node and checks the invoice by every rule a resource server will apply.
+/// Mints through the node and checks the invoice by every rule a resource server will apply;
+/// returns it and the node's key, its payee.
 async fn mint(
     service: &Service,
     request: &RequirementsRequest,
     request_hash: &RequestHash,
-) -> Result<String, ApiError> {
+) -> Result<(String, PublicKey), ApiError> {
     let asked = InvoiceRequest {
         network: request.network,
         amount_msat: request.amount,
         description_hash: request_hash.0,
         expiry_secs: request.max_timeout_seconds,
     };
+    let node_failed = |err: NodeError| {
+        tracing::error!(%err, "the Lightning node failed to mint");
+        service.metrics.mint(MintOutcome::NodeError, None);
+        node_error(err)
+    };
+    let node_id = service.node.node_id().await.map_err(node_failed)?;
     let started = Instant::now();
     let minted = service.node.create_invoice(&asked).await;
     let latency = started.elapsed();
-    let invoice = match minted {
-        Ok(invoice) => invoice,
-        Err(err) => {
-            tracing::error!(%err, "the Lightning node failed to mint");
-            service.metrics.mint(MintOutcome::NodeError, None);
-            return Err(node_error(err));
-        }
-    };
-    let checked = match service.node.node_id().await {
-        Ok(node_id) => check(&invoice, &asked, &node_id, request_hash, service),
-        Err(err) => Err(err.to_string()),
-    };
-    match checked {
+    let invoice = minted.map_err(node_failed)?;
+    match check(&invoice, &asked, &node_id, request_hash, service) {
         Ok(()) => {
             service.metrics.mint(MintOutcome::Success, Some(latency));
-            Ok(invoice)
+            Ok((invoice, node_id))
         }
         Err(problem) => {
             tracing::error!(%problem, "the Lightning node minted a wrong invoice");
@@ -151,7 +147,7 @@ async fn mint(
 fn check(
     invoice: &str,
     asked: &InvoiceRequest,
-    node_id: &bitcoin::secp256k1::PublicKey,
+    node_id: &PublicKey,
     request_hash: &RequestHash,
     service: &Service,
 ) -> Result<(), String> {
