@@ -34,21 +34,38 @@ struct Shop {
     layer: X402Layer<HttpFacilitator>,
 }
 
+/// The service binary on a fresh SQLite file in `dir`, requiring [`API_KEY`].
+fn start_service(dir: &std::path::Path) -> Instance {
+    Instance::start(
+        dir,
+        &[
+            ("X402_FACILITATOR_DATABASE_URL", &sqlite_url(dir)),
+            ("X402_FACILITATOR_API_KEYS", API_KEY),
+        ],
+    )
+}
+
+/// The layer of a resource server at `origin`: `GET /weather` costs 10,000 msat over lnbtc,
+/// settled by `service`.
+fn weather_layer(service: &Instance, origin: &str) -> X402Layer<HttpFacilitator> {
+    let facilitator = HttpFacilitator::builder(service.url(""))
+        .bearer_token(API_KEY)
+        .build()
+        .expect("facilitator client");
+    X402Layer::builder(facilitator, Network::Regtest)
+        .flows(Flows::LNBTC)
+        .public_base_url(origin)
+        .route("GET /weather", Price::msat(10_000))
+        .build()
+        .expect("layer builds")
+}
+
 async fn open_shop(service: &Instance) -> Shop {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let origin = format!("http://{}", listener.local_addr().expect("addr"));
-    let facilitator = HttpFacilitator::builder(service.url(""))
-        .bearer_token(API_KEY)
-        .build()
-        .expect("facilitator client");
-    let layer = X402Layer::builder(facilitator, Network::Regtest)
-        .flows(Flows::LNBTC)
-        .public_base_url(&origin)
-        .route("GET /weather", Price::msat(10_000))
-        .build()
-        .expect("layer builds");
+    let layer = weather_layer(service, &origin);
     let served = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&served);
     let app = Router::new()
@@ -136,14 +153,7 @@ async fn pay_for(client: &reqwest::Client, url: &str, service: &Instance) -> Str
 #[tokio::test]
 async fn the_layer_takes_an_lnbtc_payment_through_the_service_once() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let database = sqlite_url(dir.path());
-    let service = Instance::start(
-        dir.path(),
-        &[
-            ("X402_FACILITATOR_DATABASE_URL", &database),
-            ("X402_FACILITATOR_API_KEYS", API_KEY),
-        ],
-    );
+    let service = start_service(dir.path());
     let shop = open_shop(&service).await;
     shop.layer
         .check_facilitator()
@@ -187,35 +197,16 @@ async fn the_layer_takes_an_lnbtc_payment_through_the_service_once() {
 #[tokio::test]
 async fn a_fresh_layer_is_refused_a_spent_proof_by_the_services_replay_store() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let database = sqlite_url(dir.path());
-    let service = Instance::start(
-        dir.path(),
-        &[
-            ("X402_FACILITATOR_DATABASE_URL", &database),
-            ("X402_FACILITATOR_API_KEYS", API_KEY),
-        ],
-    );
+    let service = start_service(dir.path());
     // Two layers serving one origin (two resource-server processes behind one address): the
     // second has never seen the proof, so only the service's store can refuse it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let origin = format!("http://{}", listener.local_addr().expect("addr"));
-    let build = || {
-        let facilitator = HttpFacilitator::builder(service.url(""))
-            .bearer_token(API_KEY)
-            .build()
-            .expect("facilitator client");
-        X402Layer::builder(facilitator, Network::Regtest)
-            .flows(Flows::LNBTC)
-            .public_base_url(&origin)
-            .route("GET /weather", Price::msat(10_000))
-            .build()
-            .expect("layer builds")
-    };
     let first = Router::new()
         .route("/weather", get(|| async { "sunny" }))
-        .layer(build());
+        .layer(weather_layer(&service, &origin));
     tokio::spawn(async move {
         let _ = axum::serve(listener, first).await;
     });
@@ -232,7 +223,7 @@ async fn a_fresh_layer_is_refused_a_spent_proof_by_the_services_replay_store() {
 
     // The second process: the same request, answered in process by a fresh layer that learnt
     // the service's payee at start-up.
-    let layer = build();
+    let layer = weather_layer(&service, &origin);
     layer
         .check_facilitator()
         .await
