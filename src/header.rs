@@ -22,6 +22,25 @@ pub const X_PAYMENT_RESPONSE: &str = "x-payment-response";
 /// The request header of x402 version 2 carrying a payment proof.
 pub const PAYMENT_SIGNATURE: &str = "payment-signature";
 
+/// The request headers that carry a payment (`X-PAYMENT`, `PAYMENT-SIGNATURE`): what a CORS
+/// configuration must allow for a browser to pay from another origin (with `content-type` for
+/// a JSON body), e.g. tower-http's `CorsLayer::allow_headers`.
+pub const PAYMENT_REQUEST_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static(X_PAYMENT),
+    HeaderName::from_static(PAYMENT_SIGNATURE),
+];
+
+/// The response headers of a payment (`PAYMENT-REQUIRED`, `PAYMENT-RESPONSE`,
+/// `X-PAYMENT-RESPONSE`): what a CORS configuration must expose for a browser's script to read
+/// them, e.g. tower-http's `CorsLayer::expose_headers`. The layer lists each in
+/// `Access-Control-Expose-Headers` itself; an outer `CorsLayer` that sets its own list replaces
+/// the layer's, so give it these.
+pub const PAYMENT_RESPONSE_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static(crate::lnbtc::header::PAYMENT_REQUIRED),
+    HeaderName::from_static(crate::lnbtc::header::PAYMENT_RESPONSE),
+    HeaderName::from_static(X_PAYMENT_RESPONSE),
+];
+
 static X_PAYMENT_NAME: HeaderName = HeaderName::from_static(X_PAYMENT);
 static PAYMENT_SIGNATURE_NAME: HeaderName = HeaderName::from_static(PAYMENT_SIGNATURE);
 

@@ -10,6 +10,7 @@ use bitcoin::hex::DisplayHex as _;
 use bitcoin::secp256k1::{Message, PublicKey, Secp256k1, VerifyOnly};
 use lightning_invoice::{Bolt11Invoice, Currency, SignedRawBolt11Invoice};
 
+use crate::lnbtc::invoice::DecodedInvoice;
 use crate::network::Network;
 use crate::types::{ASSET_BTC, PaymentRequirements, RequirementsRequest, reason};
 
@@ -46,10 +47,11 @@ impl InvoiceExpectation {
     }
 }
 
-/// An invoice that passed its pre-checks, with the facts the checks established.
+/// An invoice that passed its pre-checks, with the facts the checks established (its signature
+/// verified, so its payee is the key that signed it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckedInvoice {
-    invoice: Bolt11Invoice,
+    payment_hash: [u8; 32],
     network: Network,
     amount_msat: u64,
     payee: PublicKey,
@@ -57,14 +59,33 @@ pub struct CheckedInvoice {
 }
 
 impl CheckedInvoice {
-    /// The parsed invoice.
-    pub fn invoice(&self) -> &Bolt11Invoice {
-        &self.invoice
+    /// The facts of an invoice the `lnbtc` strict decoder took (which verified its
+    /// signature), checked against `expected` at `now` as [`check_invoice`] checks them: one
+    /// decoding serves both flows' checks.
+    pub fn from_decoded(
+        decoded: &DecodedInvoice,
+        expected: &InvoiceExpectation,
+        now: Duration,
+    ) -> Result<Self, InvoiceCheckError> {
+        let network = Network::from_currency(&decoded.currency)
+            .ok_or_else(|| InvoiceCheckError::UnsupportedCurrency(decoded.currency.clone()))?;
+        let amount_msat = decoded
+            .amount_msat
+            .ok_or(InvoiceCheckError::MissingAmount)?;
+        let checked = CheckedInvoice {
+            payment_hash: decoded.payment_hash,
+            network,
+            amount_msat,
+            payee: decoded.payee,
+            expires_at: Duration::from_secs(decoded.end()).min(LATEST_EXPIRY),
+        };
+        checked.check(expected, now)?;
+        Ok(checked)
     }
 
     /// The payment hash: the nonce of one payment.
     pub fn payment_hash(&self) -> [u8; 32] {
-        self.invoice.payment_hash().to_byte_array()
+        self.payment_hash
     }
 
     /// The payment hash as 64 lowercase hex characters (the `transaction` of a settle).
@@ -243,7 +264,7 @@ pub fn check_invoice(
         .expires_at()
         .map_or(LATEST_EXPIRY, |at| at.min(LATEST_EXPIRY));
     let checked = CheckedInvoice {
-        invoice,
+        payment_hash: invoice.payment_hash().to_byte_array(),
         network,
         amount_msat,
         payee,
@@ -340,6 +361,33 @@ pub fn check_requirements_answer(
     pinned_pay_to: Option<&PublicKey>,
     now: Duration,
 ) -> Result<CheckedInvoice, RequirementsError> {
+    let pay_to = check_answer_terms(asked, answer, pinned_pay_to)?;
+    Ok(check_own_invoice(answer, pay_to, now)?)
+}
+
+/// [`check_requirements_answer`] for an answer whose invoice was already decoded strictly (by
+/// [`lnbtc::invoice::decode`](crate::lnbtc::invoice::decode), which verified its signature).
+pub fn check_decoded_requirements_answer(
+    asked: &RequirementsRequest,
+    answer: &PaymentRequirements,
+    decoded: &DecodedInvoice,
+    pinned_pay_to: Option<&PublicKey>,
+    now: Duration,
+) -> Result<CheckedInvoice, RequirementsError> {
+    let pay_to = check_answer_terms(asked, answer, pinned_pay_to)?;
+    let expected = InvoiceExpectation::new(answer.network)
+        .amount_msat(answer.max_amount_required)
+        .payee(pay_to);
+    Ok(CheckedInvoice::from_decoded(decoded, &expected, now)?)
+}
+
+/// The terms of a `/requirements` answer against the ask: network, amount, asset, and `payTo`
+/// (the pinned one when pinned); the parsed `payTo`.
+fn check_answer_terms(
+    asked: &RequirementsRequest,
+    answer: &PaymentRequirements,
+    pinned_pay_to: Option<&PublicKey>,
+) -> Result<PublicKey, RequirementsError> {
     if answer.network != asked.network {
         return Err(RequirementsError::Network {
             asked: asked.network,
@@ -364,5 +412,5 @@ pub fn check_requirements_answer(
             });
         }
     }
-    Ok(check_own_invoice(answer, pay_to, now)?)
+    Ok(pay_to)
 }

@@ -335,7 +335,8 @@ pub mod reason {
     pub const PAYMENT_FAILED: &str = "settle_exact_lightning_payment_failed";
 }
 
-/// Serde for msat amounts: `u64` in code, a decimal string of ASCII digits on the wire.
+/// Serde for msat amounts: `u64` in code, a canonical decimal string on the wire (ASCII
+/// digits, no leading zero: `"0"` or `"10"`, never `"010"`).
 pub(crate) mod msat_string {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
@@ -347,14 +348,19 @@ pub(crate) mod msat_string {
         let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
         parse(&text).ok_or_else(|| {
             D::Error::custom(format!(
-                "invalid msat amount {text:?}: expected a decimal string of digits"
+                "invalid msat amount {text:?}: expected a decimal string of digits without a \
+                 leading zero"
             ))
         })
     }
 
-    /// Digits only: no sign, no spaces, no exponent, no overflow.
+    /// Digits only, canonical: no sign, no spaces, no exponent, no leading zero (one amount
+    /// has one spelling), no overflow.
     pub(crate) fn parse(text: &str) -> Option<u64> {
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if text.len() > 1 && text.starts_with('0') {
             return None;
         }
         text.parse().ok()
@@ -379,6 +385,9 @@ mod tests {
             "5e3",
             "5.0",
             "0x10",
+            "00010",
+            "05",
+            "00",
             "18446744073709551616",
         ] {
             assert_eq!(parse(bad), None, "{bad:?} must be rejected");

@@ -6,8 +6,8 @@ use bitcoin::hashes::{Hash as _, sha256};
 use bitcoin::secp256k1::{Secp256k1, SecretKey};
 use lightning_invoice::{Currency, InvoiceBuilder, PaymentSecret};
 use x402_lightning::invoice::{
-    InvoiceCheckError, InvoiceExpectation, check_invoice, check_requirements_invoice,
-    parse_node_id, unix_now,
+    CheckedInvoice, InvoiceCheckError, InvoiceExpectation, check_invoice,
+    check_requirements_invoice, parse_node_id, unix_now,
 };
 use x402_lightning::mock::{InvoiceSpec, MockNode};
 use x402_lightning::types::{LightningExtra, reason};
@@ -56,7 +56,34 @@ fn a_matching_invoice_passes_and_reports_its_facts() {
     );
     assert_eq!(checked.payment_hash_hex().len(), 64);
     assert_eq!(checked.expires_at(), NOW + Duration::from_secs(3600));
-    assert_eq!(checked.invoice(), &minted.invoice);
+    // The strict lnbtc decoder establishes the same facts, for the 402 path's one decoding.
+    let decoded = x402_lightning::lnbtc::invoice::decode(&text).expect("decodes strictly");
+    let from_decoded = CheckedInvoice::from_decoded(&decoded, &expect_regtest(&node), NOW);
+    assert_eq!(from_decoded, Ok(checked));
+}
+
+#[test]
+fn both_decoders_refuse_what_the_expectation_refuses() {
+    let node = MockNode::random();
+    let text = mint(&node, Network::Regtest, AMOUNT);
+    let decoded = x402_lightning::lnbtc::invoice::decode(&text).expect("decodes strictly");
+    let expectations = [
+        InvoiceExpectation::new(Network::Bitcoin),
+        expect_regtest(&node).amount_msat(AMOUNT + 1),
+        expect_regtest(&MockNode::random()),
+    ];
+    for expected in expectations {
+        assert_eq!(
+            CheckedInvoice::from_decoded(&decoded, &expected, NOW).unwrap_err(),
+            check_invoice(&text, &expected, NOW).unwrap_err(),
+            "{expected:?}"
+        );
+    }
+    let later = NOW + Duration::from_secs(3600);
+    assert_eq!(
+        CheckedInvoice::from_decoded(&decoded, &expect_regtest(&node), later).unwrap_err(),
+        check_invoice(&text, &expect_regtest(&node), later).unwrap_err(),
+    );
 }
 
 #[test]

@@ -564,7 +564,7 @@ async fn a_facilitator_that_is_down_leaves_free_routes_serving_and_priced_ones_5
         unpaid.error(StatusCode::BAD_GATEWAY),
         "payment facilitator unreachable (/requirements)"
     );
-    let post = h.infer(None, "{}").await;
+    let post = h.infer(None, r#"{"prompt":"hi"}"#).await;
     assert!(post.error(StatusCode::BAD_GATEWAY).contains("unreachable"));
     // A well-formed payment of a real invoice to the pinned node passes the pre-checks;
     // /verify cannot be asked.

@@ -32,8 +32,6 @@ use x402_lightning::{
 };
 
 const ALREADY_SETTLED: &str = "Invalid payment: this invoice was already settled";
-const PAYEE_UNKNOWN: &str =
-    "Invalid payment: the facilitator's node is not known here yet; pay the invoice of this answer";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -152,7 +150,7 @@ async fn careless_mock() -> MockFacilitator {
 }
 
 #[tokio::test]
-async fn unpinned_payments_are_refused_until_the_facilitator_vouched_for_a_payee() {
+async fn a_fresh_instance_learns_the_payee_before_it_judges_a_payment() {
     let mock = careless_mock().await;
     // Another instance behind the same load balancer handed out this invoice.
     let ask = RequirementsRequest::new(Network::Regtest, WEATHER_MSAT, "http://x/weather");
@@ -164,24 +162,38 @@ async fn unpinned_payments_are_refused_until_the_facilitator_vouched_for_a_payee
         demo_prices(facilitator_for(mock), Network::Regtest).flows(Flows::V1)
     })
     .await;
+    h.mock.clear_calls();
 
-    // This fresh instance never saw a payee: it refuses the payment without asking /verify...
+    // This fresh instance never saw a payee and /supported names none: before judging the
+    // payment it has its receiver mint one invoice, whose payee is the facilitator's node.
     let payment = h.wallet.pay(&elsewhere);
-    let refused = h.get("/weather", Some(&payment)).await;
-    assert_eq!(refused.status(), StatusCode::PAYMENT_REQUIRED);
-    let refusal: PaymentRequired = refused.json().await.expect("402 body");
-    assert_eq!(refusal.error, PAYEE_UNKNOWN);
-    assert_eq!(h.calls(FacilitatorCall::Verify), 0);
-    assert_eq!(refusal.accepts[0].pay_to, h.mock.pay_to().to_string());
-
-    // ...and the invoice of that 402 taught it the facilitator's node: the same payment passes.
     let served = h.get("/weather", Some(&payment)).await;
     assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(
+        h.calls(FacilitatorCall::Requirements),
+        1,
+        "one invoice to learn the payee"
+    );
     let verified = h.mock.calls_to(FacilitatorCall::Verify).remove(0).request();
     assert_eq!(
         verified["paymentRequirements"]["payTo"],
         h.mock.pay_to().to_string()
     );
+
+    // Learned once: the next payment costs no lookup.
+    let next = h.wallet.pay(
+        &facilitator_for(&h.mock)
+            .requirements(&ask)
+            .await
+            .expect("requirements"),
+    );
+    h.mock.clear_calls();
+    assert_eq!(
+        h.get("/weather", Some(&next)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(h.calls(FacilitatorCall::Requirements), 0);
+    assert_eq!(h.calls(FacilitatorCall::Supported), 0);
 }
 
 #[tokio::test]
@@ -196,28 +208,63 @@ async fn a_client_cannot_have_its_own_invoice_checked_against_itself() {
     let payment = pay_invoice(&h.wallet, &own_invoice);
 
     // Before and after the layer has learned the facilitator's node: refused before /verify.
-    let first: PaymentRequired = h
-        .get("/weather", Some(&payment))
-        .await
-        .json()
-        .await
-        .expect("402 body");
-    assert_eq!(first.error, PAYEE_UNKNOWN);
-    let second: PaymentRequired = h
-        .get("/weather", Some(&payment))
-        .await
-        .json()
-        .await
-        .expect("402 body");
-    assert_eq!(
-        second.error,
-        format!(
-            "Invalid payment: invoice payee {} is not the facilitator's node",
-            own_node.pay_to()
-        )
-    );
+    for attempt in ["first", "second"] {
+        let refusal: PaymentRequired = h
+            .get("/weather", Some(&payment))
+            .await
+            .json()
+            .await
+            .expect("402 body");
+        assert_eq!(
+            refusal.error,
+            format!(
+                "Invalid payment: invoice payee {} is not the facilitator's node",
+                own_node.pay_to()
+            ),
+            "{attempt}"
+        );
+    }
     assert_eq!(h.calls(FacilitatorCall::Verify), 0);
     assert_eq!(h.handler_runs(), 0);
+}
+
+#[tokio::test]
+async fn a_payee_the_layer_cannot_learn_yet_is_refused_as_not_known_yet() {
+    // Neither /supported nor /requirements answers: the layer cannot learn any payee. The seed
+    // flow's authorization moved nothing yet, so the answer is a 402 saying so (its fresh
+    // invoice cannot be had either: a 502 tells the client to come back).
+    let mock = careless_mock().await;
+    let ask = RequirementsRequest::new(Network::Regtest, WEATHER_MSAT, "http://x/weather");
+    let elsewhere = facilitator_for(&mock)
+        .requirements(&ask)
+        .await
+        .expect("requirements");
+    mock.fail_always(
+        FacilitatorCall::Requirements,
+        Fault::Status(StatusCode::SERVICE_UNAVAILABLE),
+    );
+    let clock = x402_lightning::clock::ManualClock::starting_now();
+    let layer_clock = clock.clone();
+    let h = start_layer_on(mock, move |mock| {
+        demo_prices(facilitator_for(mock), Network::Regtest)
+            .flows(Flows::V1)
+            .clock(layer_clock)
+    })
+    .await;
+    let refused = h.get("/weather", Some(&h.wallet.pay(&elsewhere))).await;
+    assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(h.calls(FacilitatorCall::Verify), 0);
+    assert_eq!(h.handler_runs(), 0);
+
+    // Back, once the lookup may run again: the same payment passes.
+    h.mock.heal(FacilitatorCall::Requirements);
+    clock.advance(std::time::Duration::from_secs(5));
+    assert_eq!(
+        h.get("/weather", Some(&h.wallet.pay(&elsewhere)))
+            .await
+            .status(),
+        StatusCode::OK
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -353,17 +353,18 @@ async fn a_post_is_bound_to_its_body_bytes_and_its_content_type() {
         )
         .await;
     assert_eq!(error_of(spaced).await, reason::REQUEST_MISMATCH);
-    // Same bytes, another content type: another request.
-    let as_text = shop
+    // Same bytes, another content type (JSON still, or the route's check would refuse it
+    // first): another request.
+    let with_charset = shop
         .client
         .post(&url)
-        .header("content-type", "text/plain")
+        .header("content-type", "application/json; charset=utf-8")
         .header(PAYMENT_SIGNATURE, &proof)
         .body(body)
         .send()
         .await
         .expect("sent");
-    assert_eq!(error_of(as_text).await, reason::REQUEST_MISMATCH);
+    assert_eq!(error_of(with_charset).await, reason::REQUEST_MISMATCH);
     assert_eq!(shop.runs(), 0);
 
     // The bytes paid for reach the handler.
@@ -445,28 +446,71 @@ async fn one_proof_raced_by_16_requests_is_served_once() {
     assert_eq!(shop.runs(), 1);
 }
 
+/// A `PAYMENT-SIGNATURE` that is not a usable payment for the route: 400 (upstream transport's
+/// "Invalid Payment") with the vocabulary's reason, `no-store`, and no fresh invoice: a client
+/// that already paid is not invited to pay again.
+async fn assert_invalid_payment(response: reqwest::Response, reason: &str, detail: &str) {
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "{reason}: {detail}"
+    );
+    assert!(
+        !response.headers().contains_key(PAYMENT_REQUIRED),
+        "{detail}"
+    );
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(body["reason"], reason, "{body}");
+    let error = body["error"].as_str().expect("an error");
+    assert!(
+        error.starts_with("Invalid or malformed payment header"),
+        "{error}"
+    );
+    assert!(error.contains(detail), "{error} should say {detail}");
+}
+
 #[tokio::test]
-async fn malformed_proofs_get_a_fresh_challenge_saying_why() {
+async fn malformed_proofs_get_a_400_with_the_reason_and_no_invoice() {
     let shop = open_shop().await;
-    for (proof, expected) in [
-        ("%%%", "not valid base64"),
-        ("bm90IGpzb24", "not a valid payment JSON"),
+    shop.mock.clear_calls();
+    for (proof, reason, detail) in [
+        ("%%%", "invalid_payload", "not valid base64"),
+        ("bm90IGpzb24", "invalid_payload", "not a valid payment JSON"),
+        // []
+        ("W10", "invalid_payload", "expected a JSON object"),
         // {"x402Version":1}
-        ("eyJ4NDAyVmVyc2lvbiI6MX0", "x402Version 1"),
+        (
+            "eyJ4NDAyVmVyc2lvbiI6MX0",
+            "invalid_x402_version",
+            "x402Version 1",
+        ),
+        // {"accepted":{}}
+        ("eyJhY2NlcHRlZCI6e319", "invalid_x402_version", "(absent)"),
     ] {
         let response = shop.get("/weather", Some(proof)).await;
-        assert!(response.headers().contains_key(PAYMENT_REQUIRED), "{proof}");
-        let error = error_of(response).await;
-        assert!(
-            error.starts_with("Invalid or malformed payment header"),
-            "{error}"
-        );
-        assert!(error.contains(expected), "{proof}: {error}");
+        assert_invalid_payment(response, reason, detail).await;
     }
     let oversized = "A".repeat(9000);
-    let error = error_of(shop.get("/weather", Some(&oversized)).await).await;
-    assert!(error.contains("over the limit"), "{error}");
-    assert_eq!(shop.mock.call_count(FacilitatorCall::Settle), 0);
+    let response = shop.get("/weather", Some(&oversized)).await;
+    assert_invalid_payment(response, "invalid_payload", "over the limit").await;
+    let twice = shop
+        .client
+        .get(shop.url("/weather"))
+        .header(PAYMENT_SIGNATURE, "e30")
+        .header(PAYMENT_SIGNATURE, "e30")
+        .send()
+        .await
+        .expect("sent");
+    assert_invalid_payment(twice, "invalid_payload", "more than one").await;
+    // Nothing minted, nothing settled, nothing served.
+    for call in [
+        FacilitatorCall::Requirements,
+        FacilitatorCall::Verify,
+        FacilitatorCall::Settle,
+    ] {
+        assert_eq!(shop.mock.call_count(call), 0, "{call}");
+    }
     assert_eq!(shop.runs(), 0);
 }
 
@@ -474,16 +518,40 @@ async fn malformed_proofs_get_a_fresh_challenge_saying_why() {
 async fn another_network_or_scheme_is_not_offered() {
     let shop = open_shop().await;
     let proof = shop.proof_for("/weather").await;
-    for (field, value) in [
-        ("network", "lnbtc:000000000019d6689c085ae165831e93"),
-        ("scheme", "upto"),
+    shop.mock.clear_calls();
+    for (field, value, reason) in [
+        (
+            "network",
+            "lnbtc:000000000019d6689c085ae165831e93",
+            "network_mismatch",
+        ),
+        ("scheme", "upto", "unsupported_scheme"),
     ] {
         let mut payment = decode_signature(&proof);
         payment["accepted"][field] = json!(value);
-        let error = error_of(shop.get("/weather", Some(&encode(&payment))).await).await;
-        assert!(error.contains("is not offered here"), "{error}");
+        let response = shop.get("/weather", Some(&encode(&payment))).await;
+        assert_invalid_payment(response, reason, "is not offered here").await;
     }
+    assert_eq!(shop.mock.call_count(FacilitatorCall::Requirements), 0);
     assert_eq!(shop.mock.call_count(FacilitatorCall::Settle), 0);
+    // The proof itself is still good.
+    assert_eq!(
+        shop.get("/weather", Some(&proof)).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_v2_payment_on_a_route_without_lnbtc_is_a_400() {
+    let shop = open_shop_with(|prices| prices.flows(Flows::V1)).await;
+    let response = shop.get("/weather", Some("e30")).await;
+    assert_invalid_payment(
+        response,
+        "invalid_x402_version",
+        "X-PAYMENT (x402 version 1) only",
+    )
+    .await;
+    assert_eq!(shop.mock.call_count(FacilitatorCall::Requirements), 0);
 }
 
 #[tokio::test]

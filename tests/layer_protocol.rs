@@ -769,7 +769,7 @@ async fn failing_handler_response_is_returned_unchanged_and_not_settled() {
 }
 
 #[tokio::test]
-async fn paid_post_with_malformed_json_gets_the_apps_4xx_and_is_not_settled() {
+async fn paid_post_with_malformed_json_gets_the_routes_4xx_and_is_not_settled() {
     let h = start().await;
     let requirements = offer(&h, Method::POST, "/ai/infer", INFER_MSAT).await;
     h.mock.clear_calls();
@@ -785,10 +785,11 @@ async fn paid_post_with_malformed_json_gets_the_apps_4xx_and_is_not_settled() {
     assert_eq!(
         response.status(),
         StatusCode::BAD_REQUEST,
-        "axum's JSON rejection"
+        "the route's JSON check, as axum's JSON rejection"
     );
     assert!(payment_response(&response).is_none());
-    assert_eq!(made(&h), (0, 1, 0), "(/requirements, /verify, /settle)");
+    // Refused by the route's check before anything: not even /verify holds the payment.
+    assert_eq!(made(&h), (0, 0, 0), "(/requirements, /verify, /settle)");
     assert_eq!(h.handler_runs(), 0);
     assert_eq!(balance(&h), FUNDS_MSAT);
 
@@ -809,7 +810,7 @@ async fn paid_post_with_malformed_json_gets_the_apps_4xx_and_is_not_settled() {
     );
     let body: Value = retried.json().await.unwrap();
     assert_eq!(body["completion"], json!("again"));
-    assert_eq!(made(&h), (0, 2, 1), "(/requirements, /verify, /settle)");
+    assert_eq!(made(&h), (0, 1, 1), "(/requirements, /verify, /settle)");
     assert_eq!(h.handler_runs(), 1);
     assert_eq!(balance(&h), FUNDS_MSAT - INFER_MSAT);
 }

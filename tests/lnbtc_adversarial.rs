@@ -74,6 +74,8 @@ enum Mode {
     SuccessUppercase,
     /// `success: true` on this network.
     SuccessOn(String),
+    /// `success: false` with this reason and nothing else: no `transaction`, no `network`.
+    BareRefusal(&'static str),
     Timeout,
     Unreachable,
     Panic,
@@ -162,6 +164,10 @@ impl Facilitator for Rigged {
                 hash.to_ascii_uppercase(),
             )),
             Mode::SuccessOn(other) => Ok(v2::SettleResponse::success(&other, hash)),
+            Mode::BareRefusal(reason) => Ok(serde_json::from_value(
+                json!({ "success": false, "errorReason": reason }),
+            )
+            .expect("a bare refusal")),
             Mode::Timeout => Err(FacilitatorError::Timeout {
                 call: FacilitatorCall::Settle,
                 after: Duration::from_secs(10),
@@ -575,6 +581,40 @@ async fn a_settle_success_for_another_hash_network_or_spelling_serves_nothing() 
         again.assert_refusal();
         assert_eq!(env.runs(), 0, "{mode:?}");
     }
+}
+
+#[tokio::test]
+async fn a_refused_settle_is_told_in_full_though_the_facilitator_left_fields_out() {
+    let env = env();
+    let proof = env.weather_proof().await;
+    env.rig.set(Mode::BareRefusal("duplicate_settlement"));
+    let answer = env.send(get_req("/weather", Some(&proof))).await;
+    answer.assert_402("duplicate_settlement");
+    let settlement = answer.settlement().expect("PAYMENT-RESPONSE");
+    assert!(!settlement.success);
+    assert_eq!(
+        settlement.error_reason.as_deref(),
+        Some("duplicate_settlement")
+    );
+    assert_eq!(settlement.transaction, "");
+    assert_eq!(settlement.network, Network::Regtest.lnbtc_id());
+    // On the wire: every member named, `transaction` empty rather than absent.
+    let header = answer.headers["payment-response"].as_bytes();
+    let raw: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::STANDARD, header)
+            .expect("base64"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        raw,
+        json!({
+            "success": false,
+            "errorReason": "duplicate_settlement",
+            "transaction": "",
+            "network": Network::Regtest.lnbtc_id(),
+        })
+    );
+    assert_eq!(env.runs(), 0);
 }
 
 #[tokio::test]
@@ -1120,7 +1160,7 @@ async fn absolute_form_targets_and_forwarded_hosts_never_rebind_the_origin() {
 // =============================================================================================
 
 #[tokio::test]
-async fn hostile_payment_signature_values_get_a_clean_402() {
+async fn hostile_payment_signature_values_get_a_clean_400_or_402() {
     let env = env();
     let proof = env.weather_proof().await;
     let b64 = |json: &str| {
@@ -1137,7 +1177,7 @@ async fn hostile_payment_signature_values_get_a_clean_402() {
         r#"{"a":"#.repeat(200),
         "}".repeat(200)
     );
-    let mut values: Vec<Vec<u8>> = vec![
+    let values: Vec<Vec<u8>> = vec![
         b"%%%".to_vec(),
         b"".to_vec(),
         b"=".to_vec(),
@@ -1168,7 +1208,29 @@ async fn hostile_payment_signature_values_get_a_clean_402() {
         vec![b'e', b'y', 0x80, 0xff, b'J', b'9'],
         "A".repeat(9000).into_bytes(),
     ];
-    // A valid proof with each core field replaced by an oddity.
+    // Not a usable x402 version 2 payment for `exact` on this network: a 400 with the
+    // vocabulary's reason and no fresh invoice.
+    for value in &values {
+        let answer = env
+            .send(request(
+                "GET",
+                "/weather",
+                Body::empty(),
+                &[("payment-signature", value)],
+            ))
+            .await;
+        let shown = String::from_utf8_lossy(&value[..value.len().min(60)]).into_owned();
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{shown}: {answer:?}"
+        );
+        answer.assert_refusal();
+        assert!(!answer.headers.contains_key("payment-required"), "{shown}");
+    }
+    // A valid proof with each core field replaced by an oddity: the scheme's checks refuse it
+    // with a fresh challenge.
+    let mut values = Vec::new();
     for (pointer, value) in [
         ("/accepted/amount", json!(1e308)),
         (
@@ -1186,7 +1248,8 @@ async fn hostile_payment_signature_values_get_a_clean_402() {
         ),
         ("/payload", json!([])),
         ("/payload/preimage", json!(["00"])),
-        ("/payload/preimage", json!("0".repeat(6000))),
+        // Long, yet under the header limit: the scheme's checks judge it.
+        ("/payload/preimage", json!("0".repeat(2000))),
     ] {
         values.push(
             edit_proof(&proof, |payment| {
@@ -1220,7 +1283,7 @@ async fn hostile_payment_signature_values_get_a_clean_402() {
     let answer = env
         .send(request("GET", "/weather", Body::empty(), &many))
         .await;
-    assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     answer.assert_refusal();
     assert!(answer.error().contains("more than one"), "{answer:?}");
 
@@ -1485,7 +1548,8 @@ async fn raw_http_oddities_are_refused_cleanly() {
         ),
     )
     .await;
-    assert_eq!(status, 402, "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid_payload"), "{body}");
 
     // Fifty PAYMENT-SIGNATURE lines.
     let mut lines = Vec::new();
@@ -1493,7 +1557,7 @@ async fn raw_http_oddities_are_refused_cleanly() {
         lines.extend_from_slice(format!("payment-signature: {proof}\r\n").as_bytes());
     }
     let (status, body) = raw(addr, &head("GET /weather HTTP/1.1", &lines)).await;
-    assert_eq!(status, 402, "{body}");
+    assert_eq!(status, 400, "{body}");
     assert!(body.contains("more than one"), "{body}");
 
     // A lowercase method is another method: never the priced GET.

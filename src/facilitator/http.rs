@@ -98,8 +98,12 @@ pub struct HttpFacilitatorBuilder {
 impl HttpFacilitatorBuilder {
     /// Sends this header with every call (e.g. an API key); a second value for the same name
     /// replaces the first.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        match (
+            HeaderName::try_from(&name),
+            HeaderValue::try_from(value.into()),
+        ) {
             (Ok(name), Ok(mut value)) => {
                 value.set_sensitive(true);
                 self.headers.insert(name, value);
@@ -113,8 +117,8 @@ impl HttpFacilitatorBuilder {
     }
 
     /// Sends `Authorization: Bearer <token>` with every call.
-    pub fn bearer_token(self, token: &str) -> Self {
-        self.header(AUTHORIZATION.as_str(), &format!("Bearer {token}"))
+    pub fn bearer_token(self, token: impl Into<String>) -> Self {
+        self.header(AUTHORIZATION.as_str(), format!("Bearer {}", token.into()))
     }
 
     /// Time to establish a connection (default 2 s). Ignored with [`Self::client`].
@@ -230,14 +234,14 @@ fn call_urls(base_url: &str) -> Result<[reqwest::Url; 4], FacilitatorConfigError
 impl HttpFacilitator {
     /// A facilitator at `base_url` (a `&str` or a `String`, e.g. `mock.url()`) with default
     /// settings.
-    pub fn new(base_url: impl AsRef<str>) -> Result<Self, FacilitatorConfigError> {
+    pub fn new(base_url: impl Into<String>) -> Result<Self, FacilitatorConfigError> {
         Self::builder(base_url).build()
     }
 
     /// Starts configuring a facilitator at `base_url` (e.g. `https://facilitator.example`).
-    pub fn builder(base_url: impl AsRef<str>) -> HttpFacilitatorBuilder {
+    pub fn builder(base_url: impl Into<String>) -> HttpFacilitatorBuilder {
         HttpFacilitatorBuilder {
-            base_url: base_url.as_ref().to_owned(),
+            base_url: base_url.into(),
             headers: HeaderMap::new(),
             header_error: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,

@@ -97,6 +97,35 @@ impl Flows {
     pub const fn lnbtc(self) -> bool {
         self.lnbtc
     }
+
+    /// No flow: what a facilitator serving neither offers.
+    #[cfg(test)]
+    pub(crate) const NONE: Flows = Flows {
+        v1: false,
+        lnbtc: false,
+    };
+
+    pub(crate) const fn new(v1: bool, lnbtc: bool) -> Flows {
+        Flows { v1, lnbtc }
+    }
+
+    /// The flows in both.
+    pub(crate) const fn intersect(self, other: Flows) -> Flows {
+        Flows {
+            v1: self.v1 && other.v1,
+            lnbtc: self.lnbtc && other.lnbtc,
+        }
+    }
+
+    /// Whether every flow of `other` is in these.
+    pub(crate) const fn covers(self, other: Flows) -> bool {
+        (self.v1 || !other.v1) && (self.lnbtc || !other.lnbtc)
+    }
+
+    /// Whether no flow is in these.
+    pub(crate) const fn is_empty(self) -> bool {
+        !self.v1 && !self.lnbtc
+    }
 }
 
 impl Default for Flows {
@@ -110,7 +139,8 @@ impl fmt::Display for Flows {
         match (self.v1, self.lnbtc) {
             (true, true) => f.write_str("v1,lnbtc"),
             (true, false) => f.write_str("v1"),
-            (false, _) => f.write_str("lnbtc"),
+            (false, true) => f.write_str("lnbtc"),
+            (false, false) => f.write_str("none"),
         }
     }
 }
@@ -408,8 +438,8 @@ impl<F: Facilitator> X402LayerBuilder<F> {
     /// Prefer declaring the price on the route itself with [`X402Layer::charge`], and extract
     /// [`VerifiedPayment`](crate::VerifiedPayment) in paid handlers: without a payment the
     /// extractor answers 500 instead of serving.
-    pub fn route(mut self, route: &str, price: impl Into<PriceTag>) -> Self {
-        if let Err(err) = self.routes.add(route, price.into()) {
+    pub fn route(mut self, route: impl Into<String>, price: impl Into<PriceTag>) -> Self {
+        if let Err(err) = self.routes.add(&route.into(), price.into()) {
             self.first_error.get_or_insert(err.into());
         }
         self

@@ -12,12 +12,14 @@ use serde::Serialize;
 use crate::facilitator::FacilitatorError;
 use crate::header::{X_PAYMENT_RESPONSE, encode_payment_response_header};
 use crate::invoice::RequirementsError;
+use crate::layer::Flows;
 use crate::lnbtc::binding::BindingError;
 use crate::lnbtc::header::{
     PAYMENT_REQUIRED as PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE as PAYMENT_RESPONSE_HEADER,
     encode_payment_required, encode_payment_response,
 };
 use crate::lnbtc::types::{self as lnbtc, ResourceInfo};
+use crate::price::check::RequestRejection;
 use crate::types::{PaymentRequired, PaymentRequirements, SettleResponse, X402_VERSION};
 
 /// The x402 wording for a request without payment.
@@ -116,7 +118,66 @@ pub(crate) fn challenge<B: From<Bytes>>(
     response
 }
 
-/// 413: the body of a priced `lnbtc` route is over the binding limit; nothing was minted.
+/// 400 (upstream HTTP transport: "Invalid Payment"): a `PAYMENT-SIGNATURE` that is not a usable
+/// x402 version 2 payment for this route. `{"error", "reason"}`, with the vocabulary's
+/// `reason`; no fresh invoice, so a client that already paid is not invited to pay again.
+pub(crate) fn invalid_payment<B: From<Bytes>>(reason: &str, detail: &str) -> Response<B> {
+    #[derive(Serialize)]
+    struct InvalidPayment<'a> {
+        error: String,
+        reason: &'a str,
+    }
+    json(
+        StatusCode::BAD_REQUEST,
+        &InvalidPayment {
+            error: format!("{MALFORMED_PAYMENT}: {detail}"),
+            reason,
+        },
+    )
+}
+
+/// The route's request check refused the request: its status and `{"error"}`; nothing was
+/// minted or charged.
+pub(crate) fn request_rejected<B: From<Bytes>>(rejection: &RequestRejection) -> Response<B> {
+    error(rejection.status(), rejection.message())
+}
+
+/// 502: the facilitator's `/supported` lists none of the route's flows, so a 402 could offer
+/// nothing payable; nothing was minted.
+pub(crate) fn no_flow_served<B: From<Bytes>>(flows: Flows) -> Response<B> {
+    error(
+        StatusCode::BAD_GATEWAY,
+        &format!(
+            "the payment facilitator serves none of this route's payment flows ({flows}); \
+             payments are not possible until it does"
+        ),
+    )
+}
+
+/// 503 with `Retry-After`: the payment names a payee the layer cannot yet tell is the
+/// receiver's (the facilitator could not be asked); not a verdict on the payment.
+pub(crate) fn payee_unknown<B: From<Bytes>>(retry_after: Duration) -> Response<B> {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this server cannot check the payment's payee yet (its payment facilitator did not \
+         answer); send the same payment again shortly",
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(whole_seconds(retry_after)));
+    response
+}
+
+/// Whole seconds of `duration`, rounded up, at least one (a `Retry-After`).
+fn whole_seconds(duration: Duration) -> u64 {
+    duration
+        .as_secs()
+        .saturating_add(u64::from(duration.subsec_nanos() > 0))
+        .max(1)
+}
+
+/// 413: the body of a priced route that reads it (to bind, price or check it) is over the
+/// limit; nothing was minted.
 pub(crate) fn body_too_large<B: From<Bytes>>(max: usize) -> Response<B> {
     error(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -172,11 +233,7 @@ pub(crate) fn bad_host<B: From<Bytes>>(why: &str) -> Response<B> {
 
 /// 429 with `Retry-After`: the invoice-issuance limit is reached; nothing was minted.
 pub(crate) fn too_many_invoices<B: From<Bytes>>(retry_after: Duration) -> Response<B> {
-    // Whole seconds, rounded up, at least one.
-    let seconds = retry_after
-        .as_secs()
-        .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
-        .max(1);
+    let seconds = whole_seconds(retry_after);
     let mut response = error(
         StatusCode::TOO_MANY_REQUESTS,
         &format!("too many payment requests: invoices are rate-limited; retry in {seconds} s"),

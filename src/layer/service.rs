@@ -9,7 +9,9 @@ use http::{Method, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::config::{ConfigError, Prices, Pricing, Shared, X402LayerBuilder, validate_every};
+use super::config::{
+    ConfigError, Flows, Prices, Pricing, Shared, X402LayerBuilder, validate_every,
+};
 use super::flow::serve_priced;
 use super::future::{PricedFuture, ResponseFuture};
 use super::handoff::set_aside_request_payment_headers;
@@ -109,12 +111,20 @@ impl<F: Facilitator> X402Layer<F> {
         })
     }
 
-    /// Asks the facilitator's `/supported` whether it serves this layer's network (and, when
-    /// `payTo` is pinned, with that node), and learns the node it announces. Call it at
-    /// start-up to report a misconfiguration early; otherwise the layer starts the same check
-    /// in the background on its first priced request (on the tokio runtime; no request waits
-    /// for it) and logs the outcome. A failure never stops the layer: priced routes answer 502
-    /// until the facilitator works.
+    /// Asks the facilitator's `/supported` which of this layer's flows it serves on the
+    /// layer's network (and, when `payTo` is pinned, with that node), and learns the node it
+    /// announces (from any kind that names one, whatever else the answer lacks). Call it at
+    /// start-up to report a misconfiguration early; otherwise the layer runs the same check in
+    /// the background on its first priced request (on the tokio runtime; no request waits for
+    /// it), and again every ten minutes (every minute while a flow is missing or the
+    /// facilitator does not answer). A failure never stops the layer: its 402s offer only the
+    /// flows the facilitator serves ([`offered_flows`](Self::offered_flows)), and priced routes
+    /// answer 502 while it serves none of theirs or does not answer.
+    ///
+    /// # Errors
+    ///
+    /// [`SupportError`]: the facilitator could not be asked, does not serve one of the layer's
+    /// flows on its network, or announces another node than the pinned `payTo`.
     pub async fn check_facilitator(&self) -> Result<(), SupportError> {
         // Counts as the first-use check: requests do not repeat it right away.
         let shared = &self.pricing.shared;
@@ -122,6 +132,14 @@ impl<F: Facilitator> X402Layer<F> {
             .facilitator_state
             .claim_check(shared.clock.monotonic());
         shared.check_support().await
+    }
+
+    /// The flows this layer's 402s offer by default: its own ([`X402LayerBuilder::flows`]),
+    /// less any that the facilitator's last `/supported` answer did not list (all of its own
+    /// until the facilitator has answered).
+    pub fn offered_flows(&self) -> Flows {
+        let shared = &self.pricing.shared;
+        shared.offered(shared.flows)
     }
 
     /// The facilitator this layer pays through.

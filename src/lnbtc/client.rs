@@ -41,13 +41,26 @@ pub enum IntendedRequest<'a> {
     },
 }
 
-/// What a client accepts.
+/// What a client accepts. By default: upstream's networks (mainnet and testnet) and a skew of
+/// 60 s. Signet and regtest are this project's opt-in networks: allow one with
+/// [`allow`](Self::allow), e.g. `ClientPolicy::default().allow(Network::Regtest)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientPolicy {
     /// The networks the client can pay on.
     pub networks: Vec<Network>,
     /// The clock-skew allowance in seconds (60 by default).
     pub skew_secs: u64,
+}
+
+impl ClientPolicy {
+    /// This policy, also paying on `network`.
+    #[must_use]
+    pub fn allow(mut self, network: Network) -> Self {
+        if !self.networks.contains(&network) {
+            self.networks.push(network);
+        }
+        self
+    }
 }
 
 impl Default for ClientPolicy {
@@ -122,6 +135,19 @@ pub fn select(
     }))
 }
 
+/// The networks of `policy`, for an error message.
+fn policy_networks(policy: &ClientPolicy) -> String {
+    if policy.networks.is_empty() {
+        return "no network".to_owned();
+    }
+    let names: Vec<&str> = policy
+        .networks
+        .iter()
+        .map(|network| network.as_str())
+        .collect();
+    names.join(", ")
+}
+
 /// The CAIP-2 namespace of the scheme's networks.
 const LNBTC_NAMESPACE: &str = "lnbtc:";
 
@@ -149,14 +175,26 @@ fn check_candidate(
             "scheme is not \"exact\"",
         ));
     }
-    let network = Network::from_lnbtc_id(&requirements.network)
-        .filter(|network| policy.networks.contains(network))
-        .ok_or_else(|| {
-            ClientError::new(
+    let network = match Network::from_lnbtc_id(&requirements.network) {
+        Some(network) if policy.networks.contains(&network) => network,
+        Some(network) => {
+            return Err(ClientError::new(
                 reason::UNSUPPORTED_NETWORK,
-                format!("network {:?} is not supported here", requirements.network),
-            )
-        })?;
+                format!(
+                    "network {} ({network}) is not in this client's policy ({}); to pay on it, \
+                     add Network::{network:?} to ClientPolicy::networks",
+                    requirements.network,
+                    policy_networks(policy),
+                ),
+            ));
+        }
+        None => {
+            return Err(ClientError::new(
+                reason::UNSUPPORTED_NETWORK,
+                format!("network {:?} is not an lnbtc network", requirements.network),
+            ));
+        }
+    };
     if requirements.asset != ASSET_BTC {
         return Err(ClientError::new(reason::ASSET, "asset is not \"BTC\""));
     }

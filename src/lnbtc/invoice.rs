@@ -132,16 +132,30 @@ pub fn decode(text: &str) -> Result<DecodedInvoice, String> {
     };
 
     let message = Message::from_digest(*signed.signable_hash());
+    let signature = &signed.signature().0;
     let payee = match payees.first() {
-        Some(payee) => *payee,
-        None => VERIFIER
-            .recover_ecdsa(&message, &signed.signature().0)
-            .map_err(|err| format!("no key recovers from the signature: {err}"))?,
+        // Verification also refuses a high-S signature.
+        Some(payee) => {
+            VERIFIER
+                .verify_ecdsa(&message, &signature.to_standard(), payee)
+                .map_err(|_| "the signature does not verify".to_owned())?;
+            *payee
+        }
+        None => {
+            // The recovered key verifies the signature by construction; recovery alone would
+            // also take its high-S twin, which verification refuses: refuse it here too.
+            let payee = VERIFIER
+                .recover_ecdsa(&message, signature)
+                .map_err(|err| format!("no key recovers from the signature: {err}"))?;
+            let standard = signature.to_standard();
+            let mut low_s = standard;
+            low_s.normalize_s();
+            if low_s != standard {
+                return Err("the signature does not verify (high S)".to_owned());
+            }
+            payee
+        }
     };
-    // Verification refuses a high-S signature, which recovery alone would accept.
-    VERIFIER
-        .verify_ecdsa(&message, &signed.signature().0.to_standard(), &payee)
-        .map_err(|_| "the signature does not verify".to_owned())?;
 
     Ok(DecodedInvoice {
         currency: raw.currency(),

@@ -2,6 +2,14 @@
 //! `scheme_exact_lnbtc.md`, "Error Vocabulary") and the local failure reasons of clients and
 //! servers. The layer uses the same strings as the `error` of its 402s.
 
+/// x402 core (`x402-specification-v2.md` §9): the payment payload is malformed (not base64,
+/// not JSON, not an object, oversized, or sent twice). A resource server answers it with HTTP
+/// 400 (the transport's "Invalid Payment").
+pub const INVALID_PAYLOAD: &str = "invalid_payload";
+/// x402 core (§9): the payload's `x402Version` is not one this party speaks (HTTP 400 at a
+/// resource server).
+pub const INVALID_X402_VERSION: &str = "invalid_x402_version";
+
 /// Either side is not `exact`.
 pub const UNSUPPORTED_SCHEME: &str = "unsupported_scheme";
 /// `accepted.network` differs from the requirement.

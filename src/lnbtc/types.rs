@@ -95,14 +95,51 @@ impl PaymentRequirements {
         }
     }
 
-    /// `extra.invoice`, when it is a string.
+    /// `extra.invoice` (the BOLT11 invoice to pay), when it is a string.
     pub fn invoice(&self) -> Option<&str> {
-        self.extra.get("invoice").and_then(Value::as_str)
+        self.extra_str("invoice")
     }
 
-    /// `extra.requestHash`, when it is a string.
+    /// `extra.requestHash` (64 lowercase hex), when it is a string.
     pub fn request_hash(&self) -> Option<&str> {
-        self.extra.get("requestHash").and_then(Value::as_str)
+        self.extra_str("requestHash")
+    }
+
+    /// `extra.requestBindingProfile` (`"http:1"` or `"mcp:1"`), when it is a string.
+    pub fn request_binding_profile(&self) -> Option<&str> {
+        self.extra_str("requestBindingProfile")
+    }
+
+    /// `extra.requestBindingParams` (for `http:1`, `{"headers": [...]}`), when present.
+    pub fn request_binding_params(&self) -> Option<&Value> {
+        self.extra.get("requestBindingParams")
+    }
+
+    /// `extra.assetTransferMethod` (`"bolt11"`), when it is a string.
+    pub fn asset_transfer_method(&self) -> Option<&str> {
+        self.extra_str("assetTransferMethod")
+    }
+
+    /// `extra.paymentFlow` (`"upfront"`), when it is a string.
+    pub fn payment_flow(&self) -> Option<&str> {
+        self.extra_str("paymentFlow")
+    }
+
+    /// The scheme's members of `extra` as one value, when the invoice, request hash and
+    /// binding profile are strings and the binding parameters are present. Their values are
+    /// not judged here: [`client::select`](super::client::select) and
+    /// [`settle::validate`](super::settle::validate) do that.
+    pub fn lnbtc_extra(&self) -> Option<LnbtcExtra> {
+        Some(LnbtcExtra {
+            invoice: self.invoice()?.to_owned(),
+            request_hash: self.request_hash()?.to_owned(),
+            request_binding_profile: self.request_binding_profile()?.to_owned(),
+            request_binding_params: self.request_binding_params()?.clone(),
+        })
+    }
+
+    fn extra_str(&self, member: &str) -> Option<&str> {
+        self.extra.get(member).and_then(Value::as_str)
     }
 }
 

@@ -69,9 +69,10 @@ pub use self::node::{InvoiceSpec, MintError, MintedInvoice, MockNode};
 pub use self::wallet::{DEMO_WALLET_SECRET, Forgery, TestWallet};
 
 use self::ledger::Rules;
-use self::server::{Shared, lock};
+use self::server::{Served, Shared, lock};
 use crate::clock::{self, Clock, SharedClock};
 use crate::facilitator::{Facilitator, FacilitatorCall, FacilitatorError, decode_reply};
+use crate::layer::Flows;
 use crate::network::Network;
 use crate::types::{
     PaymentRequirements, RequirementsRequest, SettleRequest, SettleResponse, SupportedResponse,
@@ -123,6 +124,7 @@ pub struct MockFacilitatorBuilder {
     bearer_token: Option<String>,
     record_calls: bool,
     clock: SharedClock,
+    served: Served,
 }
 
 impl MockFacilitatorBuilder {
@@ -152,8 +154,8 @@ impl MockFacilitatorBuilder {
 
     /// Answer 401 to HTTP calls without `Authorization: Bearer <token>` (in-process calls are
     /// the test's own and need none).
-    pub fn require_bearer_token(mut self, token: &str) -> Self {
-        self.bearer_token = Some(token.to_owned());
+    pub fn require_bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(token.into());
         self
     }
 
@@ -162,6 +164,19 @@ impl MockFacilitatorBuilder {
     /// [`MockFacilitator::call_count`] then stay empty.
     pub fn record_calls(mut self, record: bool) -> Self {
         self.record_calls = record;
+        self
+    }
+
+    /// The flows served (default both); see [`MockFacilitator::serve_flows`].
+    pub fn flows(mut self, flows: Flows) -> Self {
+        self.served.flows = flows;
+        self
+    }
+
+    /// Whether `/supported` announces the node as `payTo` (default yes); see
+    /// [`MockFacilitator::announce_pay_to`].
+    pub fn announce_pay_to(mut self, announce: bool) -> Self {
+        self.served.announce_pay_to = announce;
         self
     }
 
@@ -192,6 +207,7 @@ impl MockFacilitatorBuilder {
             clock: self.clock,
             bearer_token: self.bearer_token,
             record_calls: self.record_calls,
+            served: Mutex::new(self.served),
             ledger: Mutex::default(),
             faults: Mutex::default(),
             calls: Mutex::default(),
@@ -289,6 +305,10 @@ impl MockFacilitator {
             bearer_token: None,
             record_calls: true,
             clock: clock::system(),
+            served: Served {
+                flows: Flows::BOTH,
+                announce_pay_to: true,
+            },
         }
     }
 
@@ -405,6 +425,18 @@ impl MockFacilitator {
         for plan in lock(&self.shared.faults).iter_mut() {
             plan.clear();
         }
+    }
+
+    /// Serves `flows` from now on (both by default): `/supported` lists only their kinds, and
+    /// `/verify` or `/settle` of another flow answers 400, as a facilitator that does not
+    /// serve it would. `/requirements` mints for both.
+    pub fn serve_flows(&self, flows: Flows) {
+        lock(&self.shared.served).flows = flows;
+    }
+
+    /// Whether `/supported` announces the node as `payTo` from now on (it does by default).
+    pub fn announce_pay_to(&self, announce: bool) {
+        lock(&self.shared.served).announce_pay_to = announce;
     }
 }
 

@@ -21,6 +21,7 @@ use super::ledger::{Ledger, LightningPayment, PayError, Rejection, Rules};
 use super::node::{InvoiceSpec, MintedInvoice, MockNode};
 use crate::clock::SharedClock;
 use crate::facilitator::FacilitatorCall;
+use crate::layer::Flows;
 use crate::lnbtc::binding::RequestHash;
 use crate::lnbtc::reason as lnbtc_reason;
 use crate::lnbtc::settle::{self, SettlePolicy};
@@ -41,9 +42,27 @@ pub(crate) struct Shared {
     pub(crate) clock: SharedClock,
     pub(crate) bearer_token: Option<String>,
     pub(crate) record_calls: bool,
+    /// The flows served and announced, and whether `/supported` names `payTo`.
+    pub(crate) served: Mutex<Served>,
     pub(crate) ledger: Mutex<Ledger>,
     pub(crate) faults: Mutex<[FaultPlan; 4]>,
     pub(crate) calls: Mutex<Vec<RecordedCall>>,
+}
+
+/// What the mock serves: its flows (announced in `/supported`; a call of another flow is a
+/// 400), and whether `/supported` announces its node as `payTo`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Served {
+    pub(crate) flows: Flows,
+    pub(crate) announce_pay_to: bool,
+}
+
+/// The answer to a call of a flow the mock does not serve.
+fn not_served(flow: &str) -> Reply {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!("{flow} is not served by this facilitator"),
+    )
 }
 
 /// Locks a mutex, shrugging off poisoning: every critical section leaves the data consistent.
@@ -56,6 +75,10 @@ enum Reply {
     Json(StatusCode, String),
     Garbage,
 }
+
+/// The flows' names in the answer to a call of a flow not served.
+const SEED_FLOW: &str = "the seed flow (x402 version 1)";
+const LNBTC_FLOW: &str = "exact on lnbtc (x402 version 2)";
 
 /// The body of an injected garbage reply.
 const GARBAGE: &str = "<html>502 Bad Gateway</html> not json {";
@@ -230,6 +253,7 @@ impl Shared {
 
     /// The answer of an honest facilitator, bent by a call-specific fault.
     fn honest(&self, call: FacilitatorCall, body: &[u8], fault: Option<&Fault>) -> Reply {
+        let served = *lock(&self.served);
         match call {
             FacilitatorCall::Requirements => {
                 let invoice_fault = match fault {
@@ -238,6 +262,7 @@ impl Shared {
                 };
                 self.requirements(body, invoice_fault)
             }
+            FacilitatorCall::Verify if !served.flows.v1() => not_served(SEED_FLOW),
             FacilitatorCall::Verify => match fault {
                 Some(Fault::Invalid(reason)) => ok(&VerifyResponse {
                     is_valid: false,
@@ -246,6 +271,9 @@ impl Shared {
                 }),
                 _ => self.verify(body),
             },
+            FacilitatorCall::Settle if is_version_2(body) && !served.flows.lnbtc() => {
+                not_served(LNBTC_FLOW)
+            }
             FacilitatorCall::Settle if is_version_2(body) => match fault {
                 Some(Fault::SettleFailed(reason)) => ok(&lnbtc::SettleResponse::failure(
                     self.rules.network.lnbtc_id(),
@@ -253,31 +281,39 @@ impl Shared {
                 )),
                 _ => self.settle_lnbtc(body),
             },
+            FacilitatorCall::Settle if !served.flows.v1() => not_served(SEED_FLOW),
             FacilitatorCall::Settle => match fault {
                 Some(Fault::SettleFailed(reason)) => ok(&self.failed_settle(reason, None)),
                 _ => self.settle(body),
             },
-            FacilitatorCall::Supported => ok(&SupportedResponse {
-                kinds: vec![
-                    SupportedKind {
-                        x402_version: X402_VERSION,
-                        scheme: Scheme::Exact.as_str().to_owned(),
-                        network: self.rules.network.as_str().to_owned(),
-                        extra: Some(SupportedExtra {
-                            pay_to: Some(self.node.pay_to().to_string()),
-                        }),
-                    },
-                    SupportedKind {
-                        x402_version: lnbtc::X402_VERSION_2,
-                        scheme: lnbtc::SCHEME_EXACT.to_owned(),
-                        network: self.rules.network.lnbtc_id().to_owned(),
-                        extra: Some(SupportedExtra {
-                            pay_to: Some(self.node.pay_to().to_string()),
-                        }),
-                    },
-                ],
-            }),
+            FacilitatorCall::Supported => ok(&self.supported(served)),
         }
+    }
+
+    /// `/supported`: a kind per flow served, each announcing the node as `payTo` unless told
+    /// not to.
+    fn supported(&self, served: Served) -> SupportedResponse {
+        let extra = served.announce_pay_to.then(|| SupportedExtra {
+            pay_to: Some(self.node.pay_to().to_string()),
+        });
+        let mut kinds = Vec::new();
+        if served.flows.v1() {
+            kinds.push(SupportedKind {
+                x402_version: X402_VERSION,
+                scheme: Scheme::Exact.as_str().to_owned(),
+                network: self.rules.network.as_str().to_owned(),
+                extra: extra.clone(),
+            });
+        }
+        if served.flows.lnbtc() {
+            kinds.push(SupportedKind {
+                x402_version: lnbtc::X402_VERSION_2,
+                scheme: lnbtc::SCHEME_EXACT.to_owned(),
+                network: self.rules.network.lnbtc_id().to_owned(),
+                extra,
+            });
+        }
+        SupportedResponse { kinds }
     }
 
     fn requirements(&self, body: &[u8], fault: Option<InvoiceFault>) -> Reply {

@@ -1,27 +1,41 @@
 //! The 402 challenge both flows answer with: one fresh invoice, offered as the seed flow's
 //! `accepts` entry (the body) and as the `lnbtc` requirements (`PAYMENT-REQUIRED`), whichever
-//! the route offers. With `lnbtc`, the invoice's only description is the request hash and its
-//! expiry is `maxTimeoutSeconds`; the layer checks it by every upstream rule before it leaves.
+//! flows the route offers and the facilitator serves. With `lnbtc`, the invoice's only
+//! description is the request hash and its expiry is `maxTimeoutSeconds`; the layer checks it by
+//! every upstream rule before it leaves, decoding it once for both flows' checks.
 
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Response, StatusCode};
 
-use super::Sale;
+use super::{Bound, Sale};
 use crate::facilitator::Facilitator;
 use crate::invoice::{
-    CheckedInvoice, InvoiceExpectation, check_invoice, check_requirements_answer,
+    CheckedInvoice, InvoiceExpectation, RequirementsError, check_decoded_requirements_answer,
+    check_invoice, check_requirements_answer,
 };
 use crate::layer::respond;
 use crate::lnbtc::binding::HTTP_PROFILE;
-use crate::lnbtc::invoice::{self as strict, InvoiceTerms};
+use crate::lnbtc::invoice::{self as strict, DecodedInvoice, InvoiceTerms};
 use crate::lnbtc::types::{self as lnbtc, LnbtcExtra, ResourceInfo};
 use crate::receiver::InvoiceRequest;
 use crate::types::{ASSET_BTC, LightningExtra, PaymentRequirements, Scheme};
 
+/// A fresh invoice for one 402, checked by the rules of every flow it is offered in.
+pub(super) struct Minted {
+    /// The seed flow's requirements (the facilitator's answer, or the layer's own around a
+    /// receiver's invoice).
+    pub(super) requirements: PaymentRequirements,
+    /// The invoice's facts, as the seed flow's checks established them.
+    pub(super) checked: CheckedInvoice,
+    /// The `lnbtc` requirements, when the 402 offers that flow.
+    pub(super) lnbtc: Option<lnbtc::PaymentRequirements>,
+}
+
 impl<F: Facilitator> Sale<'_, F> {
     /// 402 with `error` and a fresh challenge; 429 when the client or the layer may not have
-    /// another invoice minted yet; 502/504 when no usable invoice can be had.
+    /// another invoice minted yet; 502/504 when no usable invoice can be had, or when the
+    /// facilitator serves none of the route's flows.
     pub(super) async fn payment_required<B: From<Bytes>>(
         &self,
         head: &Parts,
@@ -29,6 +43,11 @@ impl<F: Facilitator> Sale<'_, F> {
         payer: Option<String>,
     ) -> Response<B> {
         let shared = self.shared;
+        if self.offered.is_empty() {
+            let flows = shared.flows_of(self.tag);
+            tracing::error!(%flows, "the facilitator serves none of this route's flows");
+            return respond::no_flow_served(flows);
+        }
         if let Some(limiter) = &shared.limiter {
             if let Err(retry_after) = limiter.check(head) {
                 // Debug: an unpaid flood must not flood the log too.
@@ -36,16 +55,20 @@ impl<F: Facilitator> Sale<'_, F> {
                 return respond::too_many_invoices(retry_after);
             }
         }
-        let (answer, invoice) = match self.mint().await {
+        let Minted {
+            requirements,
+            checked,
+            lnbtc,
+        } = match self.mint().await {
             Ok(minted) => minted,
             Err(refusal) => return refusal,
         };
         // A fresh invoice for every challenge (upstream: never reused across challenges).
-        if shared.issued.contains(&answer.extra.invoice)
-            || shared.settled.contains(&invoice.payment_hash())
+        if shared.issued.contains(&requirements.extra.invoice)
+            || shared.settled.contains(&checked.payment_hash())
         {
             tracing::error!(
-                payment_hash = %invoice.payment_hash_hex(),
+                payment_hash = %checked.payment_hash_hex(),
                 "the receiver handed out an invoice already offered or paid"
             );
             return respond::error(
@@ -53,145 +76,190 @@ impl<F: Facilitator> Sale<'_, F> {
                 "the payment receiver minted an unusable invoice: one already offered",
             );
         }
-        let lnbtc = match &self.bound {
-            Some(bound) => match self.lnbtc_requirements(&answer.extra.invoice, &invoice) {
-                Ok(requirements) => {
-                    let resource = ResourceInfo {
-                        url: bound.url.clone(),
-                        // Unset (empty) fields are left out rather than sent blank.
-                        description: Some(self.ask.description.clone())
-                            .filter(|text| !text.is_empty()),
-                        mime_type: Some(self.ask.mime_type.clone()).filter(|text| !text.is_empty()),
-                    };
-                    Some((resource, requirements))
-                }
-                Err(why) => {
-                    tracing::error!(why, "the receiver minted an invoice the lnbtc rules refuse");
-                    return respond::error(
-                        StatusCode::BAD_GATEWAY,
-                        &format!("the payment receiver minted an unusable invoice: {why}"),
-                    );
-                }
-            },
-            None => None,
-        };
-        shared.facilitator_state.learn_payee(invoice.payee());
-        shared.issued.remember(&answer.extra.invoice, invoice);
-        let v1 = self.offers_v1.then(|| PaymentRequirements {
+        shared.issued.remember(&requirements.extra.invoice, checked);
+        let lnbtc = lnbtc.zip(self.bound.as_ref()).map(|(lnbtc, bound)| {
+            let resource = ResourceInfo {
+                url: bound.url.clone(),
+                // Unset (empty) fields are left out rather than sent blank.
+                description: Some(self.ask.description.clone()).filter(|text| !text.is_empty()),
+                mime_type: Some(self.ask.mime_type.clone()).filter(|text| !text.is_empty()),
+            };
+            (resource, lnbtc)
+        });
+        let v1 = self.offered.v1().then(|| PaymentRequirements {
             resource: self.ask.resource.clone(),
             description: self.ask.description.clone(),
             mime_type: self.ask.mime_type.clone(),
             max_timeout_seconds: self.ask.max_timeout_seconds,
             output_schema: self.tag.output_schema.clone(),
-            ..answer
+            ..requirements
         });
         respond::challenge(error, v1, lnbtc, payer)
     }
 
     /// A fresh invoice for this sale: from the facilitator's `/requirements` (its answer
     /// checked against the ask), or from the configured receiver (then the seed flow's
-    /// requirements are the layer's own). Either way the invoice passed the seed flow's checks:
-    /// network, amount, payee (the pinned one, when pinned), unexpired.
-    async fn mint<B: From<Bytes>>(
-        &self,
-    ) -> Result<(PaymentRequirements, CheckedInvoice), Response<B>> {
+    /// requirements are the layer's own). The invoice passed the seed flow's checks (network,
+    /// amount, payee: the pinned one, when pinned; unexpired) and, when the 402 offers `lnbtc`,
+    /// every upstream rule; its payee is then one the layer trusts.
+    pub(super) async fn mint<B: From<Bytes>>(&self) -> Result<Minted, Response<B>> {
         let shared = self.shared;
-        let now = shared.clock.unix_now();
-        let Some(receiver) = &shared.receiver else {
-            let answer = match shared.facilitator.requirements(&self.ask).await {
+        let requirements = match &shared.receiver {
+            None => match shared.facilitator.requirements(&self.ask).await {
                 Ok(answer) => answer,
                 Err(err) => {
                     tracing::warn!(error = %err, "requirements failed");
                     return Err(respond::facilitator_failed(&err));
                 }
-            };
-            return match check_requirements_answer(&self.ask, &answer, shared.pay_to.as_ref(), now)
-            {
-                Ok(invoice) => Ok((answer, invoice)),
+            },
+            Some(receiver) => match receiver.create_invoice(&self.invoice_request()).await {
+                Ok(text) => self.own_requirements(text),
                 Err(err) => {
-                    tracing::error!(error = %err, "facilitator handed out unusable requirements");
-                    Err(respond::bad_requirements(&err))
+                    tracing::warn!(error = %err, "receiver failed");
+                    let status = if err.is_timeout() {
+                        StatusCode::GATEWAY_TIMEOUT
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
+                    return Err(respond::error(
+                        status,
+                        "the payment receiver could not mint an invoice",
+                    ));
                 }
-            };
+            },
         };
+        let minted = match self.lnbtc_bound() {
+            Some(bound) => self.check_for_both_flows(requirements, bound)?,
+            None => self.check_for_seed_flow(requirements)?,
+        };
+        shared
+            .facilitator_state
+            .learn_minted_payee(minted.checked.payee());
+        Ok(minted)
+    }
+
+    /// The binding, when this sale's 402 offers the `lnbtc` flow.
+    fn lnbtc_bound(&self) -> Option<&Bound> {
+        self.bound.as_ref().filter(|_| self.offered.lnbtc())
+    }
+
+    /// What the receiver is asked to mint.
+    fn invoice_request(&self) -> InvoiceRequest {
         let ask = &self.ask;
-        let request = InvoiceRequest {
+        InvoiceRequest {
             network: ask.network,
             amount_msat: ask.amount,
-            description_hash: self
-                .bound
-                .as_ref()
-                .map(|bound| bound.binding.request_hash.0),
+            description_hash: self.lnbtc_bound().map(|bound| bound.binding.request_hash.0),
             expiry_secs: ask.max_timeout_seconds,
             resource: ask.resource.clone(),
             description: ask.description.clone(),
             mime_type: ask.mime_type.clone(),
-        };
-        let text = match receiver.create_invoice(&request).await {
-            Ok(text) => text,
-            Err(err) => {
-                tracing::warn!(error = %err, "receiver failed");
-                let status = if err.is_timeout() {
-                    StatusCode::GATEWAY_TIMEOUT
-                } else {
-                    StatusCode::BAD_GATEWAY
-                };
-                return Err(respond::error(
-                    status,
-                    "the payment receiver could not mint an invoice",
-                ));
-            }
-        };
-        let mut expected = InvoiceExpectation::new(ask.network).amount_msat(ask.amount);
-        if let Some(pinned) = shared.pay_to {
-            expected = expected.payee(pinned);
         }
-        let invoice = match check_invoice(&text, &expected, now) {
-            Ok(invoice) => invoice,
-            Err(err) => {
-                tracing::error!(error = %err, "receiver minted an unusable invoice");
-                return Err(respond::error(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("the payment receiver minted an unusable invoice: {err}"),
-                ));
-            }
-        };
-        let answer = PaymentRequirements {
+    }
+
+    /// The seed flow's requirements around a receiver's invoice: the ask's terms, `payTo` =
+    /// the invoice's payee (checked before the requirements leave).
+    fn own_requirements(&self, text: String) -> PaymentRequirements {
+        let ask = &self.ask;
+        PaymentRequirements {
             scheme: Scheme::Exact,
             network: ask.network,
             max_amount_required: ask.amount,
             asset: ASSET_BTC.to_owned(),
-            pay_to: invoice.payee().to_string(),
+            // Filled in from the invoice once it is checked.
+            pay_to: String::new(),
             resource: ask.resource.clone(),
             description: ask.description.clone(),
             mime_type: ask.mime_type.clone(),
             output_schema: None,
             max_timeout_seconds: ask.max_timeout_seconds,
             extra: LightningExtra::new(text),
-        };
-        Ok((answer, invoice))
+        }
     }
 
-    /// The `lnbtc` requirements offering `text` (which passed the seed flow's checks as
-    /// `checked`), once the invoice passes every upstream rule: amount, currency, description
-    /// hash = the request hash, payee = `payTo`, expiry = `maxTimeoutSeconds`, created no later
-    /// than now + skew, unexpired. `Err` names the rule it breaks.
+    /// The seed flow's checks of a minted invoice (it is offered in that flow only).
+    fn check_for_seed_flow<B: From<Bytes>>(
+        &self,
+        mut requirements: PaymentRequirements,
+    ) -> Result<Minted, Response<B>> {
+        let shared = self.shared;
+        let now = shared.clock.unix_now();
+        let pinned = shared.pay_to.as_ref();
+        let checked = if shared.receiver.is_none() {
+            check_requirements_answer(&self.ask, &requirements, pinned, now)
+                .map_err(|err| unusable_requirements(&err))?
+        } else {
+            let checked = check_invoice(&requirements.extra.invoice, &self.expectation(), now)
+                .map_err(|err| unusable_invoice(&err.to_string()))?;
+            requirements.pay_to = checked.payee().to_string();
+            checked
+        };
+        Ok(Minted {
+            requirements,
+            checked,
+            lnbtc: None,
+        })
+    }
+
+    /// What a receiver's invoice must be for the seed flow: the ask's network and amount, and
+    /// the pinned payee when one is pinned.
+    fn expectation(&self) -> InvoiceExpectation {
+        let expected = InvoiceExpectation::new(self.ask.network).amount_msat(self.ask.amount);
+        match self.shared.pay_to {
+            Some(pinned) => expected.payee(pinned),
+            None => expected,
+        }
+    }
+
+    /// Both flows' checks of a minted invoice, on one strict decoding: the seed flow's facts
+    /// (network, amount, payee, unexpired), then every upstream rule.
+    fn check_for_both_flows<B: From<Bytes>>(
+        &self,
+        mut requirements: PaymentRequirements,
+        bound: &Bound,
+    ) -> Result<Minted, Response<B>> {
+        let shared = self.shared;
+        let now = shared.clock.unix_now();
+        let pinned = shared.pay_to.as_ref();
+        let decoded = strict::decode(&requirements.extra.invoice).map_err(|detail| {
+            tracing::debug!(%detail, "strict decoding failed");
+            unusable_invoice("it does not decode strictly")
+        })?;
+        let checked = if shared.receiver.is_none() {
+            check_decoded_requirements_answer(&self.ask, &requirements, &decoded, pinned, now)
+                .map_err(|err| unusable_requirements(&err))?
+        } else {
+            let checked = CheckedInvoice::from_decoded(&decoded, &self.expectation(), now)
+                .map_err(|err| unusable_invoice(&err.to_string()))?;
+            requirements.pay_to = checked.payee().to_string();
+            checked
+        };
+        let lnbtc = self
+            .lnbtc_requirements(&requirements.extra.invoice, &decoded, bound)
+            .map_err(unusable_invoice)?;
+        Ok(Minted {
+            requirements,
+            checked,
+            lnbtc: Some(lnbtc),
+        })
+    }
+
+    /// The `lnbtc` requirements offering `text` (decoded as `invoice`), once the invoice passes
+    /// every upstream rule: amount, currency, description hash = the request hash, payee =
+    /// `payTo`, expiry = `maxTimeoutSeconds`, created no later than now + skew, unexpired.
+    /// `Err` names the rule it breaks.
     fn lnbtc_requirements(
         &self,
         text: &str,
-        checked: &CheckedInvoice,
+        invoice: &DecodedInvoice,
+        bound: &Bound,
     ) -> Result<lnbtc::PaymentRequirements, &'static str> {
-        let Some(bound) = &self.bound else {
-            return Err("the request is not bound");
-        };
         let shared = self.shared;
         let now = shared.clock.unix_now().as_secs();
-        let invoice = strict::decode(text).map_err(|_| "it does not decode strictly")?;
-        let pay_to = checked.payee();
         let terms = InvoiceTerms {
             network: shared.network,
             amount_msat: self.ask.amount,
-            pay_to: &pay_to,
+            pay_to: &invoice.payee,
             max_timeout_seconds: self.ask.max_timeout_seconds,
             request_hash: &bound.binding.request_hash,
         };
@@ -202,7 +270,7 @@ impl<F: Facilitator> Sale<'_, F> {
         Ok(lnbtc::PaymentRequirements::lnbtc(
             shared.network,
             self.ask.amount,
-            pay_to.to_string(),
+            invoice.payee.to_string(),
             self.ask.max_timeout_seconds,
             LnbtcExtra {
                 invoice: text.to_owned(),
@@ -212,4 +280,19 @@ impl<F: Facilitator> Sale<'_, F> {
             },
         ))
     }
+}
+
+/// 502: the facilitator's `/requirements` answer is not what was asked, or not consistent.
+fn unusable_requirements<B: From<Bytes>>(err: &RequirementsError) -> Response<B> {
+    tracing::error!(error = %err, "facilitator handed out unusable requirements");
+    respond::bad_requirements(err)
+}
+
+/// 502: the receiver's invoice breaks a rule (`why`).
+fn unusable_invoice<B: From<Bytes>>(why: &str) -> Response<B> {
+    tracing::error!(why, "receiver minted an unusable invoice");
+    respond::error(
+        StatusCode::BAD_GATEWAY,
+        &format!("the payment receiver minted an unusable invoice: {why}"),
+    )
 }

@@ -14,12 +14,12 @@ use tower_service::Service;
 
 use super::{Sale, SettleReport, call_when_ready, may_have_paid, reason_or, report_settle};
 use crate::facilitator::{Facilitator, FacilitatorError};
-use crate::header::TakenPayment;
-use crate::invoice::parse_node_id;
+use crate::header::{HeaderError, TakenPayment};
 use crate::layer::detach::run_detached;
 use crate::layer::guard::PaymentHash;
 use crate::layer::payment::{PaymentFlow, VerifiedPayment};
-use crate::layer::respond::{self, IN_FLIGHT, MALFORMED_PAYMENT};
+use crate::layer::respond::{self, IN_FLIGHT};
+use crate::layer::support::PAYEE_RETRY_AFTER;
 use crate::lnbtc::binding::HTTP_PROFILE;
 use crate::lnbtc::header::decode_payment_signature;
 use crate::lnbtc::reason;
@@ -44,10 +44,22 @@ impl<F: Facilitator> Sale<'_, F> {
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
         ResBody: From<Bytes>,
     {
-        let (payment, requirements, proof) = match self.check_proof(header, price) {
+        let (payment, requirements, proof) = match self.check_proof(header, price).await {
             Ok(checked) => checked,
-            Err((error, hash)) => {
-                return Ok(self.refuse_with_offer(&head, error, None, hash).await);
+            Err(ProofRefusal::Invalid { reason, detail }) => {
+                tracing::info!(reason, %detail, "PAYMENT-SIGNATURE is not a usable payment");
+                let refusal = respond::invalid_payment(reason, &detail);
+                return Ok(self.refused(refusal, || reason.to_owned(), None).await);
+            }
+            Err(ProofRefusal::Failed(error)) => {
+                return Ok(self.refuse_with_offer(&head, error, None, None).await);
+            }
+            Err(ProofRefusal::PayeeUnknown(hash)) => {
+                tracing::warn!(payment_hash = %hash, "the payee could not be checked yet");
+                let refusal = respond::payee_unknown(PAYEE_RETRY_AFTER);
+                return Ok(self
+                    .refused(refusal, || PAYEE_UNKNOWN.to_owned(), Some(hash))
+                    .await);
             }
         };
         let shared = self.shared;
@@ -107,13 +119,12 @@ impl<F: Facilitator> Sale<'_, F> {
         let settlement = match finished {
             Some(Outcome::Paid(settlement)) => settlement,
             Some(Outcome::Refused(settlement)) => {
-                let error = reason_or(
-                    settlement.error_reason.clone(),
-                    reason::DUPLICATE_SETTLEMENT,
-                );
+                let error = reason_or(settlement.error_reason, reason::DUPLICATE_SETTLEMENT);
                 tracing::info!(payment_hash = %hash_hex, reason = %error, "lnbtc settle refused");
+                // The client learns the outcome in full, whatever the facilitator left out.
+                let failure = SettleResponse::failure(shared.network.lnbtc_id(), error.clone());
                 let mut refusal = self.payment_required(&head, error, None).await;
-                respond::add_lnbtc_payment_response(refusal.headers_mut(), &settlement);
+                respond::add_lnbtc_payment_response(refusal.headers_mut(), &failure);
                 return Ok(refusal);
             }
             Some(Outcome::Failed(err)) => {
@@ -138,47 +149,58 @@ impl<F: Facilitator> Sale<'_, F> {
     }
 
     /// Decodes `PAYMENT-SIGNATURE` and runs the scheme's checks against the requirements of
-    /// this request: the payment as received, those requirements, and the valid proof. `Err`
-    /// is the 402's `error` (the upstream reason for a failed check) and the payment hash when
-    /// one is known.
-    fn check_proof(
+    /// this request: the payment as received, those requirements, and the valid proof. Then,
+    /// unless `payTo` is pinned, the proof's payee must be one the receiver vouched for (the
+    /// layer finds out, bounded, when it does not know yet).
+    async fn check_proof(
         &self,
         header: TakenPayment,
         price: Price,
-    ) -> Result<(Value, PaymentRequirements, ValidProof), (String, Option<String>)> {
+    ) -> Result<(Value, PaymentRequirements, ValidProof), ProofRefusal> {
         let shared = self.shared;
         let value = match header {
             TakenPayment::One(value) => value,
             TakenPayment::Several => {
-                let error = format!("{MALFORMED_PAYMENT}: more than one PAYMENT-SIGNATURE header");
-                return Err((error, None));
+                return Err(ProofRefusal::invalid(
+                    reason::INVALID_PAYLOAD,
+                    "more than one PAYMENT-SIGNATURE header".to_owned(),
+                ));
             }
             TakenPayment::Missing => {
-                return Err((respond::PAYMENT_SIGNATURE_REQUIRED.to_owned(), None));
+                return Err(ProofRefusal::Failed(
+                    respond::PAYMENT_SIGNATURE_REQUIRED.to_owned(),
+                ));
             }
         };
-        let payment = decode_payment_signature(value.as_bytes(), shared.max_header_bytes)
-            .map_err(|err| (format!("{MALFORMED_PAYMENT}: {err}"), None))?;
+        let payment =
+            decode_payment_signature(value.as_bytes(), shared.max_header_bytes).map_err(|err| {
+                let reason = match err {
+                    HeaderError::NotVersion2(_) => reason::INVALID_X402_VERSION,
+                    _ => reason::INVALID_PAYLOAD,
+                };
+                ProofRefusal::invalid(reason, err.to_string())
+            })?;
         let network = shared.network.lnbtc_id();
         let accepted = &payment["accepted"];
         if accepted["scheme"].as_str() != Some(SCHEME_EXACT) {
-            let error = format!(
-                "{MALFORMED_PAYMENT}: scheme {} is not offered here (exact)",
-                accepted["scheme"]
-            );
-            return Err((error, None));
+            let detail = format!("scheme {} is not offered here (exact)", accepted["scheme"]);
+            return Err(ProofRefusal::invalid(reason::UNSUPPORTED_SCHEME, detail));
         }
         if accepted["network"].as_str() != Some(network) {
-            let error = format!(
-                "{MALFORMED_PAYMENT}: network {} is not offered here ({network})",
+            let detail = format!(
+                "network {} is not offered here ({network})",
                 accepted["network"]
             );
-            return Err((error, None));
+            return Err(ProofRefusal::invalid(reason::NETWORK_MISMATCH, detail));
         }
         let Some(bound) = &self.bound else {
-            return Err((reason::REQUEST_BINDING.to_owned(), None));
+            return Err(ProofRefusal::Failed(reason::REQUEST_BINDING.to_owned()));
         };
-        let pay_to = self.expected_pay_to(accepted["payTo"].as_str())?;
+        // The pinned node, else the accepted one, vouched for below once the proof holds.
+        let pay_to = match shared.pay_to {
+            Some(pinned) => pinned.to_string(),
+            None => accepted["payTo"].as_str().unwrap_or_default().to_owned(),
+        };
         let requirements = PaymentRequirements::lnbtc(
             shared.network,
             price.as_msat(),
@@ -201,42 +223,57 @@ impl<F: Facilitator> Sale<'_, F> {
             skew_secs: shared.skew_secs,
         };
         let now = shared.clock.unix_now().as_secs();
-        match settle::validate(&payment, &expected, &policy, now) {
-            Ok(proof) => Ok((payment, requirements, proof)),
-            Err(rejection) => {
-                tracing::info!(
-                    reason = rejection.reason,
-                    step = rejection.step,
-                    detail = %rejection.detail,
-                    "lnbtc payment refused"
-                );
-                Err((rejection.reason.to_owned(), None))
+        let proof = settle::validate(&payment, &expected, &policy, now).map_err(|rejection| {
+            tracing::info!(
+                reason = rejection.reason,
+                step = rejection.step,
+                detail = %rejection.detail,
+                "lnbtc payment refused"
+            );
+            ProofRefusal::Failed(rejection.reason.to_owned())
+        })?;
+        if shared.pay_to.is_none() {
+            // Without a pin, the payee must be one the receiver vouched for: never one the
+            // client chose.
+            let payee = proof.invoice.payee;
+            match self.vouched_for(&payee).await {
+                Some(true) => {}
+                Some(false) => {
+                    tracing::info!(%payee, "lnbtc payment to a payee the receiver never vouched for");
+                    return Err(ProofRefusal::Failed(reason::PAY_TO_MISMATCH.to_owned()));
+                }
+                None => {
+                    return Err(ProofRefusal::PayeeUnknown(proof.invoice.payment_hash_hex()));
+                }
             }
         }
-    }
-
-    /// The `payTo` this request's requirements name: the pinned node, else the accepted one
-    /// when the receiver vouched for it (the payee of one of this layer's invoices, or the
-    /// facilitator's announced node). A `payTo` that is not a key is left for the checks to
-    /// refuse as malformed.
-    fn expected_pay_to(&self, accepted: Option<&str>) -> Result<String, (String, Option<String>)> {
-        let shared = self.shared;
-        if let Some(pinned) = shared.pay_to {
-            return Ok(pinned.to_string());
-        }
-        let accepted = accepted.unwrap_or_default();
-        let Ok(key) = parse_node_id(accepted) else {
-            return Ok(accepted.to_owned());
-        };
-        match shared.facilitator_state.payee_is_known(&key) {
-            Some(true) => Ok(accepted.to_owned()),
-            known => {
-                tracing::info!(pay_to = accepted, known = ?known, "lnbtc payment to an unknown payee");
-                Err((reason::PAY_TO_MISMATCH.to_owned(), None))
-            }
-        }
+        Ok((payment, requirements, proof))
     }
 }
+
+/// Why a proof is not settled.
+enum ProofRefusal {
+    /// Not a usable x402 version 2 payment for this route (upstream's transport: "Invalid
+    /// Payment"): 400 with the vocabulary's `reason`, nothing minted.
+    Invalid {
+        reason: &'static str,
+        detail: String,
+    },
+    /// It fails a check of the scheme: 402 with a fresh challenge, `error` = the reason.
+    Failed(String),
+    /// It names a payee the layer could not judge (the payment hash, for the log): 503 with
+    /// `Retry-After`, never a verdict on a payment the client may have made.
+    PayeeUnknown(String),
+}
+
+impl ProofRefusal {
+    fn invalid(reason: &'static str, detail: String) -> Self {
+        ProofRefusal::Invalid { reason, detail }
+    }
+}
+
+/// The refusal hook's reason for a payee the layer could not judge yet.
+const PAYEE_UNKNOWN: &str = "the payee could not be checked yet";
 
 /// What an `lnbtc` settle came to.
 enum Outcome {

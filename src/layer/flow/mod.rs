@@ -26,14 +26,16 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde_json::Value;
 use tower_service::Service;
 
-use super::config::Shared;
+use super::config::{Flows, Shared};
 use super::handoff::{PricedHere, restore_payment_headers, set_aside_payment_headers};
 use super::hooks::{self, PaymentRefused, SettleFailed, Settled};
 use super::payment::VerifiedPayment;
 use super::respond::{self, MALFORMED_PAYMENT, PAYMENT_REQUIRED, PAYMENT_SIGNATURE_REQUIRED};
+use crate::PublicKey;
 use crate::facilitator::{BoxError, Facilitator};
 use crate::header::{TakenPayment, take_payment_headers};
 use crate::lnbtc::binding::{Binding, BindingError, server_http_binding};
+use crate::lnbtc::reason as lnbtc_reason;
 use crate::price::{PriceSource, PriceTag};
 use crate::types::{self, RequirementsRequest};
 
@@ -53,6 +55,8 @@ where
     ResBody: From<Bytes>,
 {
     let (mut head, body) = request.into_parts();
+    let mut body = PricedBody::Streaming(body);
+    let max_body = shared.max_body_bytes;
     let price = match &tag.source {
         PriceSource::Fixed(price) => *price,
         PriceSource::Dynamic(dynamic) => {
@@ -60,15 +64,27 @@ where
             // turns out free leaves them aside for a layer further in.
             set_aside_payment_headers(&mut head.headers, &mut head.extensions);
             match dynamic.price(&head).await {
-                None => return call_when_ready(inner, Request::from_parts(head, body)).await,
-                Some(price) => match price.validate() {
-                    Ok(price) => price,
-                    Err(err) => {
-                        tracing::error!(path = head.uri.path(), error = %err, "dynamic price refused");
-                        return Ok(respond::bad_price());
-                    }
-                },
+                Some(price) => price,
+                None => return call_when_ready(inner, body.into_request(head)).await,
             }
+        }
+        PriceSource::DynamicWithBody(dynamic) => {
+            set_aside_payment_headers(&mut head.headers, &mut head.extensions);
+            body = match body.read_whole(&head, max_body).await {
+                Ok(read) => read,
+                Err(refusal) => return Ok(refusal),
+            };
+            match dynamic.price(&head, body.bytes()).await {
+                Some(price) => price,
+                None => return call_when_ready(inner, body.into_request(head)).await,
+            }
+        }
+    };
+    let price = match price.validate() {
+        Ok(price) => price,
+        Err(err) => {
+            tracing::error!(path = head.uri.path(), error = %err, "dynamic price refused");
+            return Ok(respond::bad_price());
         }
     };
     if head.extensions.get::<PricedHere>().is_some() {
@@ -83,7 +99,7 @@ where
                 path = head.uri.path(),
                 "route priced by two X402 layers; serving the payment the outer one took"
             );
-            return call_when_ready(inner, Request::from_parts(head, body)).await;
+            return call_when_ready(inner, body.into_request(head)).await;
         }
         tracing::error!(path = head.uri.path(), "route priced by two X402 layers");
         return Ok(respond::priced_twice());
@@ -99,32 +115,37 @@ where
     };
     let flows = shared.flows_of(&tag);
 
-    // An lnbtc payment commits to the exact body bytes: read them (up to the limit), bind the
-    // request, and hand the same bytes on.
-    let (body, bound) = if flows.lnbtc() {
-        let bytes = match read_body(body, &head, shared.max_body_bytes).await {
-            Ok(bytes) => bytes,
+    // An lnbtc payment commits to the exact body bytes, and a request check judges them: read
+    // them (up to the limit), and hand the same bytes on.
+    if tag.reads_body(flows) {
+        body = match body.read_whole(&head, max_body).await {
+            Ok(read) => read,
             Err(refusal) => return Ok(refusal),
         };
-        let bound = match bind(&shared, &tag, &head, &bytes) {
-            Ok(bound) => bound,
+    }
+    let bound = if flows.lnbtc() {
+        match bind(&shared, &tag, &head, body.bytes()) {
+            Ok(bound) => Some(bound),
             Err(err) => {
                 tracing::info!(path = head.uri.path(), error = %err, "request cannot be bound");
                 return Ok(respond::binding_refused(&err));
             }
-        };
-        (ReqBody::from(bytes), Some(bound))
+        }
     } else {
-        (body, None)
+        None
     };
+    // What the 402s offer: the route's flows that the facilitator serves.
+    let offered = shared.offered(flows);
 
     let sale = Sale {
         ask: RequirementsRequest {
             description: tag.description.clone(),
             mime_type: tag.mime_type.clone(),
             max_timeout_seconds: tag.max_timeout_seconds,
+            // An invoice offered in the lnbtc flow is described by the request hash alone.
             description_hash: bound
                 .as_ref()
+                .filter(|_| offered.lnbtc())
                 .map(|bound| bound.binding.request_hash.to_hex()),
             ..RequirementsRequest::new(shared.network, price.as_msat(), resource)
         },
@@ -142,12 +163,24 @@ where
             (TakenPayment::Missing, TakenPayment::Missing)
         ),
         bound,
-        offers_v1: flows.v1(),
+        offered,
     };
 
+    // A request the route refuses costs nothing: no invoice, no payment taken.
+    if let Some(check) = &tag.request_check {
+        if let Err(rejection) = check.check(&head, body.bytes()) {
+            tracing::info!(path = head.uri.path(), %rejection, "request refused by the route's check");
+            let refusal = respond::request_rejected(&rejection);
+            return Ok(sale
+                .refused(refusal, || rejection.message().to_owned(), None)
+                .await);
+        }
+    }
+
+    let body = body.into_body();
     match (x_payment, signature) {
         (TakenPayment::Missing, TakenPayment::Missing) => {
-            let error = if flows.v1() {
+            let error = if offered.v1() || offered.is_empty() {
                 PAYMENT_REQUIRED
             } else {
                 PAYMENT_SIGNATURE_REQUIRED
@@ -156,16 +189,28 @@ where
                 .refuse_with_offer(&head, error.to_owned(), None, None)
                 .await)
         }
+        // A proof is judged on the route's own terms, whatever the facilitator announced: the
+        // client may have paid already.
         (TakenPayment::Missing, signature) if flows.lnbtc() => {
             sale.serve_lnbtc(head, body, inner, signature, price).await
         }
-        (x_payment, TakenPayment::Missing) if flows.v1() => {
+        // An authorization moves nothing until it is settled: a flow the facilitator does not
+        // serve gets a 402 offering what it does.
+        (x_payment, TakenPayment::Missing) if offered.v1() => {
             sale.serve_v1(head, body, inner, x_payment, price).await
         }
         (TakenPayment::Missing, _) => {
-            let error =
-                format!("{MALFORMED_PAYMENT}: this route takes X-PAYMENT (x402 version 1) only");
-            Ok(sale.refuse_with_offer(&head, error, None, None).await)
+            let refusal = respond::invalid_payment(
+                lnbtc_reason::INVALID_X402_VERSION,
+                "this route takes X-PAYMENT (x402 version 1) only",
+            );
+            Ok(sale
+                .refused(
+                    refusal,
+                    || lnbtc_reason::INVALID_X402_VERSION.to_owned(),
+                    None,
+                )
+                .await)
         }
         (_, TakenPayment::Missing) => {
             let error = format!(
@@ -180,6 +225,51 @@ where
             );
             Ok(sale.refuse_with_offer(&head, error, None, None).await)
         }
+    }
+}
+
+/// A priced request's body: as it arrived, or read whole (to bind, price or check it).
+enum PricedBody<B> {
+    Streaming(B),
+    Read(Bytes),
+}
+
+impl<B> PricedBody<B>
+where
+    B: Body<Data = Bytes> + From<Bytes>,
+    B::Error: Into<BoxError>,
+{
+    /// The body read whole (at most `max` bytes), or the answer that refuses it.
+    async fn read_whole<R: From<Bytes>>(
+        self,
+        head: &Parts,
+        max: usize,
+    ) -> Result<Self, Response<R>> {
+        match self {
+            PricedBody::Streaming(body) => read_body(body, head, max).await.map(PricedBody::Read),
+            read @ PricedBody::Read(_) => Ok(read),
+        }
+    }
+
+    /// The bytes read; empty when the body was not read.
+    fn bytes(&self) -> &Bytes {
+        static UNREAD: Bytes = Bytes::new();
+        match self {
+            PricedBody::Read(bytes) => bytes,
+            PricedBody::Streaming(_) => &UNREAD,
+        }
+    }
+
+    /// The body to hand on: the same bytes when it was read.
+    fn into_body(self) -> B {
+        match self {
+            PricedBody::Streaming(body) => body,
+            PricedBody::Read(bytes) => B::from(bytes),
+        }
+    }
+
+    fn into_request(self, head: Parts) -> Request<B> {
+        Request::from_parts(head, self.into_body())
     }
 }
 
@@ -315,8 +405,8 @@ struct Sale<'a, F> {
     carried_payment: bool,
     /// The binding, when the route offers `lnbtc`.
     bound: Option<Bound>,
-    /// Whether the route offers the seed flow.
-    offers_v1: bool,
+    /// The flows a 402 offers: the route's, as far as the facilitator serves them.
+    offered: Flows,
 }
 
 impl<F: Facilitator> Sale<'_, F> {
@@ -358,6 +448,39 @@ impl<F: Facilitator> Sale<'_, F> {
         };
         hooks::fire(hook, "payment_refused", event).await;
         response
+    }
+}
+
+impl<F: Facilitator> Sale<'_, F> {
+    /// Whether `payee` is a node the receiver vouched for (announced in `/supported`, or the
+    /// payee of an invoice it minted for this layer); `None` when the layer cannot tell.
+    ///
+    /// When it is not known yet, the request waits for one bounded lookup: its turn among
+    /// concurrent lookups, one `/supported` call (the facilitator's timeout bounds it) and, if
+    /// the layer never saw an invoice of its receiver, one invoice minted to learn its node. A
+    /// lookup that ran less than a few seconds ago is not repeated: what it learned stands.
+    async fn vouched_for(&self, payee: &PublicKey) -> Option<bool> {
+        let shared = self.shared;
+        let state = &shared.facilitator_state;
+        if state.payee_is_known(payee) == Some(true) {
+            return Some(true);
+        }
+        let Some(_turn) = state.lookup_turn(|| shared.clock.monotonic()).await else {
+            return state.payee_is_known(payee);
+        };
+        // Another request may have learned it while this one waited for its turn.
+        if state.payee_is_known(payee) == Some(true) {
+            return Some(true);
+        }
+        if let Err(err) = shared.check_support().await {
+            tracing::info!(error = %err, "payee lookup: /supported failed");
+        }
+        if state.payee_is_known(payee) != Some(true) && !state.has_minted() {
+            // An invoice of the receiver names its node: minting one teaches it (a failure is
+            // logged where it happens).
+            let _ = self.mint::<Bytes>().await;
+        }
+        state.payee_is_known(payee)
     }
 }
 

@@ -42,6 +42,25 @@ impl<F: Facilitator> Sale<'_, F> {
             Ok(payment) => payment,
             Err(error) => return Ok(self.refuse_with_offer(&head, error, None, None).await),
         };
+        // Without a pin, the payee must be one the facilitator vouched for: never one the
+        // client chose. An invoice this layer handed out was vouched for when it was minted.
+        if !payment.vouched {
+            let payee = payment.invoice.payee();
+            let error = match self.vouched_for(&payee).await {
+                Some(true) => None,
+                Some(false) => Some(format!(
+                    "Invalid payment: invoice payee {payee} is not the facilitator's node"
+                )),
+                None => Some(
+                    "Invalid payment: the facilitator's node is not known here yet; pay the \
+                     invoice of this answer"
+                        .to_owned(),
+                ),
+            };
+            if let Some(error) = error {
+                return Ok(self.refuse_with_offer(&head, error, None, None).await);
+            }
+        }
         let hash_hex = payment.invoice.payment_hash_hex();
         let Some(claim) = self.shared.in_flight.try_claim(payment.hash) else {
             tracing::info!(payment_hash = %hash_hex, "invoice already in flight");
@@ -168,29 +187,12 @@ impl<F: Facilitator> Sale<'_, F> {
             None => (check_invoice(text, &expected, now), false),
         };
         let invoice = invoice.map_err(|err| format!("Invalid payment: {err}"))?;
-        // Without a pin, the payee must be one the facilitator vouched for: never one the
-        // client chose. An invoice this layer handed out was vouched for when it was minted.
-        if shared.pay_to.is_none() && !issued_here {
-            match shared.facilitator_state.payee_is_known(&invoice.payee()) {
-                Some(true) => {}
-                Some(false) => {
-                    return Err(format!(
-                        "Invalid payment: invoice payee {} is not the facilitator's node",
-                        invoice.payee()
-                    ));
-                }
-                None => {
-                    return Err(
-                        "Invalid payment: the facilitator's node is not known here yet; \
-                                pay the invoice of this answer"
-                            .to_owned(),
-                    );
-                }
-            }
-        }
         Ok(Payment {
             payload,
             hash: invoice.payment_hash(),
+            vouched: shared.pay_to.is_some()
+                || issued_here
+                || shared.facilitator_state.payee_is_known(&invoice.payee()) == Some(true),
             invoice,
         })
     }
@@ -294,6 +296,9 @@ struct Payment {
     payload: PaymentPayload,
     invoice: CheckedInvoice,
     hash: PaymentHash,
+    /// Whether its payee is known good: pinned, an invoice this layer handed out, or a node
+    /// the facilitator vouched for.
+    vouched: bool,
 }
 
 /// A verified payment on its way to `/settle`.

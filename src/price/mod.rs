@@ -19,14 +19,19 @@
 //! - a method is looked up among all patterns that price it: pricing `POST /api/expensive`
 //!   leaves `GET /api/expensive` under a wider `/api/*` price, not free.
 
+pub mod check;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::Method;
 use http::request::Parts;
+use serde::de::DeserializeOwned;
 
+use self::check::RequestCheck;
 use crate::layer::Flows;
 use crate::lnbtc::binding::{BindingError, BoundHeaders};
 
@@ -135,6 +140,39 @@ where
     }
 }
 
+/// A price decided per request from its head **and its body**, for a route whose price depends
+/// on what is sent (e.g. by the size of a document to summarize): the layer reads the whole body
+/// first (up to its body limit; over it, 413 and nothing minted), so the price never depends on
+/// a `Content-Length` that a chunked request does not send, and hands the same bytes to the
+/// handler. `None` means "free this time".
+///
+/// Implemented for every `Fn(&Parts, &Bytes) -> impl Future<Output = Option<Price>>` closure.
+///
+/// ```
+/// use x402_lightning::{Price, PriceTag};
+///
+/// // 1 sat per started KiB of the document, at least 10 sat.
+/// let tag = PriceTag::dynamic_with_body(|_head: &http::request::Parts, body: &bytes::Bytes| {
+///     let kib = u64::try_from(body.len().div_ceil(1024)).unwrap_or(u64::MAX);
+///     async move { Some(Price::sats(kib.max(10))) }
+/// });
+/// # let _ = tag;
+/// ```
+pub trait DynamicBodyPrice: Send + Sync + 'static {
+    /// The price of this request, or `None` when it is free.
+    fn price(&self, head: &Parts, body: &Bytes) -> PriceFuture;
+}
+
+impl<F, Fut> DynamicBodyPrice for F
+where
+    F: Fn(&Parts, &Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<Price>> + Send + 'static,
+{
+    fn price(&self, head: &Parts, body: &Bytes) -> PriceFuture {
+        Box::pin(self(head, body))
+    }
+}
+
 /// When the facilitator is asked to settle a route's payment in the seed flow. The `lnbtc` flow
 /// always settles before the handler runs (upstream's `upfront` flow): there, a handler's 4xx
 /// or 5xx is paid for, whatever the mode.
@@ -157,6 +195,7 @@ pub enum SettleMode {
 pub(crate) enum PriceSource {
     Fixed(Price),
     Dynamic(Arc<dyn DynamicPrice>),
+    DynamicWithBody(Arc<dyn DynamicBodyPrice>),
 }
 
 impl fmt::Debug for PriceSource {
@@ -164,6 +203,7 @@ impl fmt::Debug for PriceSource {
         match self {
             PriceSource::Fixed(price) => f.debug_tuple("Fixed").field(price).finish(),
             PriceSource::Dynamic(_) => f.write_str("Dynamic(..)"),
+            PriceSource::DynamicWithBody(_) => f.write_str("DynamicWithBody(..)"),
         }
     }
 }
@@ -172,7 +212,7 @@ impl fmt::Debug for PriceSource {
 ///
 /// Built from a [`Price`] (`Price::sats(10).into()`) or a [`DynamicPrice`], then refined with
 /// `#[must_use]` setters.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PriceTag {
     pub(crate) source: PriceSource,
     pub(crate) description: String,
@@ -188,6 +228,24 @@ pub struct PriceTag {
     bound_headers_error: Option<BindingError>,
     /// The flows this route offers; `None`: the layer's.
     pub(crate) flows: Option<Flows>,
+    /// What the route refuses before charging.
+    pub(crate) request_check: Option<Arc<dyn RequestCheck>>,
+}
+
+impl fmt::Debug for PriceTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PriceTag")
+            .field("source", &self.source)
+            .field("description", &self.description)
+            .field("mime_type", &self.mime_type)
+            .field("max_timeout_seconds", &self.max_timeout_seconds)
+            .field("settle", &self.settle)
+            .field("route", &self.route)
+            .field("bound_headers", &self.bound_headers)
+            .field("flows", &self.flows)
+            .field("checks_requests", &self.request_check.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PriceTag {
@@ -196,9 +254,15 @@ impl PriceTag {
         Self::with_source(PriceSource::Fixed(price))
     }
 
-    /// A route whose price is decided per request by `price`.
+    /// A route whose price is decided per request by `price`, from the request head.
     pub fn dynamic(price: impl DynamicPrice) -> Self {
         Self::with_source(PriceSource::Dynamic(Arc::new(price)))
+    }
+
+    /// A route whose price is decided per request by `price`, from the request head and its
+    /// whole body (see [`DynamicBodyPrice`]): the layer reads the body before pricing.
+    pub fn dynamic_with_body(price: impl DynamicBodyPrice) -> Self {
+        Self::with_source(PriceSource::DynamicWithBody(Arc::new(price)))
     }
 
     fn with_source(source: PriceSource) -> Self {
@@ -213,6 +277,7 @@ impl PriceTag {
             bound_headers: BoundHeaders::default(),
             bound_headers_error: None,
             flows: None,
+            request_check: None,
         }
     }
 
@@ -288,6 +353,32 @@ impl PriceTag {
         self
     }
 
+    /// Refuses a request with `check`'s 4xx before anything is minted or charged, in either
+    /// flow (see [`check`]): the layer reads the whole body first (up to its body limit), and
+    /// the handler gets the same bytes. Setting it again replaces it.
+    #[must_use]
+    pub fn check_request(mut self, check: impl RequestCheck) -> Self {
+        self.request_check = Some(Arc::new(check));
+        self
+    }
+
+    /// Refuses, before anything is minted or charged, a request whose body is not JSON that
+    /// reads as `T`, with the status axum's `Json<T>` extractor would answer (415, 400 or
+    /// 422): `check_request(check::json::<T>())`. For a route whose handler takes `Json<T>`, so
+    /// that a body it would reject is never paid for, in either flow.
+    #[must_use]
+    pub fn require_json<T: DeserializeOwned + 'static>(self) -> Self {
+        self.check_request(check::json::<T>())
+    }
+
+    /// Whether the layer reads the whole body before charging, for a route offering `flows`:
+    /// to bind an `lnbtc` payment to it, for a price that reads it, or for a request check.
+    pub(crate) fn reads_body(&self, flows: Flows) -> bool {
+        flows.lnbtc()
+            || self.request_check.is_some()
+            || matches!(self.source, PriceSource::DynamicWithBody(_))
+    }
+
     /// The payment flows this route offers, instead of the layer's
     /// ([`X402LayerBuilder::flows`](crate::layer::X402LayerBuilder::flows)).
     #[must_use]
@@ -305,7 +396,7 @@ impl PriceTag {
         }
         match &self.source {
             PriceSource::Fixed(price) => price.validate().map(drop),
-            PriceSource::Dynamic(_) => Ok(()),
+            PriceSource::Dynamic(_) | PriceSource::DynamicWithBody(_) => Ok(()),
         }
     }
 }
@@ -810,7 +901,7 @@ mod tests {
         let table = builder.build().unwrap();
         let price = |method| match table.find(&method, "/a").unwrap().source {
             PriceSource::Fixed(price) => price,
-            PriceSource::Dynamic(_) => unreachable!(),
+            PriceSource::Dynamic(_) | PriceSource::DynamicWithBody(_) => unreachable!(),
         };
         assert_eq!(price(Method::POST), Price::sats(2));
         assert_eq!(price(Method::GET), Price::sats(1));
