@@ -17,7 +17,9 @@
 //!   "amountMsat"}` (default `http://127.0.0.1:4021/pay`: the demo's embedded mock, or the
 //!   facilitator service's simulated node);
 //! - `X402_WALLET_KEY`: the seed flow's wallet secret key, 64 hex (default: the public demo
-//!   wallet the demo's embedded mock facilitator funds).
+//!   wallet the demo's embedded mock facilitator funds);
+//! - `X402_NETWORK`: a network to pay on besides upstream's mainnet and testnet (set it as the
+//!   demo's, e.g. `lightning-regtest`); an lnbtc offer on another network is refused.
 
 use std::error::Error;
 
@@ -76,7 +78,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
         println!(
             "usage: cargo run --example pay -- [--flow lnbtc|v1] [PATH] [JSON BODY]\n\
              env: X402_DEMO_URL (http://127.0.0.1:3000), X402_PAY_URL \
-             (http://127.0.0.1:4021/pay), X402_WALLET_KEY (the demo wallet)"
+             (http://127.0.0.1:4021/pay), X402_WALLET_KEY (the demo wallet), X402_NETWORK \
+             (a network to pay on besides mainnet and testnet)"
         );
         return Ok(());
     }
@@ -179,10 +182,14 @@ async fn pay_lnbtc(walk: &Walk) -> Result<(), Box<dyn Error>> {
         body,
         header_lines,
     };
-    let policy = ClientPolicy {
-        networks: Network::ALL.to_vec(),
-        ..ClientPolicy::default()
-    };
+    // Upstream's networks (mainnet, testnet), plus the one the demo was told to use, if any.
+    let mut policy = ClientPolicy::default();
+    if let Some(network) = std::env::var("X402_NETWORK")
+        .ok()
+        .and_then(|name| name.trim().parse::<Network>().ok())
+    {
+        policy = policy.allow(network);
+    }
     let now = unix_now().as_secs();
     let selected = select(&required, &intended, &policy, now)
         .map_err(|err| format!("refusing to pay: {err}"))?;

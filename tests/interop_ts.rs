@@ -7,21 +7,13 @@
 //! (`npm ci` in `interop/` needs the npm registry), it says why and passes, unless
 //! `X402_INTEROP_REQUIRED=1` (as `.ci/run` sets it) makes that a failure.
 
-use std::io::{BufRead as _, BufReader};
+#[path = "common/demo_process.rs"]
+mod demo_process;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
-/// Stops the demo when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use demo_process::start_demo;
 
 fn required() -> bool {
     std::env::var("X402_INTEROP_REQUIRED").is_ok_and(|value| value == "1")
@@ -35,25 +27,6 @@ fn unavailable(why: &str) {
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The demo binary next to this test's binary (`target/<profile>/examples/demo`), built if
-/// missing.
-fn demo_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
-    let demo = profile_dir.join("examples").join("demo");
-    if !demo.exists() {
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "--example", "demo", "--features", "mock"])
-            .current_dir(manifest_dir())
-            .status()
-            .ok()?;
-        if !built.success() {
-            return None;
-        }
-    }
-    demo.exists().then_some(demo)
 }
 
 /// `npm ci` in `interop/` unless its packages are there.
@@ -73,49 +46,6 @@ fn npm_packages(interop: &Path) -> Result<(), String> {
     }
 }
 
-/// Starts the demo on a free port with its embedded mock, and reads the demo's URL and the
-/// mock's pay endpoint from its output.
-fn start_demo(demo: &Path) -> (Running, String, String) {
-    let mut child = Command::new(demo)
-        .env("X402_BIND", "127.0.0.1:0")
-        .env_remove("X402_FACILITATOR_URL")
-        .env_remove("X402_PUBLIC_BASE_URL")
-        .env_remove("X402_FLOWS")
-        .env("X402_NETWORK", "lightning-regtest")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the demo starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let running = Running(child);
-    let (lines, seen) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut demo_url, mut mock_url) = (None, None);
-    while demo_url.is_none() || mock_url.is_none() {
-        let line = seen
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the demo prints its addresses within a minute");
-        if let Some(url) = line.strip_prefix("listening on ") {
-            demo_url = Some(url.trim().to_owned());
-        }
-        if let Some(url) = line.strip_prefix("embedded mock facilitator on ") {
-            mock_url = Some(url.trim().to_owned());
-        }
-    }
-    // Keep draining the demo's output so it never blocks on a full pipe.
-    std::thread::spawn(move || while seen.recv().is_ok() {});
-    let (Some(demo_url), Some(mock_url)) = (demo_url, mock_url) else {
-        unreachable!("the loop ends once both are known");
-    };
-    (running, demo_url, format!("{mock_url}/pay"))
-}
-
 #[test]
 fn the_official_typescript_client_pays_the_demo_over_lnbtc() {
     let interop = manifest_dir().join("interop");
@@ -125,15 +55,14 @@ fn the_official_typescript_client_pays_the_demo_over_lnbtc() {
     if let Err(why) = npm_packages(&interop) {
         return unavailable(&why);
     }
-    let Some(demo) = demo_binary() else {
-        return unavailable("the demo example could not be built");
-    };
-    let (_demo, demo_url, pay_url) = start_demo(&demo);
+    // The demo as the README starts it: its default network (testnet, an upstream one).
+    let demo = start_demo(&[]);
+    let (demo_url, pay_url) = (&demo.url, format!("{}/pay", demo.mock_url));
 
     let output = Command::new("node")
         .arg("run.mjs")
         .current_dir(&interop)
-        .env("X402_DEMO_URL", &demo_url)
+        .env("X402_DEMO_URL", demo_url)
         .env("X402_PAY_URL", &pay_url)
         .env("X402_MAX_AMOUNT_MSAT", "5000000")
         .output()

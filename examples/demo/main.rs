@@ -14,8 +14,8 @@
 //!   the demo with `X402_FLOWS=lnbtc` against it) (default: start the embedded mock facilitator on
 //!   `127.0.0.1:4021`, or a free loopback port when that one is taken, funding the public demo
 //!   wallet with 1 BTC; it also plays the Lightning network: `POST /pay` pays its invoices);
-//! - `X402_NETWORK`: `lightning`, `lightning-testnet`, `lightning-signet` or
-//!   `lightning-regtest` (default);
+//! - `X402_NETWORK`: `lightning`, `lightning-testnet` (default: an upstream network, so any
+//!   standard lnbtc client pays it), `lightning-signet` or `lightning-regtest`;
 //! - `X402_PAY_TO`: pin the payee node key (66 hex); invoices payable elsewhere are refused;
 //! - `X402_FACILITATOR_TIMEOUT_MS`: timeout of each facilitator call (default 10000);
 //! - `X402_FACILITATOR_API_KEY`: a bearer key sent with every facilitator call (the facilitator
@@ -28,8 +28,11 @@
 //!   clients together may have ten times as many.
 //!
 //! Routes: `GET /` and `GET /health` are free; `GET /weather` costs 10,000 msat,
-//! `GET /premium/{*path}` 250,000 msat, `POST /ai/infer` 5,000,000 msat (an lnbtc payment for
-//! it binds its `content-type`). Every invoice expires after `maxTimeoutSeconds`, 60 s.
+//! `GET /premium/{*path}` 250,000 msat, `POST /ai/infer` 5,000,000 msat (its body must be JSON
+//! `{"prompt": "..."}`, checked before any invoice is minted, so a rejected body is never paid
+//! for; an lnbtc payment for it binds its `content-type`). Every invoice expires after
+//! `maxTimeoutSeconds`, 60 s. CORS preflights are answered for any origin (a browser may pay
+//! from another site), and the payment headers are exposed to scripts.
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -45,8 +48,10 @@ use x402_lightning::layer::{IssuanceLimit, IssuanceRate};
 use x402_lightning::mock::{MockFacilitator, TestWallet};
 use x402_lightning::{Flows, HttpFacilitator, Network, VerifiedPayment};
 
+use self::cors::cors;
 use self::shared::{demo_prices, infer};
 
+mod cors;
 mod shared;
 
 /// What the embedded mock funds the demo wallet with: 1 BTC in msat.
@@ -89,7 +94,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .init();
 
     let bind: SocketAddr = parse_env("X402_BIND", "127.0.0.1:3000")?;
-    let network: Network = parse_env("X402_NETWORK", Network::Regtest.as_str())?;
+    let network: Network = parse_env("X402_NETWORK", Network::Testnet.as_str())?;
     let timeout_ms: u64 = parse_env("X402_FACILITATOR_TIMEOUT_MS", "10000")?;
     let issuance_per_minute: u32 = parse_env("X402_ISSUANCE_PER_MINUTE", "600")?;
     let flows: Flows = parse_env("X402_FLOWS", "v1,lnbtc")?;
@@ -169,9 +174,11 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let payments = payments.build()?;
     match payments.check_facilitator().await {
         Ok(()) => println!("facilitator {facilitator_url} serves {network} for the flows {flows}"),
-        Err(err) => println!(
-            "warning: {err}; payments it does not serve answer 502 (X402_FLOWS picks the flows offered)"
-        ),
+        Err(err) => println!("warning: {err}"),
+    }
+    let offered = payments.offered_flows();
+    if offered != flows {
+        println!("402s offer the flows the facilitator serves: {offered} (X402_FLOWS picks them)");
     }
 
     let router = Router::new()
@@ -180,8 +187,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .route("/weather", get(weather))
         .route("/premium/{*path}", get(premium))
         .route("/ai/infer", post(infer));
-    // Around the whole Router: the free routes pay the least for it (see the README).
-    let app = payments.layer(router);
+    // Around the whole Router: the free routes pay the least for it (see the README). CORS
+    // outermost, so that its preflight answers and headers cover the layer's 402s too.
+    let app = cors().layer(payments.layer(router));
 
     println!("flows {flows}, public base URL {public_base_url}");
     println!("listening on http://{local}");

@@ -37,7 +37,10 @@ pub fn demo_prices<F: Facilitator>(facilitator: F, network: Network) -> X402Laye
                 .description("Batch AI inference request")
                 .mime_type("application/json")
                 // How the body is read decides what is bought: an lnbtc payment binds it.
-                .bind_headers(["content-type"]),
+                .bind_headers(["content-type"])
+                // A body `infer` would reject (axum's 415, 400 or 422) is refused before any
+                // invoice is minted: it is never paid for, in either flow.
+                .require_json::<InferRequest>(),
         )
 }
 
