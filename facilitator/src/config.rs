@@ -10,8 +10,10 @@ use x402_lightning::Network;
 pub const DEFAULT_BIND: &str = "127.0.0.1:4021";
 /// The default replay store: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://x402-facilitator.db";
-/// The default networks: regtest, the simulated node's and the demo's.
-pub const DEFAULT_NETWORKS: &str = "lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328";
+/// The default networks: testnet (the demo's default, an upstream network) and regtest (the
+/// demo's and the tests' opt-in one).
+pub const DEFAULT_NETWORKS: &str =
+    "lnbtc:000000000933ea01ad0ee984209779ba,lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328";
 /// The default LND REST address.
 pub const DEFAULT_LND_URL: &str = "https://127.0.0.1:8080";
 /// The largest clock-skew allowance accepted, in seconds. Every instance keeps a settled proof
@@ -139,7 +141,7 @@ impl Default for Config {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 4021)),
             database_url: DEFAULT_DATABASE_URL.to_owned(),
-            networks: vec![Network::Regtest],
+            networks: vec![Network::Testnet, Network::Regtest],
             skew_seconds: x402_lightning::lnbtc::DEFAULT_SKEW_SECS,
             api_keys: Vec::new(),
             node: NodeKind::Simulated,

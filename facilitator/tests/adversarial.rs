@@ -547,7 +547,11 @@ async fn equivalent_encodings_of_one_proof_succeed_exactly_once() {
 /// genuine regtest proof then settles once. The replay key names the network it was settled on.
 #[tokio::test]
 async fn a_proof_under_a_network_not_configured_is_refused_and_consumes_nothing() {
-    let service = Running::simulated(|config| config.api_keys = vec![KEY.into()]).await;
+    let service = Running::simulated(|config| {
+        config.api_keys = vec![KEY.into()];
+        config.networks = vec![Network::Regtest];
+    })
+    .await;
     let node = MockNode::random();
     let proof = Proof::mint(&node, Network::Regtest, NOW);
     for network in [MAINNET, TESTNET, "lnbtc:00000008819873e925422c1ff0f99f7c"] {

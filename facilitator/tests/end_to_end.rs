@@ -248,13 +248,22 @@ async fn a_fresh_layer_is_refused_a_spent_proof_by_the_services_replay_store() {
 }
 
 #[tokio::test]
-async fn a_layer_offering_the_seed_flow_is_told_the_service_does_not_serve_it() {
+async fn a_layer_offering_both_flows_offers_only_lnbtc_and_is_paid_through_the_service() {
+    // The README's app against the README's service: both flows by default, payTo not pinned.
+    // The service serves lnbtc alone: the start-up check says so, and the layer offers lnbtc
+    // only, with the node it learned from that kind, and takes the payment.
     let dir = tempfile::tempdir().expect("temp dir");
-    let database = sqlite_url(dir.path());
-    let service = Instance::start(dir.path(), &[("X402_FACILITATOR_DATABASE_URL", &database)]);
-    let facilitator = HttpFacilitator::new(service.url("")).expect("facilitator client");
+    let service = start_service(dir.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let facilitator = HttpFacilitator::builder(service.url(""))
+        .bearer_token(API_KEY)
+        .build()
+        .expect("facilitator client");
     let layer = X402Layer::builder(facilitator, Network::Regtest)
-        .public_base_url("http://127.0.0.1:9")
+        .public_base_url(&origin)
         .route("GET /weather", Price::msat(10_000))
         .build()
         .expect("layer builds");
@@ -263,4 +272,29 @@ async fn a_layer_offering_the_seed_flow_is_told_the_service_does_not_serve_it() 
         .await
         .expect_err("the seed flow's kind is not listed");
     assert!(err.to_string().contains("v1,lnbtc"), "{err}");
+    assert_eq!(layer.offered_flows(), Flows::LNBTC);
+    let app = Router::new()
+        .route("/weather", get(|| async { "sunny" }))
+        .layer(layer);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let client = reqwest::Client::new();
+    let url = format!("{origin}/weather");
+    let challenge = client.get(&url).send().await.expect("GET");
+    assert_eq!(challenge.status(), StatusCode::PAYMENT_REQUIRED);
+    assert!(challenge.headers().contains_key(PAYMENT_REQUIRED));
+    let body: serde_json::Value = challenge.json().await.expect("JSON");
+    assert_eq!(body["x402Version"], 2, "no seed-flow offer: {body}");
+
+    let proof = pay_for(&client, &url, &service).await;
+    let paid = client
+        .get(&url)
+        .header(PAYMENT_SIGNATURE, &proof)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(paid.status(), StatusCode::OK);
+    assert_eq!(paid.text().await.expect("text"), "sunny");
 }

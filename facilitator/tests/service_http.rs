@@ -98,6 +98,16 @@ impl Running {
             .await
             .expect("GET")
     }
+
+    /// The mint counters of `/metrics`, as text.
+    async fn mints(&self) -> String {
+        let metrics = self.get("/metrics").await.text().await.expect("text");
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("x402_facilitator_mints_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 fn requirements_request(network: &str) -> Value {
@@ -318,12 +328,20 @@ async fn requirements_refuse_what_this_facilitator_cannot_mint() {
     request = requirements_request("lightning-regtest");
     request["amount"] = json!(10_000);
     cases.push(("a number amount", request, "invalid requirements request"));
+    // One amount, one spelling: a non-canonical decimal is refused, not minted as 10 msat.
+    for amount in ["00010", "010", "00"] {
+        request = requirements_request("lightning-regtest");
+        request["amount"] = json!(amount);
+        cases.push(("a non-canonical amount", request, "without a leading zero"));
+    }
+    let minted_before = service.mints().await;
     for (case, body, expected) in cases {
         let (status, error) = service.post("/requirements", body.to_string()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{case}");
         let message = error["error"].as_str().unwrap_or_default();
         assert!(message.contains(expected), "{case}: {message}");
     }
+    assert_eq!(service.mints().await, minted_before, "nothing minted");
 }
 
 /// A node that answers what it is told to.

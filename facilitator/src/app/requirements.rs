@@ -4,7 +4,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | not the call's shape (an `lnbtc:` network id included: the call names networks by their x402 v1 names), `x402Version` not 1, network not served, amount 0 or over what BOLT11 carries, no or malformed `descriptionHash`, `maxTimeoutSeconds` 0 or over a day | 400 `{"error"}` |
+//! | not the call's shape (an `lnbtc:` network id included: the call names networks by their x402 v1 names), `x402Version` not 1, network not served, amount 0, not canonical (`"00010"`) or over what BOLT11 carries, no or malformed `descriptionHash`, `maxTimeoutSeconds` 0 or over a day | 400 `{"error"}` |
 //! | the node fails | 502 (504 on its timeout) `{"error"}` |
 //! | the node's invoice differs from what was asked (amount, currency, description hash, expiry, payee, creation time) | 502 `{"error"}` |
 //! | minted | 200 Part 1 `PaymentRequirements`, `payTo` = the node, `extra.invoice` |
