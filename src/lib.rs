@@ -14,6 +14,8 @@
 //!
 //! - [`protocol`]: the wire contract, the answer table, the signing rule and where `payTo`
 //!   comes from (documentation only);
+//! - [`guide`]: the manual, one page per topic: pricing, testing, security, the demo,
+//!   conformance, the test suite, status (documentation only);
 //! - [`layer`]: [`X402Layer`], its service, [`VerifiedPayment`] for handlers, and the
 //!   [`hooks`](layer::hooks) (settled, settle failed, payment refused);
 //! - [`price`]: [`Price`], [`PriceTag`], dynamic prices and the route patterns;
@@ -69,6 +71,7 @@
 
 pub mod clock;
 pub mod facilitator;
+pub mod guide;
 pub mod header;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
