@@ -184,10 +184,14 @@ async fn pay_lnbtc(walk: &Walk) -> Result<(), Box<dyn Error>> {
     };
     // Upstream's networks (mainnet, testnet), plus the one the demo was told to use, if any.
     let mut policy = ClientPolicy::default();
-    if let Some(network) = std::env::var("X402_NETWORK")
+    if let Some(name) = std::env::var("X402_NETWORK")
         .ok()
-        .and_then(|name| name.trim().parse::<Network>().ok())
+        .filter(|name| !name.trim().is_empty())
     {
+        let network: Network = name
+            .trim()
+            .parse()
+            .map_err(|err| format!("X402_NETWORK: {err}"))?;
         policy = policy.allow(network);
     }
     let now = unix_now().as_secs();

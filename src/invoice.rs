@@ -1,14 +1,13 @@
-//! Pre-checks of BOLT11 invoices with `lightning-invoice`: parse (which checks the signature),
-//! then compare network, amount, payee and expiry with what is expected, returning a typed
-//! reason for each failure. Pre-checks reject garbage early; they never replace `/verify`.
+//! Pre-checks of BOLT11 invoices: decode strictly (`lightning-invoice`'s parser, then the
+//! `lnbtc` scheme's rules: canonical encoding, whole msat, a signature that verifies with a low
+//! S), then compare network, amount, payee and expiry with what is expected, returning a typed
+//! reason for each failure. Both flows take exactly the same invoices. Pre-checks reject garbage
+//! early; they never replace `/verify`.
 
-use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bitcoin::hashes::Hash as _;
-use bitcoin::hex::DisplayHex as _;
-use bitcoin::secp256k1::{Message, PublicKey, Secp256k1, VerifyOnly};
-use lightning_invoice::{Bolt11Invoice, Currency, SignedRawBolt11Invoice};
+use bitcoin::secp256k1::PublicKey;
+use lightning_invoice::Currency;
 
 use crate::lnbtc::invoice::DecodedInvoice;
 use crate::network::Network;
@@ -60,8 +59,8 @@ pub struct CheckedInvoice {
 
 impl CheckedInvoice {
     /// The facts of an invoice the `lnbtc` strict decoder took (which verified its
-    /// signature), checked against `expected` at `now` as [`check_invoice`] checks them: one
-    /// decoding serves both flows' checks.
+    /// signature), checked against `expected` at `now`: what [`check_invoice`] does after
+    /// decoding, so that one decoding serves both flows' checks.
     pub fn from_decoded(
         decoded: &DecodedInvoice,
         expected: &InvoiceExpectation,
@@ -90,7 +89,7 @@ impl CheckedInvoice {
 
     /// The payment hash as 64 lowercase hex characters (the `transaction` of a settle).
     pub fn payment_hash_hex(&self) -> String {
-        self.payment_hash().to_lower_hex_string()
+        crate::lnbtc::invoice::encode_lower_hex(&self.payment_hash)
     }
 
     /// Checks the invoice's facts against `expected` at time `now`, in this order: network,
@@ -243,57 +242,23 @@ pub fn unix_now() -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
-/// Parses `invoice` and checks it against `expected` at time `now` (since the Unix epoch).
+/// Decodes `invoice` and checks it against `expected` at time `now` (since the Unix epoch).
 ///
-/// Checks run in this order, and the first failure is returned: parse and signature, currency,
-/// presence of an amount, then [`CheckedInvoice::check`]: network, amount, payee, expiry.
+/// Decoding is the `lnbtc` scheme's strict one ([`lnbtc::invoice::decode`]: `lightning-invoice`'s
+/// parser, then the canonical encoding, a whole number of msat, and a signature that verifies
+/// with a low S, against the `n` field or the recovered key), so that both flows take exactly
+/// the same invoices. Checks run in this order, and the first failure is returned: decoding and
+/// signature, currency, presence of an amount, then [`CheckedInvoice::check`]: network, amount,
+/// payee, expiry.
+///
+/// [`lnbtc::invoice::decode`]: crate::lnbtc::invoice::decode
 pub fn check_invoice(
     invoice: &str,
     expected: &InvoiceExpectation,
     now: Duration,
 ) -> Result<CheckedInvoice, InvoiceCheckError> {
-    let (invoice, payee) = parse_invoice(invoice)?;
-    let currency = invoice.currency();
-    let network = Network::from_currency(&currency)
-        .ok_or(InvoiceCheckError::UnsupportedCurrency(currency))?;
-    let amount_msat = invoice
-        .amount_milli_satoshis()
-        .ok_or(InvoiceCheckError::MissingAmount)?;
-    // An expiry so large that it overflows never comes.
-    let expires_at = invoice
-        .expires_at()
-        .map_or(LATEST_EXPIRY, |at| at.min(LATEST_EXPIRY));
-    let checked = CheckedInvoice {
-        payment_hash: invoice.payment_hash().to_byte_array(),
-        network,
-        amount_msat,
-        payee,
-        expires_at,
-    };
-    checked.check(expected, now)?;
-    Ok(checked)
-}
-
-/// One secp256k1 context for the process. `lightning-invoice` builds a context for each
-/// signature it checks, which re-randomizes it (a scalar multiplication) whenever any crate in
-/// the build enables `bitcoin/rand-std`; recovering the payee here reuses this one.
-static VERIFIER: LazyLock<Secp256k1<VerifyOnly>> = LazyLock::new(Secp256k1::verification_only);
-
-/// Parses `invoice` with `lightning-invoice` (which checks its signature) and returns it with
-/// its payee: the `n` field, else the key recovered from the signature.
-fn parse_invoice(invoice: &str) -> Result<(Bolt11Invoice, PublicKey), InvoiceCheckError> {
-    let unparsable = |err: &dyn std::fmt::Display| InvoiceCheckError::Unparsable(err.to_string());
-    let signed: SignedRawBolt11Invoice = invoice.parse().map_err(|err| unparsable(&err))?;
-    let explicit_payee = signed.raw_invoice().payee_pub_key().map(|payee| payee.0);
-    let (signed_hash, signature) = (*signed.signable_hash(), signed.signature().0);
-    let invoice = Bolt11Invoice::from_signed(signed).map_err(|err| unparsable(&err))?;
-    let payee = match explicit_payee {
-        Some(payee) => payee,
-        None => VERIFIER
-            .recover_ecdsa(&Message::from_digest(signed_hash), &signature)
-            .map_err(|err| unparsable(&err))?,
-    };
-    Ok((invoice, payee))
+    let decoded = crate::lnbtc::invoice::decode(invoice).map_err(InvoiceCheckError::Unparsable)?;
+    CheckedInvoice::from_decoded(&decoded, expected, now)
 }
 
 /// Checks that requirements are consistent with their own invoice: on `network`, for exactly
@@ -361,8 +326,23 @@ pub fn check_requirements_answer(
     pinned_pay_to: Option<&PublicKey>,
     now: Duration,
 ) -> Result<CheckedInvoice, RequirementsError> {
-    let pay_to = check_answer_terms(asked, answer, pinned_pay_to)?;
+    let pay_to = check_answer_terms(asked, answer, None, pinned_pay_to)?;
     Ok(check_own_invoice(answer, pay_to, now)?)
+}
+
+/// Whether `hex` is the 66 hex characters (either case) of `key`'s compressed form, as
+/// [`parse_node_id`] would parse it into `key`.
+fn spells(hex: &str, key: &PublicKey) -> bool {
+    let serialized = key.serialize();
+    let digits = hex.as_bytes();
+    digits.len() == 2 * serialized.len()
+        && serialized
+            .iter()
+            .zip(digits.chunks_exact(2))
+            .all(|(byte, pair)| {
+                let nibble = |digit: u8| char::from(digit).to_digit(16);
+                matches!((nibble(pair[0]), nibble(pair[1])), (Some(high), Some(low)) if high * 16 + low == u32::from(*byte))
+            })
 }
 
 /// [`check_requirements_answer`] for an answer whose invoice was already decoded strictly (by
@@ -374,7 +354,7 @@ pub fn check_decoded_requirements_answer(
     pinned_pay_to: Option<&PublicKey>,
     now: Duration,
 ) -> Result<CheckedInvoice, RequirementsError> {
-    let pay_to = check_answer_terms(asked, answer, pinned_pay_to)?;
+    let pay_to = check_answer_terms(asked, answer, Some(&decoded.payee), pinned_pay_to)?;
     let expected = InvoiceExpectation::new(answer.network)
         .amount_msat(answer.max_amount_required)
         .payee(pay_to);
@@ -382,10 +362,12 @@ pub fn check_decoded_requirements_answer(
 }
 
 /// The terms of a `/requirements` answer against the ask: network, amount, asset, and `payTo`
-/// (the pinned one when pinned); the parsed `payTo`.
+/// (the pinned one when pinned); the parsed `payTo`. A `payTo` that spells `signer`, the
+/// invoice's verified signing key, needs no parsing (no point decompression).
 fn check_answer_terms(
     asked: &RequirementsRequest,
     answer: &PaymentRequirements,
+    signer: Option<&PublicKey>,
     pinned_pay_to: Option<&PublicKey>,
 ) -> Result<PublicKey, RequirementsError> {
     if answer.network != asked.network {
@@ -403,7 +385,10 @@ fn check_answer_terms(
     if answer.asset != ASSET_BTC {
         return Err(RequirementsError::Asset(answer.asset.clone()));
     }
-    let pay_to = parse_node_id(&answer.pay_to)?;
+    let pay_to = match signer {
+        Some(signer) if spells(&answer.pay_to, signer) => *signer,
+        _ => parse_node_id(&answer.pay_to)?,
+    };
     if let Some(pinned) = pinned_pay_to {
         if pay_to != *pinned {
             return Err(RequirementsError::PayTo {

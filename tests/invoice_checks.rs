@@ -6,8 +6,8 @@ use bitcoin::hashes::{Hash as _, sha256};
 use bitcoin::secp256k1::{Secp256k1, SecretKey};
 use lightning_invoice::{Currency, InvoiceBuilder, PaymentSecret};
 use x402_lightning::invoice::{
-    CheckedInvoice, InvoiceCheckError, InvoiceExpectation, check_invoice,
-    check_requirements_invoice, parse_node_id, unix_now,
+    InvoiceCheckError, InvoiceExpectation, check_invoice, check_requirements_invoice,
+    parse_node_id, unix_now,
 };
 use x402_lightning::mock::{InvoiceSpec, MockNode};
 use x402_lightning::types::{LightningExtra, reason};
@@ -56,34 +56,6 @@ fn a_matching_invoice_passes_and_reports_its_facts() {
     );
     assert_eq!(checked.payment_hash_hex().len(), 64);
     assert_eq!(checked.expires_at(), NOW + Duration::from_secs(3600));
-    // The strict lnbtc decoder establishes the same facts, for the 402 path's one decoding.
-    let decoded = x402_lightning::lnbtc::invoice::decode(&text).expect("decodes strictly");
-    let from_decoded = CheckedInvoice::from_decoded(&decoded, &expect_regtest(&node), NOW);
-    assert_eq!(from_decoded, Ok(checked));
-}
-
-#[test]
-fn both_decoders_refuse_what_the_expectation_refuses() {
-    let node = MockNode::random();
-    let text = mint(&node, Network::Regtest, AMOUNT);
-    let decoded = x402_lightning::lnbtc::invoice::decode(&text).expect("decodes strictly");
-    let expectations = [
-        InvoiceExpectation::new(Network::Bitcoin),
-        expect_regtest(&node).amount_msat(AMOUNT + 1),
-        expect_regtest(&MockNode::random()),
-    ];
-    for expected in expectations {
-        assert_eq!(
-            CheckedInvoice::from_decoded(&decoded, &expected, NOW).unwrap_err(),
-            check_invoice(&text, &expected, NOW).unwrap_err(),
-            "{expected:?}"
-        );
-    }
-    let later = NOW + Duration::from_secs(3600);
-    assert_eq!(
-        CheckedInvoice::from_decoded(&decoded, &expect_regtest(&node), later).unwrap_err(),
-        check_invoice(&text, &expect_regtest(&node), later).unwrap_err(),
-    );
 }
 
 #[test]
@@ -287,6 +259,46 @@ fn requirements_are_checked_against_their_own_invoice() {
     bad_pay_to.pay_to = "03abc".into();
     let err = check_requirements_invoice(&bad_pay_to, NOW).unwrap_err();
     assert_eq!(err, InvoiceCheckError::InvalidPayTo("03abc".into()));
+}
+
+#[test]
+fn an_answer_decoded_once_is_judged_as_the_parsed_answer_is() {
+    use x402_lightning::RequirementsRequest;
+    use x402_lightning::invoice::{check_decoded_requirements_answer, check_requirements_answer};
+    let node = MockNode::random();
+    let invoice = mint(&node, Network::Regtest, AMOUNT);
+    let decoded = x402_lightning::lnbtc::invoice::decode(&invoice).expect("decodes strictly");
+    let asked = RequirementsRequest::new(Network::Regtest, AMOUNT, "http://127.0.0.1/weather");
+    let consistent = requirements_for(&node, invoice, AMOUNT);
+    let mut answers = vec![consistent.clone()];
+    for pay_to in [
+        node.pay_to().to_string().to_ascii_uppercase(),
+        MockNode::random().pay_to().to_string(),
+        "03abc".to_owned(),
+        format!("{}zz", &node.pay_to().to_string()[..64]),
+    ] {
+        let mut answer = consistent.clone();
+        answer.pay_to = pay_to;
+        answers.push(answer);
+    }
+    let mut cheaper = consistent.clone();
+    cheaper.max_amount_required -= 1;
+    answers.push(cheaper);
+    let pins = [
+        None,
+        Some(node.node_id()),
+        Some(MockNode::random().node_id()),
+    ];
+    for answer in &answers {
+        for pinned in &pins {
+            assert_eq!(
+                check_decoded_requirements_answer(&asked, answer, &decoded, pinned.as_ref(), NOW),
+                check_requirements_answer(&asked, answer, pinned.as_ref(), NOW),
+                "payTo {} pinned {pinned:?}",
+                answer.pay_to
+            );
+        }
+    }
 }
 
 #[test]

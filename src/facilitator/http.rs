@@ -349,13 +349,41 @@ pub(crate) fn decode_reply<T: DeserializeOwned>(
     })
 }
 
-/// The first characters of a body, lossily decoded, for messages and logs.
+/// The first characters of a body, lossily decoded, for messages and logs, with every run of
+/// 64 or more hex digits replaced by `[redacted]`: a facilitator that echoes a request in its
+/// error must not put a preimage or an authorization's signature into the server's logs.
 fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    // Redacted before it is cut, so that no cut leaves part of a secret visible.
+    let text = redact_hex_runs(&String::from_utf8_lossy(body));
     match text.char_indices().nth(BODY_EXCERPT_CHARS) {
         Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.into_owned(),
+        None => text,
     }
+}
+
+/// `text` with each run of at least 64 ASCII hex digits replaced by `[redacted]`.
+fn redact_hex_runs(text: &str) -> String {
+    const SECRET_DIGITS: usize = 64;
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= SECRET_DIGITS {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 impl Facilitator for HttpFacilitator {
@@ -453,6 +481,26 @@ mod tests {
         ] {
             assert!(matches!(built, Err(FacilitatorConfigError::Zero(_))));
         }
+    }
+
+    #[test]
+    fn excerpts_never_carry_a_preimage_or_a_signature() {
+        let preimage = "ab".repeat(32);
+        let signature = "0f".repeat(64);
+        let echoed = format!(
+            r#"{{"hash":"{}","error":"bad","payload":{{"preimage":"{preimage}","signature":"{signature}"}}}}"#,
+            "1".repeat(63)
+        );
+        let cut = excerpt(echoed.as_bytes());
+        assert!(
+            !cut.contains(&preimage) && !cut.contains(&signature[..64]),
+            "{cut}"
+        );
+        assert_eq!(cut.matches("[redacted]").count(), 2, "{cut}");
+        assert!(cut.contains(&"1".repeat(63)), "shorter runs stay: {cut}");
+        // Cut after redaction: no tail of a secret survives the cut.
+        let long = format!("{}{preimage}", "x".repeat(BODY_EXCERPT_CHARS - 10));
+        assert!(!excerpt(long.as_bytes()).contains(&preimage[..10]));
     }
 
     #[test]

@@ -407,9 +407,11 @@ impl<F: Facilitator> X402LayerBuilder<F> {
         self
     }
 
-    /// The largest request body a priced `lnbtc` route reads to bind the payment to it
-    /// (default [`DEFAULT_MAX_BODY_BYTES`], 1 MiB); a larger one gets 413. The handler gets the
-    /// same bytes.
+    /// The largest request body a priced route reads whole (default [`DEFAULT_MAX_BODY_BYTES`],
+    /// 1 MiB): to bind an `lnbtc` payment to it, for a route's request check
+    /// ([`PriceTag::check_request`]) or a price read from the body
+    /// ([`PriceTag::dynamic_with_body`]). A larger body gets 413, with nothing minted. The
+    /// handler gets the same bytes.
     pub fn max_body_bytes(mut self, max: usize) -> Self {
         self.max_body_bytes = max;
         self
@@ -454,10 +456,10 @@ impl<F: Facilitator> X402LayerBuilder<F> {
 
     /// Pins the payee: only invoices payable to this node key are handed out or accepted.
     ///
-    /// Without a pin, the layer accepts an invoice only if it is payable to a node the
-    /// facilitator or the receiver vouched for: one announced as `payTo` in `/supported`, or
-    /// the payee of an invoice minted for one of this layer's 402s. Until it knows one, every
-    /// payment is refused (402 with a fresh invoice, which teaches it the payee), so a client
+    /// Without a pin, the layer accepts an invoice only if it is payable to a node the receiver
+    /// vouched for: the payee of an invoice minted for this layer, or, when the facilitator is
+    /// the receiver, the node it announces as `payTo` in `/supported`. A payment to a payee not
+    /// known yet waits for one bounded lookup (see [`X402Layer::check_facilitator`]); a client
     /// can never have its own invoice checked against itself.
     pub fn pay_to(mut self, node: PublicKey) -> Self {
         self.pay_to = Some(node);

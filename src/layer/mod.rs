@@ -17,9 +17,16 @@
 //! What the layer guarantees beyond the table:
 //!
 //! - **The payee is never the client's choice.** With [`X402LayerBuilder::pay_to`] the invoice
-//!   must pay that node. Without it, it must pay a node the facilitator vouched for (announced in
-//!   `/supported`, or the payee of an invoice minted for one of this layer's 402s); until one is
-//!   known, payments are refused with a 402 whose fresh invoice teaches it.
+//!   must pay that node. Without it, it must pay a node the receiver vouched for (the payee of
+//!   an invoice minted for this layer, or the facilitator's node announced in `/supported` when
+//!   the facilitator is the receiver). A payment to a payee not known yet waits for one bounded
+//!   lookup; an `lnbtc` proof the layer still cannot judge gets 503 with `Retry-After`, never a
+//!   verdict on a payment the client may have made.
+//! - **A 402 offers only what can be paid**: the route's flows that the facilitator's
+//!   `/supported` lists (all of them until it has answered).
+//! - **A request the route refuses costs nothing**: a route's request check
+//!   ([`PriceTag::check_request`](crate::PriceTag::check_request)) runs before any invoice is
+//!   minted or payment taken, in either flow.
 //! - **No cache keeps an invoice or paid content**: the layer's answers carry
 //!   `Cache-Control: no-store`, a paid response without its own `Cache-Control` gets
 //!   `private, no-store`.
@@ -27,8 +34,9 @@
 //!   routes and preflights too.
 //! - **`resource` is a valid absolute URL**: the public base URL when configured, else the
 //!   request's `Host`, which must be a plain `host[:port]` (400 otherwise).
-//! - **A hanging facilitator costs a request one timeout**: the `/supported` check runs in the
-//!   background, never on a request.
+//! - **A hanging facilitator costs a request a bounded wait**: the `/supported` check runs in
+//!   the background; only a payment to a payee not known yet waits for one lookup (each call
+//!   bounded by the facilitator's timeout).
 //! - **A settle that was sent always lands**: it runs detached from the request (on the tokio
 //!   runtime), so a client that hangs up mid-settle cannot make the layer forget a payment; a
 //!   settle "success" for another invoice is a 502 and the invoice is remembered as settled.

@@ -121,10 +121,22 @@ pub(crate) struct FacilitatorState {
     /// or nothing known yet (0).
     served: AtomicU8,
     payees: RwLock<Vec<PublicKey>>,
-    /// Whether an invoice of this layer's receiver was ever minted (its payee is then known).
-    minted: AtomicBool,
-    /// The lookups requests wait for, one at a time: the monotonic time of the last one.
+    /// Whether the facilitator's last `/supported` answer named its node (when it is the
+    /// receiver): then it is the word on the facilitator's payees.
+    announces_payee: AtomicBool,
+    /// The lookups requests wait for, one at a time: the monotonic time the last one ended.
     lookup: tokio::sync::Mutex<Option<Duration>>,
+}
+
+/// A request's turn to look the facilitator up; [`finish`](Self::finish) records when it ended.
+pub(crate) struct LookupTurn<'a>(tokio::sync::MutexGuard<'a, Option<Duration>>);
+
+impl LookupTurn<'_> {
+    /// The lookup ended at monotonic time `now`: requests that arrived before it take what it
+    /// learned, and the next lookup waits out the cool-down.
+    pub(crate) fn finish(mut self, now: Duration) {
+        *self.0 = Some(now);
+    }
 }
 
 impl FacilitatorState {
@@ -194,10 +206,9 @@ impl FacilitatorState {
         }
     }
 
-    /// Remembers the payee of an invoice this layer's receiver minted.
-    pub(crate) fn learn_minted_payee(&self, payee: PublicKey) {
-        self.learn_payee(payee);
-        self.minted.store(true, Ordering::Release);
+    /// Whether the facilitator's last `/supported` answer named its node.
+    pub(crate) fn announces_payee(&self) -> bool {
+        self.announces_payee.load(Ordering::Acquire)
     }
 
     /// Whether `payee` was vouched for; `None` when no payee is known yet.
@@ -210,25 +221,22 @@ impl FacilitatorState {
         self.payee_is_known(payee) == Some(true)
     }
 
-    /// Whether an invoice of the receiver was ever minted here.
-    pub(crate) fn has_minted(&self) -> bool {
-        self.minted.load(Ordering::Acquire)
-    }
-
-    /// Waits for this request's turn to look the facilitator up (monotonic time `now`);
-    /// `None` when another lookup ran less than [`LOOKUP_COOLDOWN`] ago: what it learned is
-    /// all there is to know for now.
+    /// Waits for the turn of a request that arrived at monotonic time `arrived` to look the
+    /// facilitator up; `None` when a lookup ended after it arrived (it waited for that one) or
+    /// less than [`LOOKUP_COOLDOWN`] before `now`: what that lookup learned is all there is to
+    /// know for now. So a queue of requests costs one lookup, however long each takes.
     pub(crate) async fn lookup_turn(
         &self,
+        arrived: Duration,
         now: impl FnOnce() -> Duration,
-    ) -> Option<tokio::sync::MutexGuard<'_, Option<Duration>>> {
-        let mut last = self.lookup.lock().await;
-        let now = now();
-        if last.is_some_and(|last| now.saturating_sub(last) < LOOKUP_COOLDOWN) {
-            return None;
+    ) -> Option<LookupTurn<'_>> {
+        let last = self.lookup.lock().await;
+        if let Some(ended) = *last {
+            if ended >= arrived || now().saturating_sub(ended) < LOOKUP_COOLDOWN {
+                return None;
+            }
         }
-        *last = Some(now);
-        Some(last)
+        Some(LookupTurn(last))
     }
 }
 
@@ -257,6 +265,11 @@ impl<F: Facilitator> Shared<F> {
             .flatten()
             .filter_map(|kind| kind.extra.as_ref()?.pay_to.as_deref());
         let mut mismatch = None;
+        // With a receiver of its own, only that receiver's invoices name a payee this layer
+        // trusts: the facilitator's node mints for others too (upstream "Receiver Key
+        // Isolation").
+        let announced = announced.filter(|_| self.receiver.is_none());
+        let mut named = false;
         for announced in announced {
             match (parse_node_id(announced), self.pay_to) {
                 (Ok(key), Some(pinned)) if key != pinned => {
@@ -265,12 +278,18 @@ impl<F: Facilitator> Shared<F> {
                         announced: announced.to_owned(),
                     });
                 }
-                (Ok(key), _) => self.facilitator_state.learn_payee(key),
+                (Ok(key), _) => {
+                    named = true;
+                    self.facilitator_state.learn_payee(key);
+                }
                 (Err(_), _) => {
                     tracing::warn!(pay_to = announced, "facilitator announces an invalid payTo");
                 }
             }
         }
+        self.facilitator_state
+            .announces_payee
+            .store(named, Ordering::Release);
         let served = Flows::new(kind.is_some(), lnbtc_kind.is_some());
         self.facilitator_state
             .record_served(served, self.flows, self.network);
@@ -318,13 +337,11 @@ impl<F: Facilitator> Shared<F> {
         state.running.store(true, Ordering::Release);
         let shared = Arc::clone(self);
         let started = spawn_background(async move {
+            // Cleared however the check ends, a panicking facilitator included.
+            let _running = ClearOnDrop(&shared.facilitator_state.running);
             if let Err(err) = shared.check_support().await {
                 tracing::error!(network = %shared.network, error = %err, "facilitator check failed");
             }
-            shared
-                .facilitator_state
-                .running
-                .store(false, Ordering::Release);
         });
         if !started {
             state.running.store(false, Ordering::Release);
@@ -332,6 +349,15 @@ impl<F: Facilitator> Shared<F> {
                 "no tokio runtime: the facilitator check is left to check_facilitator()"
             );
         }
+    }
+}
+
+/// Clears a flag when dropped.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -390,9 +416,23 @@ mod tests {
         state.learn_payee(a);
         assert_eq!(state.payee_is_known(&a), Some(true));
         assert_eq!(state.payee_is_known(&b), Some(false));
-        assert!(!state.has_minted());
-        state.learn_minted_payee(b);
-        assert!(state.has_minted() && state.payee_is_known(&b) == Some(true));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lookup_serves_every_request_that_arrived_before_it_ended() {
+        let state = FacilitatorState::default();
+        let at = Duration::from_secs;
+        // The first request looks up, and its lookup ends at 30 s (a slow facilitator).
+        let turn = state
+            .lookup_turn(at(1), || at(1))
+            .await
+            .expect("first turn");
+        turn.finish(at(30));
+        // A request that arrived meanwhile takes that result, however late its turn comes.
+        assert!(state.lookup_turn(at(2), || at(40)).await.is_none());
+        // One that arrived later waits out the cool-down after the end.
+        assert!(state.lookup_turn(at(31), || at(34)).await.is_none());
+        assert!(state.lookup_turn(at(31), || at(35)).await.is_some());
     }
 
     #[test]

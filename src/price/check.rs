@@ -4,8 +4,9 @@
 //! request head and its whole body (the layer reads it, up to its body limit, and hands the
 //! same bytes to the handler) and lets the request on to the payment, or refuses it with a 4xx
 //! of its own: no invoice is minted, no payment is taken, `/verify` and `/settle` are not
-//! called. It runs on every request of the route, with a payment or without, so a request it
-//! refuses is never charged, in either flow.
+//! called. It runs on every request the route prices, with a payment or without, so a request
+//! it refuses is never charged, in either flow. (A request a dynamic price lets through free
+//! goes straight to the handler, unchecked: charging nothing, it has nothing to protect.)
 //!
 //! Because an `lnbtc` payment binds the exact bytes of the request, a request judged before its
 //! 402 is judged the same when it comes back paid: checking it first is what makes "no charge

@@ -11,8 +11,8 @@ use http::{Response, StatusCode};
 use super::{Bound, Sale};
 use crate::facilitator::Facilitator;
 use crate::invoice::{
-    CheckedInvoice, InvoiceExpectation, RequirementsError, check_decoded_requirements_answer,
-    check_invoice, check_requirements_answer,
+    CheckedInvoice, InvoiceCheckError, InvoiceExpectation, RequirementsError,
+    check_decoded_requirements_answer,
 };
 use crate::layer::respond;
 use crate::lnbtc::binding::HTTP_PROFILE;
@@ -128,13 +128,8 @@ impl<F: Facilitator> Sale<'_, F> {
                 }
             },
         };
-        let minted = match self.lnbtc_bound() {
-            Some(bound) => self.check_for_both_flows(requirements, bound)?,
-            None => self.check_for_seed_flow(requirements)?,
-        };
-        shared
-            .facilitator_state
-            .learn_minted_payee(minted.checked.payee());
+        let minted = self.check_minted(requirements)?;
+        shared.facilitator_state.learn_payee(minted.checked.payee());
         Ok(minted)
     }
 
@@ -177,30 +172,6 @@ impl<F: Facilitator> Sale<'_, F> {
         }
     }
 
-    /// The seed flow's checks of a minted invoice (it is offered in that flow only).
-    fn check_for_seed_flow<B: From<Bytes>>(
-        &self,
-        mut requirements: PaymentRequirements,
-    ) -> Result<Minted, Response<B>> {
-        let shared = self.shared;
-        let now = shared.clock.unix_now();
-        let pinned = shared.pay_to.as_ref();
-        let checked = if shared.receiver.is_none() {
-            check_requirements_answer(&self.ask, &requirements, pinned, now)
-                .map_err(|err| unusable_requirements(&err))?
-        } else {
-            let checked = check_invoice(&requirements.extra.invoice, &self.expectation(), now)
-                .map_err(|err| unusable_invoice(&err.to_string()))?;
-            requirements.pay_to = checked.payee().to_string();
-            checked
-        };
-        Ok(Minted {
-            requirements,
-            checked,
-            lnbtc: None,
-        })
-    }
-
     /// What a receiver's invoice must be for the seed flow: the ask's network and amount, and
     /// the pinned payee when one is pinned.
     fn expectation(&self) -> InvoiceExpectation {
@@ -211,21 +182,26 @@ impl<F: Facilitator> Sale<'_, F> {
         }
     }
 
-    /// Both flows' checks of a minted invoice, on one strict decoding: the seed flow's facts
-    /// (network, amount, payee, unexpired), then every upstream rule.
-    fn check_for_both_flows<B: From<Bytes>>(
+    /// Checks a minted invoice on one strict decoding, for every flow the 402 offers: the seed
+    /// flow's facts (network, amount, payee, unexpired; for the facilitator's answer, its terms
+    /// against the ask too), then, when the 402 offers `lnbtc`, every upstream rule.
+    fn check_minted<B: From<Bytes>>(
         &self,
         mut requirements: PaymentRequirements,
-        bound: &Bound,
     ) -> Result<Minted, Response<B>> {
         let shared = self.shared;
         let now = shared.clock.unix_now();
-        let pinned = shared.pay_to.as_ref();
+        let from_facilitator = shared.receiver.is_none();
         let decoded = strict::decode(&requirements.extra.invoice).map_err(|detail| {
-            tracing::debug!(%detail, "strict decoding failed");
-            unusable_invoice("it does not decode strictly")
+            let err = InvoiceCheckError::Unparsable(detail);
+            if from_facilitator {
+                unusable_requirements(&RequirementsError::Invoice(err))
+            } else {
+                unusable_invoice(&err.to_string())
+            }
         })?;
-        let checked = if shared.receiver.is_none() {
+        let checked = if from_facilitator {
+            let pinned = shared.pay_to.as_ref();
             check_decoded_requirements_answer(&self.ask, &requirements, &decoded, pinned, now)
                 .map_err(|err| unusable_requirements(&err))?
         } else {
@@ -235,12 +211,14 @@ impl<F: Facilitator> Sale<'_, F> {
             checked
         };
         let lnbtc = self
-            .lnbtc_requirements(&requirements.extra.invoice, &decoded, bound)
+            .lnbtc_bound()
+            .map(|bound| self.lnbtc_requirements(&requirements.extra.invoice, &decoded, bound))
+            .transpose()
             .map_err(unusable_invoice)?;
         Ok(Minted {
             requirements,
             checked,
-            lnbtc: Some(lnbtc),
+            lnbtc,
         })
     }
 
@@ -274,7 +252,7 @@ impl<F: Facilitator> Sale<'_, F> {
             self.ask.max_timeout_seconds,
             LnbtcExtra {
                 invoice: text.to_owned(),
-                request_hash: bound.binding.request_hash.to_hex(),
+                request_hash: bound.request_hash.clone(),
                 request_binding_profile: HTTP_PROFILE.to_owned(),
                 request_binding_params: bound.params.clone(),
             },

@@ -146,7 +146,7 @@ where
             description_hash: bound
                 .as_ref()
                 .filter(|_| offered.lnbtc())
-                .map(|bound| bound.binding.request_hash.to_hex()),
+                .map(|bound| bound.request_hash.clone()),
             ..RequirementsRequest::new(shared.network, price.as_msat(), resource)
         },
         shared: &shared,
@@ -309,6 +309,9 @@ where
 struct Bound {
     /// The binding: the request hash and its canonical description.
     binding: Binding,
+    /// The request hash as 64 lowercase hex characters (`extra.requestHash`, and the
+    /// `descriptionHash` a receiver is asked for).
+    request_hash: String,
     /// The bound URL: the public origin and the raw request target.
     url: String,
     /// `requestBindingParams`: `{"headers": […]}`.
@@ -347,6 +350,7 @@ fn bind<F>(
         &lines,
     )?;
     Ok(Bound {
+        request_hash: binding.request_hash.to_hex(),
         binding,
         url: format!("{}{target}", origin.as_str()),
         params: tag.bound_headers.params(),
@@ -452,34 +456,41 @@ impl<F: Facilitator> Sale<'_, F> {
 }
 
 impl<F: Facilitator> Sale<'_, F> {
-    /// Whether `payee` is a node the receiver vouched for (announced in `/supported`, or the
-    /// payee of an invoice it minted for this layer); `None` when the layer cannot tell.
+    /// Whether `payee` is a node the receiver vouched for (the facilitator's node announced in
+    /// `/supported`, when it is the receiver; or the payee of an invoice the receiver minted
+    /// for this layer); `None` when the layer cannot tell.
     ///
     /// When it is not known yet, the request waits for one bounded lookup: its turn among
-    /// concurrent lookups, one `/supported` call (the facilitator's timeout bounds it) and, if
-    /// the layer never saw an invoice of its receiver, one invoice minted to learn its node. A
-    /// lookup that ran less than a few seconds ago is not repeated: what it learned stands.
+    /// concurrent lookups (a lookup that ended after the request arrived answers it too), one
+    /// `/supported` call, and, if the payee is still unknown and `/supported` named no node (or
+    /// the receiver is the layer's own), one invoice minted to learn the receiver's node (a node
+    /// key may have changed). The facilitator's (and the receiver's)
+    /// own timeouts bound each call; a lookup that ended less than a few seconds ago is not
+    /// repeated.
     async fn vouched_for(&self, payee: &PublicKey) -> Option<bool> {
         let shared = self.shared;
         let state = &shared.facilitator_state;
         if state.payee_is_known(payee) == Some(true) {
             return Some(true);
         }
-        let Some(_turn) = state.lookup_turn(|| shared.clock.monotonic()).await else {
+        let arrived = shared.clock.monotonic();
+        let Some(turn) = state
+            .lookup_turn(arrived, || shared.clock.monotonic())
+            .await
+        else {
             return state.payee_is_known(payee);
         };
-        // Another request may have learned it while this one waited for its turn.
-        if state.payee_is_known(payee) == Some(true) {
-            return Some(true);
-        }
         if let Err(err) = shared.check_support().await {
             tracing::info!(error = %err, "payee lookup: /supported failed");
         }
-        if state.payee_is_known(payee) != Some(true) && !state.has_minted() {
-            // An invoice of the receiver names its node: minting one teaches it (a failure is
-            // logged where it happens).
+        // The facilitator's announced node is the word on its payees; a receiver of the
+        // layer's own, or a facilitator that names none, is asked by minting an invoice, whose
+        // payee is its node now (a node key may change; a failure is logged where it happens).
+        let announced = shared.receiver.is_none() && state.announces_payee();
+        if state.payee_is_known(payee) != Some(true) && !announced {
             let _ = self.mint::<Bytes>().await;
         }
+        turn.finish(shared.clock.monotonic());
         state.payee_is_known(payee)
     }
 }
