@@ -165,7 +165,10 @@ impl HeaderError {
 
 /// Encodes `value` as a header value: base64 (standard alphabet, padded) of its JSON.
 pub fn encode_header<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
-    serde_json::to_vec(value).map(|json| STANDARD.encode(json))
+    // A challenge is about a kilobyte: one allocation rather than a growing buffer.
+    let mut json = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut json, value)?;
+    Ok(STANDARD.encode(json))
 }
 
 /// Encodes an `X-PAYMENT` value.

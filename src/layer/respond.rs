@@ -1,6 +1,8 @@
-//! The layer's own answers: 402 with fresh requirements, 400, 409, 429, 500, 502 and 504, each
-//! a JSON body with a human-readable `error` and `Cache-Control: no-store`; and the headers a
-//! paid response gets (`X-PAYMENT-RESPONSE`, `Cache-Control`).
+//! The layer's own answers: 402 with fresh requirements, 400 (a request that cannot be bound, a
+//! malformed `PAYMENT-SIGNATURE` with its `reason`), a route check's 4xx, 409, 413, 429, 500,
+//! 502, 503 (a payee not known yet, with `Retry-After`) and 504, each a JSON body with a
+//! human-readable `error` and `Cache-Control: no-store`; and the headers a paid response gets
+//! (`X-PAYMENT-RESPONSE` / `PAYMENT-RESPONSE`, `Cache-Control`).
 
 use std::time::Duration;
 
@@ -45,7 +47,12 @@ const PAID_CACHE_CONTROL: &str = "private, no-store";
 /// A JSON response with `status`, never stored by a cache.
 fn json<B: From<Bytes>>(status: StatusCode, body: &impl Serialize) -> Response<B> {
     // Serializing these plain structs cannot fail; an empty body would still carry the status.
-    let body = serde_json::to_vec(body).unwrap_or_default();
+    // A challenge's body is most of a kilobyte: one allocation rather than a growing buffer.
+    let mut json = Vec::with_capacity(1024);
+    let body = match serde_json::to_writer(&mut json, body) {
+        Ok(()) => json,
+        Err(_) => Vec::new(),
+    };
     let mut response = Response::new(B::from(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();

@@ -18,7 +18,6 @@
 use std::sync::LazyLock;
 
 use bitcoin::hashes::{Hash as _, sha256};
-use bitcoin::hex::DisplayHex as _;
 use bitcoin::secp256k1::{Message, PublicKey, Secp256k1, VerifyOnly};
 use lightning_invoice::{Currency, RawTaggedField, SignedRawBolt11Invoice, TaggedField};
 
@@ -176,7 +175,7 @@ impl DecodedInvoice {
 
     /// The payment hash as 64 lowercase hex characters.
     pub fn payment_hash_hex(&self) -> String {
-        self.payment_hash.to_lower_hex_string()
+        encode_lower_hex(&self.payment_hash)
     }
 
     /// Whether SHA-256 of `preimage` is the payment hash.
@@ -247,6 +246,18 @@ pub(crate) enum HexError {
     Length,
 }
 
+/// The lowercase hex of `bytes` (a lookup per nibble: payment and request hashes are written
+/// on every priced request's path).
+pub(crate) fn encode_lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
 /// Decodes exactly `N` bytes from `2 * N` lowercase hex characters (upper case is malformed).
 pub(crate) fn decode_lower_hex<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
     fn nibble(byte: u8) -> Option<u8> {
@@ -289,9 +300,7 @@ mod tests {
             "a923c2c0e4fe77061ff1cb882171f6fdf926719bb7f5ffe2e05458438c52825e"
         );
         assert_eq!(
-            invoice
-                .description_hash
-                .map(|hash| hash.to_lower_hex_string()),
+            invoice.description_hash.map(|hash| encode_lower_hex(&hash)),
             Some("0d6623f775e025501fa7f0a30b54da25aad62b6ccfe35c85da38016711e6c018".to_owned())
         );
         assert_eq!(
@@ -577,6 +586,11 @@ mod tests {
     #[test]
     fn lower_hex_decoding_tells_malformed_from_length() {
         assert_eq!(decode_lower_hex::<2>("0aff"), Ok([0x0a, 0xff]));
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(
+            encode_lower_hex(&all),
+            bitcoin::hex::DisplayHex::to_lower_hex_string(&all[..])
+        );
         assert_eq!(decode_lower_hex::<2>("0AFF"), Err(HexError::Malformed));
         assert_eq!(decode_lower_hex::<2>("0af"), Err(HexError::Length));
         assert_eq!(decode_lower_hex::<2>("0aff00"), Err(HexError::Length));

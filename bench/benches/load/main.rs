@@ -1,8 +1,15 @@
 //! Side-by-side load benchmark of the payment layer, in one process on loopback:
 //!
 //! - bare axum serving the demo's handlers (twice: the second run is the A/A noise check);
-//! - the same app behind `X402Layer`: a free route, the 402 path (with its `/requirements`
-//!   round trip to the mock facilitator) and the paid path (verify + handler + settle);
+//! - the *floor* of a 402: a handler that makes one receiver round trip (the mock's
+//!   `/requirements`, asked as the layer asks it) and one strict invoice check, and nothing
+//!   else; the 402 and paid paths are reported as ratios to it;
+//! - the same app behind `X402Layer` offering the seed flow (the flow its peer speaks): a free
+//!   route, the 402 path (with its `/requirements` round trip to the mock facilitator) and the
+//!   paid path (verify + handler + settle);
+//! - behind `X402Layer` offering both flows (the demo's default): the 402 path (one invoice,
+//!   checked for both flows, bound to the request) and the lnbtc paid path (the scheme's checks
+//!   + settle + handler);
 //! - the same app behind `x402-axum` (EIP-155 price tags) on the same three paths, against a
 //!   stub facilitator that answers valid/success;
 //! - the mock facilitator and the stub as separate servers, so every facilitator call is real
@@ -19,7 +26,7 @@
 //! Environment: `X402_BENCH_ROUNDS` (default 5), `X402_BENCH_SECONDS` per timed run (default 2),
 //! `X402_BENCH_PAID` requests per paid run (default 2000), `X402_BENCH_CONNECTIONS` (default 32),
 //! `X402_BENCH_SEQUENTIAL` requests per one-at-a-time run (default 400), `X402_BENCH_ONLY` a
-//! comma-separated list of scenario numbers (0-8, in table order) to run alone, for profiling.
+//! comma-separated list of scenario numbers (0-11, in table order) to run alone, for profiling.
 
 mod apps;
 mod client;
@@ -38,6 +45,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use x402_lightning::header::X_PAYMENT;
+use x402_lightning::invoice::unix_now;
+use x402_lightning::lnbtc::client::IntendedRequest;
+use x402_lightning::lnbtc::header::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE, decode_payment_required};
 use x402_lightning::mock::{MockFacilitator, TestWallet};
 use x402_lightning::{FacilitatorCall, Network, PaymentRequired};
 
@@ -50,7 +60,12 @@ use crate::report::{Measured, Report};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Server {
     Bare,
+    /// One receiver round trip and one invoice check per request.
+    Floor,
+    /// `X402Layer`, the seed flow only.
     Lightning,
+    /// `X402Layer`, both flows; paid over lnbtc.
+    LightningBoth,
     X402Axum,
 }
 
@@ -73,7 +88,7 @@ pub struct Scenario {
     pub path: Path,
 }
 
-pub const SCENARIOS: [Scenario; 9] = [
+pub const SCENARIOS: [Scenario; 12] = [
     Scenario {
         name: "bare axum       GET /health",
         server: Server::Bare,
@@ -100,8 +115,18 @@ pub const SCENARIOS: [Scenario; 9] = [
         path: Path::Weather,
     },
     Scenario {
-        name: "x402-lightning  GET /weather -> 402",
+        name: "floor: 1 mint + 1 invoice check",
+        server: Server::Floor,
+        path: Path::Weather,
+    },
+    Scenario {
+        name: "x402-lightning  /weather 402 seed",
         server: Server::Lightning,
+        path: Path::Weather,
+    },
+    Scenario {
+        name: "x402-lightning  /weather 402 both",
+        server: Server::LightningBoth,
         path: Path::Weather,
     },
     Scenario {
@@ -110,8 +135,13 @@ pub const SCENARIOS: [Scenario; 9] = [
         path: Path::Weather,
     },
     Scenario {
-        name: "x402-lightning  GET /weather paid",
+        name: "x402-lightning  /weather paid seed",
         server: Server::Lightning,
+        path: Path::Paid,
+    },
+    Scenario {
+        name: "x402-lightning  /weather paid lnbtc",
+        server: Server::LightningBoth,
         path: Path::Paid,
     },
     Scenario {
@@ -338,9 +368,19 @@ impl Bench {
             ..self.settings
         };
         // Bare axum's `/weather`, then the paid `/weather` behind each layer.
-        let one_at_a_time = [4, 7, 8];
+        let one_at_a_time: Vec<usize> = SCENARIOS
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                matches!(
+                    (s.server, s.path),
+                    (Server::Bare, Path::Weather) | (_, Path::Paid)
+                )
+            })
+            .map(|(index, _)| index)
+            .collect();
         for _ in 0..self.settings.rounds {
-            for index in one_at_a_time {
+            for &index in &one_at_a_time {
                 if !self.settings.runs(index) {
                     continue;
                 }
@@ -362,7 +402,9 @@ impl Bench {
     ) -> Result<Measured, Box<dyn Error>> {
         let addr = match scenario.server {
             Server::Bare => self.servers.bare,
+            Server::Floor => self.servers.floor,
             Server::Lightning => self.servers.lightning,
+            Server::LightningBoth => self.servers.lightning_both,
             Server::X402Axum => self.servers.x402_axum,
         };
         let timed = if settings.seconds > 0.0 {
@@ -377,11 +419,18 @@ impl Bench {
             }
             Path::Weather => ("/weather", StatusCode::PAYMENT_REQUIRED, timed, None),
             Path::Paid => {
-                let payments = match scenario.server {
-                    Server::Lightning => self.lightning_payments(addr, settings.paid).await?,
-                    _ => self.evm_payments(settings.paid)?,
+                let (payments, header) = match scenario.server {
+                    Server::Lightning => (
+                        self.lightning_payments(addr, settings.paid).await?,
+                        X_PAYMENT,
+                    ),
+                    Server::LightningBoth => (
+                        self.lnbtc_proofs(addr, settings.paid).await?,
+                        PAYMENT_SIGNATURE,
+                    ),
+                    _ => (self.evm_payments(settings.paid)?, X_PAYMENT),
                 };
-                let header = HeaderName::from_bytes(X_PAYMENT.as_bytes())?;
+                let header = HeaderName::from_bytes(header.as_bytes())?;
                 (
                     "/weather",
                     StatusCode::OK,
@@ -446,6 +495,38 @@ impl Bench {
             payments.push(HeaderValue::from_str(&self.wallet.pay(requirements))?);
         }
         Ok(payments)
+    }
+
+    /// `count` distinct paid `PAYMENT-SIGNATURE`s of `GET /weather` behind the both-flows
+    /// `X402Layer` at `addr`, made as a client makes them: the challenge of a 402 from the
+    /// layer, checked against the request, its invoice paid over the mock's Lightning network.
+    async fn lnbtc_proofs(
+        &mut self,
+        addr: std::net::SocketAddr,
+        count: usize,
+    ) -> Result<Vec<HeaderValue>, Box<dyn Error>> {
+        let url = format!("http://{addr}/weather");
+        let intended = IntendedRequest::Http {
+            method: "GET",
+            url: &url,
+            body: b"",
+            header_lines: &[],
+        };
+        let mut proofs = Vec::with_capacity(count);
+        for _ in 0..count {
+            let challenge = self.http.get(&url).send().await?;
+            let header = challenge
+                .headers()
+                .get(PAYMENT_REQUIRED)
+                .ok_or("a 402 without PAYMENT-REQUIRED")?;
+            let required = decode_payment_required(header.as_bytes(), 64 * 1024)?;
+            let proof = self
+                .wallet
+                .pay_lnbtc(&self.mock, &required, &intended, unix_now().as_secs())
+                .map_err(|err| format!("paying the challenge: {err}"))?;
+            proofs.push(HeaderValue::from_str(&proof)?);
+        }
+        Ok(proofs)
     }
 
     /// `count` distinct x402-axum payments (EIP-3009 authorizations with distinct nonces; the

@@ -56,19 +56,28 @@ fn sorted(values: impl IntoIterator<Item = u64>) -> Vec<u64> {
     values
 }
 
-/// The scenarios a row is compared with: (bare axum, x402-axum) on the same path.
-fn references(index: usize) -> (usize, Option<usize>) {
+/// The row of `server` on `path`.
+fn find(server: Server, path: Path) -> Option<usize> {
+    SCENARIOS
+        .iter()
+        .position(|other| other.server == server && other.path == path)
+}
+
+/// The scenarios a row is compared with: (bare axum, x402-axum on the same path, the floor
+/// for a priced path of x402-lightning).
+fn references(index: usize) -> (usize, Option<usize>, Option<usize>) {
     let scenario = SCENARIOS[index];
-    let find = |server: Server, path: Path| {
-        SCENARIOS
-            .iter()
-            .position(|other| other.server == server && other.path == path)
-    };
     let bare = match scenario.path {
         Path::Free => 0,
         Path::Weather | Path::Paid => find(Server::Bare, Path::Weather).unwrap_or(0),
     };
-    (bare, find(Server::X402Axum, scenario.path))
+    let floor = match (scenario.server, scenario.path) {
+        (Server::Lightning | Server::LightningBoth, Path::Weather | Path::Paid) => {
+            find(Server::Floor, Path::Weather)
+        }
+        _ => None,
+    };
+    (bare, find(Server::X402Axum, scenario.path), floor)
 }
 
 impl Report {
@@ -105,7 +114,7 @@ impl Report {
             self.settings.connections, self.settings.rounds
         );
         println!(
-            "{:<36} {:>9} {:>7} {:>7} {:>8} {:>8} {:>9} {:>7} {:>7} {:>9}",
+            "{:<36} {:>9} {:>7} {:>7} {:>8} {:>8} {:>9} {:>7} {:>7} {:>7} {:>9}",
             "scenario",
             "req/s",
             "/bare",
@@ -115,29 +124,33 @@ impl Report {
             "cpu µs/r",
             "/bare",
             "/x402ax",
+            "/floor",
             "fac µs/r"
         );
         let per_second = |m: &Measured| m.outcome.per_second();
         let cpu = |m: &Measured| m.cpu_us_per_request();
         for (index, scenario) in SCENARIOS.iter().enumerate() {
             let runs = &self.rounds[index];
-            let (bare, peer) = references(index);
-            let peer_ratio = |metric| match peer {
-                Some(peer) if peer != index => format!("{:.3}", self.ratio(index, peer, metric)),
+            let (bare, peer, floor) = references(index);
+            let versus = |reference: Option<usize>, metric| match reference {
+                Some(reference) if reference != index => {
+                    format!("{:.3}", self.ratio(index, reference, metric))
+                }
                 _ => "-".to_owned(),
             };
             let fac = median(runs.iter().map(Measured::facilitator_us_per_request));
             println!(
-                "{:<36} {:>9.0} {:>7.3} {:>7} {:>8.0} {:>8.0} {:>9.1} {:>7.3} {:>7} {:>9}",
+                "{:<36} {:>9.0} {:>7.3} {:>7} {:>8.0} {:>8.0} {:>9.1} {:>7.3} {:>7} {:>7} {:>9}",
                 scenario.name,
                 median(runs.iter().map(per_second)),
                 self.ratio(index, bare, per_second),
-                peer_ratio(per_second),
+                versus(peer, per_second),
                 median(runs.iter().map(|m| m.outcome.quantile_us(0.5))),
                 median(runs.iter().map(|m| m.outcome.quantile_us(0.99))),
                 median(runs.iter().map(cpu)),
                 self.ratio(index, bare, cpu),
-                peer_ratio(cpu),
+                versus(peer, cpu),
+                versus(floor, cpu),
                 if fac > 0.0 {
                     format!("{fac:.1}")
                 } else {
@@ -160,12 +173,7 @@ impl Report {
     fn print_targets(&self) {
         let per_second = |m: &Measured| m.outcome.per_second();
         let cpu = |m: &Measured| m.cpu_us_per_request();
-        let row = |server: Server, path: Path| {
-            SCENARIOS
-                .iter()
-                .position(|s| s.server == server && s.path == path)
-                .unwrap_or(0)
-        };
+        let row = |server: Server, path: Path| find(server, path).unwrap_or(0);
         let noise = self.ratio(1, 0, per_second);
         let noise_cpu = self.ratio(1, 0, cpu);
         println!(
@@ -195,6 +203,41 @@ impl Report {
             let ratio = self.ratio(index, reference, per_second);
             let verdict = if ratio >= target { "met" } else { "MISSED" };
             println!("target {what} >= {target:.2}: {ratio:.3} ({verdict})");
+        }
+        // Server CPU per request against the floor's (one receiver round trip, one invoice
+        // check): what the layer adds to the work every such 402 needs.
+        let floor = row(Server::Floor, Path::Weather);
+        let against_floor = [
+            (
+                "402 path, both flows, server CPU vs the floor",
+                row(Server::LightningBoth, Path::Weather),
+                Some(1.3),
+            ),
+            (
+                "402 path, seed flow, server CPU vs the floor",
+                row(Server::Lightning, Path::Weather),
+                None,
+            ),
+            (
+                "paid path, lnbtc, server CPU vs the floor",
+                row(Server::LightningBoth, Path::Paid),
+                None,
+            ),
+            (
+                "paid path, seed flow, server CPU vs the floor",
+                row(Server::Lightning, Path::Paid),
+                None,
+            ),
+        ];
+        for (what, index, target) in against_floor {
+            let ratio = self.ratio(index, floor, cpu);
+            match target {
+                Some(target) => {
+                    let verdict = if ratio <= target { "met" } else { "MISSED" };
+                    println!("target {what} <= {target:.2}: {ratio:.3} ({verdict})");
+                }
+                None => println!("{what}: {ratio:.3}"),
+            }
         }
     }
 
@@ -229,11 +272,16 @@ impl Report {
             }
             let all = latencies(index);
             let p50 = quantile(&all, 0.5) / 1e3;
-            // The mock answers verify then settle for each request, one request at a time.
+            // The mock answers verify then settle for each request of the seed flow, settle
+            // alone for lnbtc, one request at a time.
+            let calls_per_request = match scenario.server {
+                Server::LightningBoth => 1,
+                _ => 2,
+            };
             let (facilitator, own): (Vec<u64>, Vec<u64>) = self.sequential[index]
                 .iter()
                 .flat_map(|m| {
-                    let calls = m.facilitator_times.chunks(2);
+                    let calls = m.facilitator_times.chunks(calls_per_request);
                     m.outcome
                         .latencies
                         .iter()
@@ -264,7 +312,9 @@ impl Report {
             if scenario.server == Server::Bare {
                 bare_p50 = p50;
                 bare_cpu = cpu(index);
-            } else if scenario.server == Server::Lightning && !own.is_empty() {
+            } else if matches!(scenario.server, Server::Lightning | Server::LightningBoth)
+                && !own.is_empty()
+            {
                 let overhead = quantile(&own, 0.5) / 1e3 - bare_p50;
                 let verdict = if overhead <= 50.0 { "met" } else { "MISSED" };
                 println!(

@@ -21,6 +21,13 @@ pub fn prices<F: Facilitator>(facilitator: F) -> X402LayerBuilder<F> {
     demo_shared::demo_prices(facilitator, Network::Regtest).flows(Flows::V1)
 }
 
+/// The demo's price table on regtest, through `facilitator`, in both flows: the demo's own
+/// configuration (it needs a public base URL).
+#[allow(dead_code, reason = "the load bench only")]
+pub fn prices_both<F: Facilitator>(facilitator: F) -> X402LayerBuilder<F> {
+    demo_shared::demo_prices(facilitator, Network::Regtest)
+}
+
 /// The demo's routes and handlers, as bare axum.
 pub fn routes() -> Router {
     Router::new()

@@ -212,7 +212,7 @@ impl<F: Facilitator> Sale<'_, F> {
                     .as_str()
                     .unwrap_or_default()
                     .to_owned(),
-                request_hash: bound.binding.request_hash.to_hex(),
+                request_hash: bound.request_hash.clone(),
                 request_binding_profile: HTTP_PROFILE.to_owned(),
                 request_binding_params: bound.params.clone(),
             },

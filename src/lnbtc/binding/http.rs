@@ -1,11 +1,13 @@
 //! The `http:1` profile: the binding object of an HTTP request, and its bound header names.
 
 use bitcoin::hashes::{Hash as _, sha256};
-use bitcoin::hex::DisplayHex as _;
 use serde_json::{Value, json};
 
+use super::super::invoice::encode_lower_hex;
 use super::uri::{self, HostRules};
-use super::{Binding, BindingError, HTTP_PROFILE, domain, exact_members, string_array, value_hash};
+use super::{
+    Binding, BindingError, HTTP_DOMAIN, HTTP_PROFILE, exact_members, string_array, value_hash,
+};
 
 /// The one header a route can never bind: it carries the payment, not the request.
 const PAYMENT_SIGNATURE: &str = "payment-signature";
@@ -93,19 +95,58 @@ pub(super) fn build(
         .iter()
         .map(|name| {
             let value = field_value(name, header_lines)?;
-            Ok(json!({
-                "name": name,
-                "valueHash": value_hash(value.as_deref().map(str::as_bytes)),
-            }))
+            Ok((
+                name.as_str(),
+                value_hash(value.as_deref().map(str::as_bytes)),
+            ))
         })
-        .collect::<Result<Vec<Value>, BindingError>>()?;
-    Binding::of(&json!({
-        "domain": domain(HTTP_PROFILE),
-        "method": method,
-        "url": url,
-        "bodyHash": sha256::Hash::hash(body).to_byte_array().to_lower_hex_string(),
-        "headers": headers,
-    }))
+        .collect::<Result<Vec<_>, BindingError>>()?;
+    let body_hash = encode_lower_hex(&sha256::Hash::hash(body).to_byte_array());
+    let description = canonical(HTTP_DOMAIN, method, url, &body_hash, &headers)?;
+    Ok(Binding::of_canonical(description))
+}
+
+/// The JCS (RFC 8785) text of the `http:1` binding object `{"domain", "method", "url",
+/// "bodyHash", "headers": [{"name", "valueHash"}]}`, written directly rather than through a
+/// generic canonicalizer (it is on every priced request's path): its members are strings and
+/// an array of objects of strings, so JCS is their keys in order (`bodyHash`, `domain`,
+/// `headers`, `method`, `url`; `name`, `valueHash`) and each string as `serde_json` writes it,
+/// which is JCS's string form (`\"`, `\\`, the short escapes, `\u00xx` in lowercase for the
+/// other control characters, everything else as is).
+fn canonical(
+    domain: &str,
+    method: &str,
+    url: &str,
+    body_hash: &str,
+    headers: &[(&str, String)],
+) -> Result<String, BindingError> {
+    let mut out = Vec::with_capacity(256);
+    let string = |out: &mut Vec<u8>, text: &str| {
+        serde_json::to_writer(out, text)
+            .map_err(|err| BindingError::binding(format!("cannot canonicalize: {err}")))
+    };
+    out.extend_from_slice(br#"{"bodyHash":"#);
+    string(&mut out, body_hash)?;
+    out.extend_from_slice(br#","domain":"#);
+    string(&mut out, domain)?;
+    out.extend_from_slice(br#","headers":["#);
+    for (index, (name, value_hash)) in headers.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"name":"#);
+        string(&mut out, name)?;
+        out.extend_from_slice(br#","valueHash":"#);
+        string(&mut out, value_hash)?;
+        out.push(b'}');
+    }
+    out.extend_from_slice(br#"],"method":"#);
+    string(&mut out, method)?;
+    out.extend_from_slice(br#","url":"#);
+    string(&mut out, url)?;
+    out.push(b'}');
+    String::from_utf8(out)
+        .map_err(|err| BindingError::binding(format!("cannot canonicalize: {err}")))
 }
 
 /// Checks an HTTP method: a non-empty token, case as sent.
@@ -231,5 +272,42 @@ mod tests {
         assert_eq!(field_value("cookie", &lines), Ok(None));
         let bad: [(&str, &[u8]); 1] = [("accept", b"a\x7fb")];
         assert!(field_value("accept", &bad).is_err());
+    }
+
+    #[test]
+    fn the_written_description_is_what_a_jcs_canonicalizer_makes() {
+        let odd = "q\"uote\\back\u{1}\u{8}\u{c}\n\r\t\u{1f}\u{7f}/é\u{2028}𝄞";
+        let hashes = ["a".repeat(64), "b".repeat(64)];
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, String)]);
+        let cases: [Case<'_>; 4] = [
+            ("GET", "https://api.example.com/a?b=c", &[]),
+            (
+                "POST",
+                "http://127.0.0.1:3000/ai/infer",
+                &[("content-type", hashes[0].clone())],
+            ),
+            (
+                odd,
+                odd,
+                &[("accept", hashes[0].clone()), ("x-odd", hashes[1].clone())],
+            ),
+            ("", "", &[("", String::new())]),
+        ];
+        for (method, url, headers) in cases {
+            let written =
+                canonical(HTTP_DOMAIN, method, url, &hashes[1], headers).expect("canonical");
+            let object = json!({
+                "domain": HTTP_DOMAIN,
+                "method": method,
+                "url": url,
+                "bodyHash": hashes[1],
+                "headers": headers
+                    .iter()
+                    .map(|(name, hash)| json!({ "name": name, "valueHash": hash }))
+                    .collect::<Vec<_>>(),
+            });
+            let expected = serde_json_canonicalizer::to_string(&object).expect("canonicalizes");
+            assert_eq!(written, expected, "{method:?} {url:?}");
+        }
     }
 }

@@ -7,7 +7,9 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value, json};
 
 use super::uri::{self, HostRules};
-use super::{Binding, BindingError, MCP_PROFILE, domain, exact_members, string_array, value_hash};
+use super::{
+    Binding, BindingError, MCP_DOMAIN, MCP_PROFILE, exact_members, string_array, value_hash,
+};
 
 /// The `_meta` members a route can never bind: they carry the payment and progress, not the
 /// purchased operation.
@@ -60,7 +62,7 @@ pub fn mcp_binding(
         })
         .collect::<Result<Vec<Value>, BindingError>>()?;
     Binding::of(&json!({
-        "domain": domain(MCP_PROFILE),
+        "domain": MCP_DOMAIN,
         "server": server,
         "method": "tools/call",
         "name": name,

@@ -41,7 +41,6 @@ mod uri;
 use std::fmt;
 
 use bitcoin::hashes::{Hash as _, HashEngine as _, sha256};
-use bitcoin::hex::DisplayHex as _;
 use serde_json::Value;
 
 pub use self::http::{BoundHeaders, http_binding};
@@ -53,9 +52,6 @@ use super::reason;
 pub const HTTP_PROFILE: &str = "http:1";
 /// The MCP `tools/call` profile.
 pub const MCP_PROFILE: &str = "mcp:1";
-
-/// The domain tag's prefix; the profile completes it.
-const DOMAIN_PREFIX: &str = "x402:exact:lnbtc:bolt11:";
 
 /// A request hash: SHA-256 of the canonical description bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,7 +80,7 @@ impl RequestHash {
 
     /// The 64 lowercase hex characters.
     pub fn to_hex(&self) -> String {
-        self.0.to_lower_hex_string()
+        super::invoice::encode_lower_hex(&self.0)
     }
 
     /// SHA-256 of `bytes`.
@@ -120,11 +116,16 @@ impl Binding {
     fn of(object: &Value) -> Result<Self, BindingError> {
         let description = serde_json_canonicalizer::to_string(object)
             .map_err(|err| BindingError::binding(format!("cannot canonicalize: {err}")))?;
+        Ok(Self::of_canonical(description))
+    }
+
+    /// The binding whose canonical description is `description` (JCS text written directly).
+    fn of_canonical(description: String) -> Self {
         let request_hash = RequestHash::of(description.as_bytes());
-        Ok(Self {
+        Self {
             description,
             request_hash,
-        })
+        }
     }
 }
 
@@ -176,10 +177,10 @@ pub fn validate_params(profile: &str, params: &Value) -> Result<(), BindingError
     }
 }
 
-/// The domain tag of `profile`.
-fn domain(profile: &str) -> String {
-    format!("{DOMAIN_PREFIX}{profile}")
-}
+/// The domain tag of `http:1`.
+const HTTP_DOMAIN: &str = "x402:exact:lnbtc:bolt11:http:1";
+/// The domain tag of `mcp:1`.
+const MCP_DOMAIN: &str = "x402:exact:lnbtc:bolt11:mcp:1";
 
 /// `valueHash` of a bound header or metadata member: SHA-256(0x01 || bytes) when present,
 /// SHA-256(0x00) when absent, as 64 lowercase hex characters.
@@ -192,9 +193,7 @@ fn value_hash(value: Option<&[u8]>) -> String {
         }
         None => engine.input(&[0x00]),
     }
-    sha256::Hash::from_engine(engine)
-        .to_byte_array()
-        .to_lower_hex_string()
+    super::invoice::encode_lower_hex(&sha256::Hash::from_engine(engine).to_byte_array())
 }
 
 /// The members of a parameter object, refusing anything but an object with exactly `names`.
