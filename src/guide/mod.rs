@@ -1,7 +1,8 @@
 //! The manual: guides to using the crate, one page per topic (documentation only).
 //!
 //! - [`pricing`]: prices on routes with `charge(..)`, price tables around a whole `Router`,
-//!   dynamic prices, the two flows and when each takes the payment, hooks, the builder's options;
+//!   dynamic prices, request checks, the two flows and when each takes the payment, what a 402
+//!   offers, hooks, the builder's options, CORS for browsers;
 //! - [`testing`]: the mock facilitator, the test wallet, injected faults, a handler tested alone,
 //!   a facilitator called directly;
 //! - [`security`]: what the layer answers, what it checks before content leaves, what it trusts
