@@ -8,6 +8,9 @@
 //! mock and the facilitator wrapper below (which can make `/supported` take time by moving that
 //! clock, hold it until released, or panic). Every loop is bounded.
 
+#[path = "common/in_process.rs"]
+mod in_process;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,28 +18,23 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::post;
 use bitcoin::hashes::{Hash as _, sha256};
-use bitcoin::hex::DisplayHex as _;
 use bitcoin::secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
 use bitcoin::secp256k1::{Secp256k1, SecretKey};
+use http::StatusCode;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use in_process::{GUARD, ORIGIN, Seen, app, get_req, handler, request, self_minted_proof, send_to};
 use lightning_invoice::{
     Bolt11InvoiceDescription, Currency, Description, InvoiceBuilder, Sha256, SignedRawBolt11Invoice,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Notify;
-use tower::ServiceExt as _;
 use x402_lightning::clock::{Clock, ManualClock};
 use x402_lightning::invoice::{InvoiceExpectation, check_invoice};
 use x402_lightning::layer::{PaymentRefused, X402LayerBuilder};
-use x402_lightning::lnbtc::binding::RequestHash;
 use x402_lightning::lnbtc::client::IntendedRequest;
-use x402_lightning::lnbtc::header::{
-    decode_payment_required, decode_payment_signature, encode_payment_signature,
-};
+use x402_lightning::lnbtc::header::decode_payment_signature;
 use x402_lightning::lnbtc::invoice::decode;
 use x402_lightning::lnbtc::reason;
 use x402_lightning::lnbtc::types as v2;
@@ -46,13 +44,10 @@ use x402_lightning::receiver::{InvoiceRequest, Receiver, ReceiverError};
 use x402_lightning::{
     Facilitator, FacilitatorCall, FacilitatorError, Flows, Network, PaymentRequired,
     PaymentRequirements, Price, PriceTag, RequirementsRequest, SettleRequest, SettleResponse,
-    SupportedResponse, VerifiedPayment, VerifyRequest, VerifyResponse, X402Layer,
+    SupportedResponse, VerifyRequest, VerifyResponse, X402Layer,
 };
 
-const ORIGIN: &str = "http://shop.example";
-const HOST: &str = "shop.example";
 /// Generous guard against a hang; never reached when the crate behaves.
-const GUARD: Duration = Duration::from_secs(20);
 /// How often a test yields to let other tasks reach a point it cannot observe directly.
 const SPINS: usize = 10_000;
 /// The price of `GET /weather`, in msat.
@@ -162,141 +157,12 @@ impl Facilitator for Front {
 // The app: counts handler runs and payment headers seen by handlers, keeps the bodies.
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Default)]
-struct Seen {
-    runs: Arc<AtomicUsize>,
-    payment_headers: Arc<AtomicUsize>,
-    bodies: Arc<Mutex<Vec<Bytes>>>,
-}
-
-impl Seen {
-    fn runs(&self) -> usize {
-        self.runs.load(Ordering::SeqCst)
-    }
-
-    fn payment_headers(&self) -> usize {
-        self.payment_headers.load(Ordering::SeqCst)
-    }
-
-    fn bodies(&self) -> Vec<Bytes> {
-        self.bodies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-async fn handler(State(seen): State<Seen>, request: Request<Body>) -> axum::Json<Value> {
-    seen.runs.fetch_add(1, Ordering::SeqCst);
-    let headers = request.headers();
-    if headers.contains_key("payment-signature") || headers.contains_key("x-payment") {
-        seen.payment_headers.fetch_add(1, Ordering::SeqCst);
-    }
-    let paid = request
-        .extensions()
-        .get::<VerifiedPayment>()
-        .map(|payment| payment.payment_hash.clone());
-    let body = axum::body::to_bytes(request.into_body(), usize::MAX)
-        .await
-        .unwrap_or_default();
-    seen.bodies
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(body);
-    axum::Json(json!({ "content": "priced", "paid": paid }))
-}
-
 /// A layer on `facilitator`, payTo not pinned, pricing `GET /weather` at 10 sats.
 fn builder<F: Facilitator>(facilitator: F, clock: &ManualClock) -> X402LayerBuilder<F> {
     X402Layer::builder(facilitator, Network::Regtest)
         .public_base_url(ORIGIN)
         .clock(clock.clone())
         .route("GET /weather", Price::sats(10))
-}
-
-fn app<F: Facilitator>(layer: X402Layer<F>, seen: &Seen) -> Router {
-    Router::new()
-        .route("/weather", get(handler))
-        .with_state(seen.clone())
-        .layer(layer)
-}
-
-/// A response, read whole.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
-            panic!(
-                "{} body is not JSON ({err}): {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn error(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error string in {}", self.json()))
-            .to_owned()
-    }
-
-    fn challenge(&self) -> v2::PaymentRequired {
-        assert_eq!(self.status, StatusCode::PAYMENT_REQUIRED, "{self:?}");
-        let header = self
-            .headers
-            .get("payment-required")
-            .expect("a PAYMENT-REQUIRED header");
-        decode_payment_required(header.as_bytes(), 1 << 20).expect("decodable challenge")
-    }
-
-    fn assert_402(&self, expected: &str) {
-        assert_eq!(self.status, StatusCode::PAYMENT_REQUIRED, "{self:?}");
-        assert_eq!(self.error(), expected, "{self:?}");
-    }
-}
-
-fn request(method: &str, target: &str, body: Body, headers: &[(&str, &[u8])]) -> Request<Body> {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(target)
-        .header("host", HOST);
-    for (name, value) in headers {
-        builder = builder.header(*name, HeaderValue::from_bytes(value).expect("header value"));
-    }
-    builder.body(body).expect("request")
-}
-
-fn get_req(target: &str, proof: Option<&str>) -> Request<Body> {
-    match proof {
-        Some(proof) => request(
-            "GET",
-            target,
-            Body::empty(),
-            &[("payment-signature", proof.as_bytes())],
-        ),
-        None => request("GET", target, Body::empty(), &[]),
-    }
-}
-
-async fn send_to(app: Router, request: Request<Body>) -> Answer {
-    let response = tokio::time::timeout(GUARD, app.oneshot(request))
-        .await
-        .expect("the layer answers")
-        .expect("infallible");
-    let (parts, body) = response.into_parts();
-    let body = axum::body::to_bytes(body, 1 << 24).await.expect("body");
-    Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
 }
 
 /// The lnbtc challenge of `GET target`.
@@ -306,56 +172,44 @@ async fn challenge(app: &Router, target: &str) -> v2::PaymentRequired {
         .challenge()
 }
 
-/// Pays `required` for `method target` with `body` through `mock`, as a careful client would.
+/// Pays `required` for `method target` with `body` through `mock` at `clock`'s time, as a
+/// careful client would.
 fn pay(
     wallet: &TestWallet,
     mock: &MockFacilitator,
     required: &v2::PaymentRequired,
     (method, target, body): (&str, &str, &[u8]),
-    headers: &[(&str, &[u8])],
-    now: u64,
+    clock: &ManualClock,
 ) -> String {
     let url = format!("{ORIGIN}{target}");
     let intended = IntendedRequest::Http {
         method,
         url: &url,
         body,
-        header_lines: headers,
+        header_lines: &[],
     };
     wallet
-        .pay_lnbtc(mock, required, &intended, now)
+        .pay_lnbtc(mock, required, &intended, clock.unix_now().as_secs())
         .expect("the challenge passes the client's checks and is paid")
 }
 
-/// A proof for `required` with an invoice `node` minted for the same request hash, amount and
-/// expiry, paid by the attacker itself (who knows the preimage): payTo = its node.
-fn self_minted_proof(
-    required: &v2::PaymentRequired,
-    node: &MockNode,
-    clock: &ManualClock,
-) -> String {
-    let offer = &required.accepts[0];
-    let request_hash =
-        RequestHash::from_hex(offer.request_hash().expect("request hash")).expect("hex");
-    let spec = InvoiceSpec {
-        network: Network::Regtest,
-        amount_msat: offer.amount.parse().expect("amount"),
-        description: String::new(),
-        description_hash: Some(request_hash.0),
-        created_at: clock.unix_now(),
-        expiry: Duration::from_secs(offer.max_timeout_seconds),
-    };
-    let minted = node.mint(&spec).expect("minted");
-    let mut accepted = offer.clone();
-    accepted
-        .extra
-        .insert("invoice".into(), json!(minted.invoice.to_string()));
-    accepted.pay_to = node.pay_to().to_string();
-    encode_payment_signature(&v2::PaymentPayload::lnbtc(
-        Some(required.resource.clone()),
-        accepted,
-        minted.preimage.to_lower_hex_string(),
-    ))
+/// A paid proof of `GET /weather` behind `app`, its challenge paid through `mock`.
+async fn weather_proof(app: &Router, mock: &MockFacilitator, clock: &ManualClock) -> String {
+    let required = challenge(app, "/weather").await;
+    pay(
+        &TestWallet::random(),
+        mock,
+        &required,
+        ("GET", "/weather", b""),
+        clock,
+    )
+}
+
+/// A proof for `required` with an invoice a fresh node of the attacker's minted for the same
+/// request hash, amount and expiry, paid by the attacker itself: `payTo` = its node.
+fn attacker_proof(required: &v2::PaymentRequired, clock: &ManualClock) -> String {
+    let node = MockNode::random();
+    self_minted_proof(required, &node, Some(node.pay_to().to_string()), clock)
 }
 
 /// Yields until `done` holds (at most [`SPINS`] times); whether it did.
@@ -403,7 +257,7 @@ async fn a_request_waits_for_one_payee_lookup_not_for_every_lookup_queued_before
     let started = clock.monotonic();
     let mut racers = Vec::new();
     for _ in 0..FLOOD {
-        let proof = self_minted_proof(&required, &MockNode::random(), &clock);
+        let proof = attacker_proof(&required, &clock);
         racers.push(tokio::spawn(send_to(
             app.clone(),
             get_req("/weather", Some(&proof)),
@@ -468,7 +322,7 @@ async fn flood_of_random_payees(announce_pay_to: bool) {
         &seen,
     );
     for _ in 0..FLOOD {
-        let proof = self_minted_proof(&required, &MockNode::random(), &clock);
+        let proof = attacker_proof(&required, &clock);
         send_to(fresh.clone(), get_req("/weather", Some(&proof)))
             .await
             .assert_402(reason::PAY_TO_MISMATCH);
@@ -483,7 +337,7 @@ async fn flood_of_random_payees(announce_pay_to: bool) {
     assert_eq!(minted, FLOOD + probes, "announce {announce_pay_to}");
     // After the cool-down: one more lookup, and the challenge.
     clock.advance(Duration::from_secs(5));
-    let proof = self_minted_proof(&required, &MockNode::random(), &clock);
+    let proof = attacker_proof(&required, &clock);
     send_to(fresh.clone(), get_req("/weather", Some(&proof)))
         .await
         .assert_402(reason::PAY_TO_MISMATCH);
@@ -536,8 +390,7 @@ async fn a_paid_proof_to_the_facilitators_current_node_is_never_refused_as_a_for
     );
     let required = challenge(&other, "/weather").await;
     let wallet = TestWallet::random();
-    let now = clock.unix_now().as_secs();
-    let proof = pay(&wallet, &new, &required, ("GET", "/weather", b""), &[], now);
+    let proof = pay(&wallet, &new, &required, ("GET", "/weather", b""), &clock);
 
     let mut answer = send_to(instance.clone(), get_req("/weather", Some(&proof))).await;
     assert_ne!(
@@ -594,14 +447,12 @@ async fn with_its_own_receiver_a_layer_never_takes_a_proof_paying_the_facilitato
     rerouted.accepts[0]
         .extra
         .insert("invoice".into(), json!(foreign.extra.invoice));
-    let now = clock.unix_now().as_secs();
     let proof = pay(
         &TestWallet::random(),
         &facilitator,
         &rerouted,
         ("GET", "/weather", b""),
-        &[],
-        now,
+        &clock,
     );
     let settles = facilitator.call_count(FacilitatorCall::Settle);
     let answer = send_to(app.clone(), get_req("/weather", Some(&proof))).await;
@@ -681,7 +532,7 @@ async fn a_pinned_layer_refuses_a_foreign_payee_without_any_lookup() {
     );
     let minted = front.0.requirements.load(Ordering::SeqCst);
     for _ in 0..5 {
-        let proof = self_minted_proof(&required, &MockNode::random(), &clock);
+        let proof = attacker_proof(&required, &clock);
         send_to(app.clone(), get_req("/weather", Some(&proof)))
             .await
             .assert_402(reason::PAY_TO_MISMATCH);
@@ -710,15 +561,7 @@ async fn one_proof_racing_itself_through_a_payee_lookup_is_served_once() {
         &Seen::default(),
     );
     let required = challenge(&other, "/weather").await;
-    let now = clock.unix_now().as_secs();
-    let proof = pay(
-        &wallet,
-        &mock,
-        &required,
-        ("GET", "/weather", b""),
-        &[],
-        now,
-    );
+    let proof = pay(&wallet, &mock, &required, ("GET", "/weather", b""), &clock);
     let front = Front::new(mock.clone(), clock.clone());
     front.0.hold_next.store(true, Ordering::SeqCst);
     let seen = Seen::default();
@@ -1050,8 +893,7 @@ async fn a_body_read_by_two_nested_layers_reaches_the_handler_whole_and_is_charg
         .await
         .challenge();
     let wallet = TestWallet::random();
-    let now = clock.unix_now().as_secs();
-    let proof = pay(&wallet, &mock, &required, ("POST", "/doc", DOC), &[], now);
+    let proof = pay(&wallet, &mock, &required, ("POST", "/doc", DOC), &clock);
     let header: [(&str, &[u8]); 1] = [("payment-signature", proof.as_bytes())];
     let paid = send_to(
         app.clone(),
@@ -1158,14 +1000,12 @@ async fn a_request_check_that_panics_leaves_no_payment_taken_or_held() {
     let required = send_to(app.clone(), request("POST", "/job", Body::from("job"), &[]))
         .await
         .challenge();
-    let now = clock.unix_now().as_secs();
     let proof = pay(
         &TestWallet::random(),
         &mock,
         &required,
         ("POST", "/job", b"job"),
-        &[],
-        now,
+        &clock,
     );
     let boom = tokio::spawn(send_to(
         app.clone(),
@@ -1205,16 +1045,7 @@ async fn a_get_proof_never_buys_a_head_request() {
             .expect("layer"),
         &seen,
     );
-    let required = challenge(&app, "/weather").await;
-    let now = clock.unix_now().as_secs();
-    let proof = pay(
-        &TestWallet::random(),
-        &mock,
-        &required,
-        ("GET", "/weather", b""),
-        &[],
-        now,
-    );
+    let proof = weather_proof(&app, &mock, &clock).await;
     let head = send_to(
         app.clone(),
         request(
@@ -1261,16 +1092,7 @@ async fn a_malformed_proof_is_a_400_that_costs_nothing_and_is_reported_once() {
             .expect("layer"),
         &seen,
     );
-    let required = challenge(&app, "/weather").await;
-    let now = clock.unix_now().as_secs();
-    let proof = pay(
-        &TestWallet::random(),
-        &mock,
-        &required,
-        ("GET", "/weather", b""),
-        &[],
-        now,
-    );
+    let proof = weather_proof(&app, &mock, &clock).await;
     let preimage = decode_payment_signature(proof.as_bytes(), 1 << 20).expect("decodable")
         ["payload"]["preimage"]
         .as_str()
@@ -1361,19 +1183,11 @@ async fn no_preimage_or_authorization_reaches_the_logs() {
     );
     let wallet = TestWallet::random();
     mock.fund(wallet.public_key(), 1_000_000_000);
-    let now = clock.unix_now().as_secs();
     let mut secrets = Vec::new();
 
     // Served, then replayed.
     let required = challenge(&app, "/weather").await;
-    let proof = pay(
-        &wallet,
-        &mock,
-        &required,
-        ("GET", "/weather", b""),
-        &[],
-        now,
-    );
+    let proof = pay(&wallet, &mock, &required, ("GET", "/weather", b""), &clock);
     keep(&proof, &mut secrets);
     assert_eq!(
         send_to(app.clone(), get_req("/weather", Some(&proof)))
@@ -1384,14 +1198,7 @@ async fn no_preimage_or_authorization_reaches_the_logs() {
     let _ = send_to(app.clone(), get_req("/weather", Some(&proof))).await;
     // A settle the facilitator refuses.
     let required = challenge(&app, "/weather").await;
-    let refused = pay(
-        &wallet,
-        &mock,
-        &required,
-        ("GET", "/weather", b""),
-        &[],
-        now,
-    );
+    let refused = pay(&wallet, &mock, &required, ("GET", "/weather", b""), &clock);
     keep(&refused, &mut secrets);
     mock.fail_next(FacilitatorCall::Settle, Fault::SettleFailed("nope".into()));
     let _ = send_to(app.clone(), get_req("/weather", Some(&refused))).await;

@@ -8,6 +8,9 @@
 //! handler. No test sleeps: time moves with a shared `ManualClock`, concurrency is ordered with
 //! `Notify`.
 
+#[path = "common/in_process.rs"]
+mod in_process;
+
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -19,12 +22,15 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::routing::{any, get, post};
+use axum::routing::get;
 use bitcoin::hex::DisplayHex as _;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use http::{Request, StatusCode};
 use http_body::Frame;
+use in_process::{
+    Answer, GUARD, HOST, ORIGIN, Seen, app, edit_proof, get_req, handler, request,
+    self_minted_proof, send_to,
+};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tower::ServiceExt as _;
@@ -32,10 +38,7 @@ use x402_lightning::clock::{Clock, ManualClock};
 use x402_lightning::layer::X402LayerBuilder;
 use x402_lightning::lnbtc::binding::RequestHash;
 use x402_lightning::lnbtc::client::IntendedRequest;
-use x402_lightning::lnbtc::header::{
-    decode_payment_required, decode_payment_response, decode_payment_signature,
-    encode_payment_signature,
-};
+use x402_lightning::lnbtc::header::{decode_payment_required, encode_payment_signature};
 use x402_lightning::lnbtc::invoice::decode;
 use x402_lightning::lnbtc::reason;
 use x402_lightning::lnbtc::types as v2;
@@ -43,19 +46,14 @@ use x402_lightning::mock::{Fault, InvoiceSpec, MockFacilitator, MockNode, PayErr
 use x402_lightning::receiver::{InvoiceRequest, Receiver, ReceiverError};
 use x402_lightning::{
     Facilitator, FacilitatorCall, FacilitatorError, Network, Price, PriceTag, RequirementsRequest,
-    SettleRequest, SettleResponse, SupportedResponse, VerifiedPayment, VerifyRequest,
-    VerifyResponse, X402Layer,
+    SettleRequest, SettleResponse, SupportedResponse, VerifyRequest, VerifyResponse, X402Layer,
 };
 /// Header lines, as the binding functions take them.
 type Lines<'a> = Vec<(&'a str, &'a [u8])>;
 /// The invoices a receiver minted, with their preimages.
 type Preimages = Arc<Mutex<Vec<(String, [u8; 32])>>>;
 
-const ORIGIN: &str = "http://shop.example";
-const HOST: &str = "shop.example";
 const MAX_BODY: usize = 1024 * 1024;
-/// Generous guard against a hang; never reached when the crate behaves.
-const GUARD: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------------
 // A facilitator that can lie about `/settle` (the other calls go to the mock, honestly).
@@ -185,42 +183,6 @@ impl Facilitator for Rigged {
 // The app: counts handler runs and payment headers seen by handlers, keeps the bodies.
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Default)]
-struct Seen {
-    runs: Arc<AtomicUsize>,
-    payment_headers: Arc<AtomicUsize>,
-    bodies: Arc<Mutex<Vec<Bytes>>>,
-}
-
-async fn handler(State(seen): State<Seen>, request: Request<Body>) -> axum::Json<Value> {
-    seen.runs.fetch_add(1, Ordering::SeqCst);
-    let headers = request.headers();
-    if headers.contains_key("payment-signature") || headers.contains_key("x-payment") {
-        seen.payment_headers.fetch_add(1, Ordering::SeqCst);
-    }
-    let paid = request
-        .extensions()
-        .get::<VerifiedPayment>()
-        .map(|payment| payment.payment_hash.clone());
-    let body = axum::body::to_bytes(request.into_body(), usize::MAX)
-        .await
-        .unwrap_or_default();
-    let len = body.len();
-    seen.bodies.lock().unwrap().push(body);
-    axum::Json(json!({ "content": "priced", "paid": paid, "len": len }))
-}
-
-fn app(layer: X402Layer<Rigged>, seen: Seen) -> Router {
-    Router::new()
-        .route("/weather", get(handler))
-        .route("/forecast", get(handler))
-        .route("/dyn", get(handler))
-        .route("/ai/infer", post(handler))
-        .route("/free", any(handler))
-        .with_state(seen)
-        .layer(layer)
-}
-
 struct Env {
     app: Router,
     mock: MockFacilitator,
@@ -275,113 +237,12 @@ fn env_on(
     let wallet = TestWallet::random();
     mock.fund(wallet.public_key(), 1_000_000_000);
     Env {
-        app: app(layer, seen.clone()),
+        app: app(layer, &seen),
         mock,
         rig,
         clock,
         seen,
         wallet,
-    }
-}
-
-/// A response, read whole.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
-            panic!(
-                "{} body is not JSON ({err}): {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn error(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error string in {}", self.json()))
-            .to_owned()
-    }
-
-    fn challenge(&self) -> v2::PaymentRequired {
-        assert_eq!(self.status, StatusCode::PAYMENT_REQUIRED, "{self:?}");
-        let header = self
-            .headers
-            .get("payment-required")
-            .expect("a PAYMENT-REQUIRED header");
-        decode_payment_required(header.as_bytes(), 1 << 20).expect("decodable challenge")
-    }
-
-    fn settlement(&self) -> Option<v2::SettleResponse> {
-        let header = self.headers.get("payment-response")?;
-        Some(decode_payment_response(header.as_bytes(), 1 << 20).expect("decodable"))
-    }
-
-    /// A refusal of the layer: JSON with an `error`, never stored by a cache.
-    fn assert_refusal(&self) {
-        assert_eq!(
-            self.headers.get("content-type").map(|v| v.as_bytes()),
-            Some(&b"application/json"[..]),
-            "{self:?}"
-        );
-        assert_eq!(
-            self.headers.get("cache-control").map(|v| v.as_bytes()),
-            Some(&b"no-store"[..]),
-            "{self:?}"
-        );
-        let _ = self.error();
-    }
-
-    /// A 402 with a fresh challenge and `error` = `expected` (exactly).
-    fn assert_402(&self, expected: &str) {
-        assert_eq!(self.status, StatusCode::PAYMENT_REQUIRED, "{self:?}");
-        self.assert_refusal();
-        let _ = self.challenge();
-        assert_eq!(self.error(), expected, "{self:?}");
-    }
-}
-
-fn request(method: &str, target: &str, body: Body, headers: &[(&str, &[u8])]) -> Request<Body> {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(target)
-        .header("host", HOST);
-    for (name, value) in headers {
-        builder = builder.header(*name, HeaderValue::from_bytes(value).expect("header value"));
-    }
-    builder.body(body).expect("request")
-}
-
-fn get_req(target: &str, proof: Option<&str>) -> Request<Body> {
-    match proof {
-        Some(proof) => request(
-            "GET",
-            target,
-            Body::empty(),
-            &[("payment-signature", proof.as_bytes())],
-        ),
-        None => request("GET", target, Body::empty(), &[]),
-    }
-}
-
-async fn send_to(app: Router, request: Request<Body>) -> Answer {
-    let response = tokio::time::timeout(GUARD, app.oneshot(request))
-        .await
-        .expect("the layer answers")
-        .expect("infallible");
-    let (parts, body) = response.into_parts();
-    let body = axum::body::to_bytes(body, 1 << 24).await.expect("body");
-    Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body,
     }
 }
 
@@ -395,7 +256,7 @@ impl Env {
     }
 
     fn runs(&self) -> usize {
-        self.seen.runs.load(Ordering::SeqCst)
+        self.seen.runs()
     }
 
     fn calls(&self, call: FacilitatorCall) -> usize {
@@ -451,46 +312,6 @@ impl Env {
     async fn weather_proof(&self) -> String {
         self.proof("GET", "/weather", b"", &[]).await
     }
-}
-
-fn edit_proof(proof: &str, edit: impl FnOnce(&mut Value)) -> String {
-    let mut payment = decode_payment_signature(proof.as_bytes(), 1 << 20).expect("decodable");
-    edit(&mut payment);
-    x402_lightning::header::encode_header(&payment).expect("encodable")
-}
-
-/// A proof for `required` with an invoice minted by `node` for the same request hash, amount
-/// and expiry, paid by the attacker itself (who therefore knows the preimage).
-fn self_minted_proof(
-    required: &v2::PaymentRequired,
-    node: &MockNode,
-    pay_to: Option<String>,
-    clock: &ManualClock,
-) -> String {
-    let offer = &required.accepts[0];
-    let request_hash =
-        RequestHash::from_hex(offer.request_hash().expect("request hash")).expect("hex");
-    let spec = InvoiceSpec {
-        network: Network::Regtest,
-        amount_msat: offer.amount.parse().expect("amount"),
-        description: String::new(),
-        description_hash: Some(request_hash.0),
-        created_at: clock.unix_now(),
-        expiry: Duration::from_secs(offer.max_timeout_seconds),
-    };
-    let minted = node.mint(&spec).expect("minted");
-    let mut accepted = offer.clone();
-    accepted
-        .extra
-        .insert("invoice".into(), json!(minted.invoice.to_string()));
-    if let Some(pay_to) = pay_to {
-        accepted.pay_to = pay_to;
-    }
-    encode_payment_signature(&v2::PaymentPayload::lnbtc(
-        Some(required.resource.clone()),
-        accepted,
-        minted.preimage.to_lower_hex_string(),
-    ))
 }
 
 // =============================================================================================
@@ -1072,7 +893,7 @@ async fn a_post_proof_is_bound_to_its_exact_body_and_content_type() {
         .await;
     assert_eq!(paid.status, StatusCode::OK, "{paid:?}");
     assert_eq!(
-        env.seen.bodies.lock().unwrap().last().map(|b| b.to_vec()),
+        env.seen.bodies().last().map(|b| b.to_vec()),
         Some(body.to_vec()),
         "the handler gets the bytes paid for"
     );
@@ -1656,7 +1477,7 @@ async fn payment_headers_never_reach_a_handler() {
             .await;
     }
     assert!(env.runs() >= 4, "the free handlers ran");
-    assert_eq!(env.seen.payment_headers.load(Ordering::SeqCst), 0);
+    assert_eq!(env.seen.payment_headers(), 0);
 }
 
 // =============================================================================================
