@@ -176,10 +176,6 @@ async fn run() -> Result<(), Box<dyn Error>> {
         Ok(()) => println!("facilitator {facilitator_url} serves {network} for the flows {flows}"),
         Err(err) => println!("warning: {err}"),
     }
-    let offered = payments.offered_flows();
-    if offered != flows {
-        println!("402s offer the flows the facilitator serves: {offered} (X402_FLOWS picks them)");
-    }
 
     let router = Router::new()
         .route("/", get(index))
@@ -191,7 +187,13 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // outermost, so that its preflight answers and headers cover the layer's 402s too.
     let app = cors().layer(payments.layer(router));
 
-    println!("flows {flows}, public base URL {public_base_url}");
+    let offered = payments.offered_flows();
+    if offered == flows {
+        println!("flows {flows}, public base URL {public_base_url}");
+    } else {
+        // The facilitator serves fewer flows than X402_FLOWS names: 402s offer only those.
+        println!("flows {flows}, 402s offer {offered}, public base URL {public_base_url}");
+    }
     println!("listening on http://{local}");
     // The peer address keys the per-client issuance limit.
     let app = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
