@@ -453,9 +453,7 @@ impl<F: Facilitator> Sale<'_, F> {
         hooks::fire(hook, "payment_refused", event).await;
         response
     }
-}
 
-impl<F: Facilitator> Sale<'_, F> {
     /// Whether `payee` is a node the receiver vouched for (the facilitator's node announced in
     /// `/supported`, when it is the receiver; or the payee of an invoice the receiver minted
     /// for this layer); `None` when the layer cannot tell.
@@ -464,9 +462,8 @@ impl<F: Facilitator> Sale<'_, F> {
     /// concurrent lookups (a lookup that ended after the request arrived answers it too), one
     /// `/supported` call, and, if the payee is still unknown and `/supported` named no node (or
     /// the receiver is the layer's own), one invoice minted to learn the receiver's node (a node
-    /// key may have changed). The facilitator's (and the receiver's)
-    /// own timeouts bound each call; a lookup that ended less than a few seconds ago is not
-    /// repeated.
+    /// key may have changed). The facilitator's (and the receiver's) own timeouts bound each
+    /// call; a lookup that ended less than a few seconds ago is not repeated.
     async fn vouched_for(&self, payee: &PublicKey) -> Option<bool> {
         let shared = self.shared;
         let state = &shared.facilitator_state;
