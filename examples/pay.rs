@@ -195,8 +195,15 @@ async fn pay_lnbtc(walk: &Walk) -> Result<(), Box<dyn Error>> {
         policy = policy.allow(network);
     }
     let now = unix_now().as_secs();
-    let selected = select(&required, &intended, &policy, now)
-        .map_err(|err| format!("refusing to pay: {err}"))?;
+    let selected = select(&required, &intended, &policy, now).map_err(|err| {
+        let hint = if err.reason == x402_lightning::lnbtc::reason::UNSUPPORTED_NETWORK {
+            " (to pay on the demo's network, set X402_NETWORK as the demo's, e.g. \
+             X402_NETWORK=lightning-regtest)"
+        } else {
+            ""
+        };
+        format!("refusing to pay: {err}{hint}")
+    })?;
     let invoice = &selected.invoice;
     println!("2. checked the offer as the scheme's client must");
     println!(
@@ -297,7 +304,16 @@ async fn pay_v1(walk: &Walk) -> Result<(), Box<dyn Error>> {
         println!("   (not a priced route: nothing to pay)");
         return Ok(());
     }
-    let required: PaymentRequired = response.json().await?;
+    let body: serde_json::Value = response.json().await?;
+    if body["x402Version"] != 1 {
+        return Err(format!(
+            "the server offers no seed-flow (x402 version 1) payment here, only {}: run without \
+             --flow v1 to pay with lnbtc",
+            body["accepts"][0]["network"]
+        )
+        .into());
+    }
+    let required: PaymentRequired = serde_json::from_value(body)?;
     let requirements = required
         .accepts
         .first()

@@ -271,7 +271,11 @@ async fn a_layer_offering_both_flows_offers_only_lnbtc_and_is_paid_through_the_s
         .check_facilitator()
         .await
         .expect_err("the seed flow's kind is not listed");
-    assert!(err.to_string().contains("v1,lnbtc"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("does not serve the flow v1 on lightning-regtest (it serves lnbtc"),
+        "{err}"
+    );
     assert_eq!(layer.offered_flows(), Flows::LNBTC);
     let app = Router::new()
         .route("/weather", get(|| async { "sunny" }))

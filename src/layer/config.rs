@@ -126,6 +126,14 @@ impl Flows {
     pub(crate) const fn is_empty(self) -> bool {
         !self.v1 && !self.lnbtc
     }
+
+    /// These flows, less those of `other`.
+    pub(crate) const fn without(self, other: Flows) -> Flows {
+        Flows {
+            v1: self.v1 && !other.v1,
+            lnbtc: self.lnbtc && !other.lnbtc,
+        }
+    }
 }
 
 impl Default for Flows {

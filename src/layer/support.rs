@@ -57,8 +57,9 @@ pub enum SupportError {
     /// The layer keeps working: its 402s offer only the flows listed (`served`), and it learned
     /// the `payTo` any listed kind announced.
     #[error(
-        "the facilitator does not support exact payments on {network} for the flows {flows} \
-         (it serves {served}); it lists {listed:?}"
+        "the facilitator does not serve the flow {missing} on {network} (it serves {served}: \
+         402s offer only what it serves); it lists {listed:?}",
+        missing = flows.without(*served)
     )]
     NetworkNotSupported {
         /// The layer's network.

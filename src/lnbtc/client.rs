@@ -182,7 +182,7 @@ fn check_candidate(
                 reason::UNSUPPORTED_NETWORK,
                 format!(
                     "network {} ({network}) is not in this client's policy ({}); to pay on it, \
-                     add Network::{network:?} to ClientPolicy::networks",
+                     allow it with ClientPolicy::allow(Network::{network:?})",
                     requirements.network,
                     policy_networks(policy),
                 ),
