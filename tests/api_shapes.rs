@@ -12,6 +12,10 @@ use x402_lightning::mock::MockFacilitator;
 use x402_lightning::{HttpFacilitator, Network, Price, X402Layer};
 
 #[test]
+#[allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "the point is that a &String is taken as well"
+)]
 fn builder_strings_take_str_string_and_string_references_alike() {
     let owned = String::from("http://127.0.0.1:4021");
     let key = String::from("my-api-key");
