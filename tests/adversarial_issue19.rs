@@ -8,6 +8,8 @@
 //! mock and the facilitator wrapper below (which can make `/supported` take time by moving that
 //! clock, hold it until released, or panic). Every loop is bounded.
 
+#[path = "common/frames_and_logs.rs"]
+mod frames_and_logs;
 #[path = "common/in_process.rs"]
 mod in_process;
 
@@ -22,6 +24,7 @@ use axum::routing::post;
 use bitcoin::hashes::{Hash as _, sha256};
 use bitcoin::secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
 use bitcoin::secp256k1::{Secp256k1, SecretKey};
+use frames_and_logs::{Captured, framed};
 use http::StatusCode;
 use http::request::Parts;
 use in_process::{GUARD, ORIGIN, Seen, app, get_req, handler, request, self_minted_proof, send_to};
@@ -788,31 +791,6 @@ fn the_seed_flow_pre_check_refuses_a_high_s_invoice_as_the_strict_decoder_does()
 // 4. Request checks and prices read from the body.
 // =============================================================================================
 
-/// A request whose body arrives in frames, without `Content-Length`.
-struct Frames(std::collections::VecDeque<Bytes>);
-
-impl http_body::Body for Frames {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        std::task::Poll::Ready(
-            self.0
-                .pop_front()
-                .map(|chunk| Ok(http_body::Frame::data(chunk))),
-        )
-    }
-}
-
-fn framed(body: &[u8], frame: usize) -> Body {
-    Body::new(Frames(
-        body.chunks(frame).map(Bytes::copy_from_slice).collect(),
-    ))
-}
-
 /// Held: a route priced by its body that turns out free hands the handler every byte and no
 /// payment header; a route around it (a price table) that leaves the request free keeps the
 /// payment for the `charge` inside, whose request check reads the same bytes; the proof is
@@ -1126,24 +1104,6 @@ async fn a_malformed_proof_is_a_400_that_costs_nothing_and_is_reported_once() {
     // The proof itself is untouched.
     let paid = send_to(app.clone(), get_req("/weather", Some(&proof))).await;
     assert_eq!(paid.status, StatusCode::OK);
-}
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Every log line of this test binary, at every level: one global subscriber, so that no

@@ -7,12 +7,15 @@
 //! public origin (as behind a load balancer), a mock facilitator as a real HTTP server.
 
 mod common;
+#[path = "common/frames_and_logs.rs"]
+mod frames_and_logs;
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{demo_app, demo_prices, facilitator_for, serve};
+use frames_and_logs::Captured;
 use http::StatusCode;
 use serde_json::Value;
 use x402_lightning::clock::ManualClock;
@@ -349,24 +352,6 @@ async fn a_route_whose_flows_the_facilitator_serves_none_of_is_a_502_with_nothin
     assert_eq!(mock.call_count(FacilitatorCall::Requirements), 0);
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn a_withdrawn_flow_is_logged_once_and_its_return_once() {
     let captured = Captured::default();
@@ -389,7 +374,7 @@ async fn a_withdrawn_flow_is_logged_once_and_its_return_once() {
     for _ in 0..3 {
         let _ = layer.check_facilitator().await;
     }
-    let log = String::from_utf8_lossy(&captured.0.lock().expect("log")).into_owned();
+    let log = captured.text();
     assert_eq!(log.matches("does not serve this flow").count(), 1, "{log}");
     assert_eq!(log.matches("serves this flow again").count(), 1, "{log}");
 }

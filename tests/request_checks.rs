@@ -5,8 +5,9 @@
 //! priced by its real length.
 
 mod common;
+#[path = "common/frames_and_logs.rs"]
+mod frames_and_logs;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -30,6 +31,7 @@ use x402_lightning::{
 };
 
 use common::{INFER_MSAT, demo_app, demo_prices};
+use frames_and_logs::framed;
 
 const ORIGIN: &str = "http://localhost";
 
@@ -259,27 +261,7 @@ fn chunked(body: &'static [u8], header: Option<(&str, &str)>) -> Request {
     if let Some((name, value)) = header {
         request = request.header(name, value);
     }
-    let chunks = body.chunks(7).map(Bytes::from_static).collect();
-    request.body(Body::new(Chunked(chunks))).expect("request")
-}
-
-/// A body of several frames whose size is not known in advance.
-struct Chunked(std::collections::VecDeque<Bytes>);
-
-impl http_body::Body for Chunked {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        std::task::Poll::Ready(
-            self.0
-                .pop_front()
-                .map(|chunk| Ok(http_body::Frame::data(chunk))),
-        )
-    }
+    request.body(framed(body, 7)).expect("request")
 }
 
 /// 1 sat per byte, and free under 8 bytes.
