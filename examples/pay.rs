@@ -16,8 +16,11 @@
 //!   invoice and returns its preimage, `POST {"invoice": …}` → `{"preimage", "paymentHash",
 //!   "amountMsat"}` (default `http://127.0.0.1:4021/pay`: the demo's embedded mock, or the
 //!   facilitator service's simulated node);
-//! - `X402_WALLET_KEY`: the seed flow's wallet secret key, 64 hex (default: the public demo
-//!   wallet the demo's embedded mock facilitator funds);
+//! - `X402_WALLET_KEY`: the seed flow's account key, 64 hex (default: the public demo key,
+//!   `x402_lightning::mock::DEMO_WALLET_SECRET`: for demos only);
+//! - `X402_FACILITATOR_URL`: the facilitator holding the seed flow's account (default
+//!   `http://127.0.0.1:4021`, the demo's embedded facilitator service); the seed flow deposits
+//!   to the account first, paying the deposit invoice through `X402_PAY_URL`;
 //! - `X402_NETWORK`: a network to pay on besides upstream's mainnet and testnet (set it as the
 //!   demo's, e.g. `lightning-regtest`); an lnbtc offer on another network is refused.
 
@@ -35,7 +38,9 @@ use x402_lightning::lnbtc::header::{
     PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, decode_payment_required,
     decode_payment_response, encode_payment_signature,
 };
-use x402_lightning::mock::TestWallet;
+use x402_lightning::mock::DEMO_WALLET_SECRET;
+use x402_lightning::v1::AccountKey;
+use x402_lightning::v1::accounts::{AccountBalance, DepositInvoice, DepositStatus};
 use x402_lightning::{Network, PaymentRequired};
 
 /// One request of the walk: method, URL and optional JSON body.
@@ -78,8 +83,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
         println!(
             "usage: cargo run --example pay -- [--flow lnbtc|v1] [PATH] [JSON BODY]\n\
              env: X402_DEMO_URL (http://127.0.0.1:3000), X402_PAY_URL \
-             (http://127.0.0.1:4021/pay), X402_WALLET_KEY (the demo wallet), X402_NETWORK \
-             (a network to pay on besides mainnet and testnet)"
+             (http://127.0.0.1:4021/pay), X402_FACILITATOR_URL (http://127.0.0.1:4021, the seed \
+             flow's account), X402_WALLET_KEY (the public demo key), X402_NETWORK (a network to \
+             pay on besides mainnet and testnet)"
         );
         return Ok(());
     }
@@ -284,13 +290,18 @@ async fn pay_lnbtc(walk: &Walk) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// The seed flow: sign an authorization for the body's invoice and send it in `X-PAYMENT`.
+/// The seed flow: fund the account at the facilitator (a deposit paid over Lightning), then
+/// sign an authorization for the 402's invoice and send it in `X-PAYMENT`; the facilitator
+/// pays it from the account.
 async fn pay_v1(walk: &Walk) -> Result<(), Box<dyn Error>> {
-    let wallet = match std::env::var("X402_WALLET_KEY") {
-        Ok(hex) => TestWallet::from_secret_hex(hex.trim())
-            .map_err(|err| format!("X402_WALLET_KEY: {err}"))?,
-        Err(_) => TestWallet::demo(),
-    };
+    let secret = std::env::var("X402_WALLET_KEY").unwrap_or_else(|_| DEMO_WALLET_SECRET.into());
+    let key =
+        AccountKey::from_secret_hex(&secret).map_err(|err| format!("X402_WALLET_KEY: {err}"))?;
+    let facilitator = std::env::var("X402_FACILITATOR_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:4021".into())
+        .trim_end_matches('/')
+        .to_owned();
+    let pay_url = std::env::var("X402_PAY_URL").unwrap_or_else(|_| format!("{facilitator}/pay"));
     let (method, url) = (&walk.method, &walk.url);
     println!("1. {method} {url} without payment");
     let response = walk
@@ -347,11 +358,46 @@ async fn pay_v1(walk: &Walk) -> Result<(), Box<dyn Error>> {
     println!("   payment hash: {}", invoice.payment_hash());
     println!("   expires in:   {} s", invoice.expiry_time().as_secs());
 
-    let payment = wallet.pay(requirements);
-    println!("3. signed the invoice with wallet {}", wallet.id());
+    // Fund the account with ten times the price: a deposit invoice of the facilitator's node,
+    // paid over Lightning.
+    let network = requirements.network.as_str();
+    let account = Account {
+        client: &walk.client,
+        facilitator: &facilitator,
+        key: &key,
+        network,
+    };
+    let amount = requirements.max_amount_required.saturating_mul(10);
+    let deposit = account.deposit(amount).await?;
+    println!(
+        "3. deposited {amount} msat to account {} at {facilitator}",
+        key.account()
+    );
+    println!("   deposit invoice: {}", deposit.invoice);
+    let paying = walk
+        .client
+        .post(&pay_url)
+        .json(&serde_json::json!({ "invoice": deposit.invoice }))
+        .send()
+        .await
+        .map_err(|err| format!("cannot reach the Lightning payer at {pay_url}: {err}"))?;
+    if !paying.status().is_success() {
+        return Err(format!("the payer refused the deposit: {}", paying.text().await?).into());
+    }
+    println!("   paid it through {pay_url}");
+    let state = account.deposit_state(&deposit.payment_hash).await?;
+    println!("   deposit {}: {:?}", deposit.payment_hash, state.state);
+    let before = account.balance().await?;
+    println!(
+        "   balance:      {} msat (held {}, available {})",
+        before.balance, before.held, before.available
+    );
+
+    let payment = key.payment_header(requirements);
+    println!("4. signed the invoice with account {}", key.account());
     println!("   X-PAYMENT: {}...", payment.get(..48).unwrap_or(&payment));
 
-    println!("4. {method} {url} with X-PAYMENT");
+    println!("5. {method} {url} with X-PAYMENT");
     let response = walk.send(Some((X_PAYMENT, &payment))).await?;
     let status = response.status();
     println!("   <- {status}");
@@ -369,8 +415,15 @@ async fn pay_v1(walk: &Walk) -> Result<(), Box<dyn Error>> {
     if !status.is_success() {
         return Err(format!("payment not accepted: {status}").into());
     }
+    let after = account.balance().await?;
+    println!(
+        "   balance:      {} msat (was {}: {} msat paid from the account)",
+        after.balance,
+        before.balance,
+        before.balance.saturating_sub(after.balance)
+    );
 
-    println!("5. replay the same X-PAYMENT");
+    println!("6. replay the same X-PAYMENT");
     let replay = walk.send(Some((X_PAYMENT, &payment))).await?;
     let status = replay.status();
     let refused: serde_json::Value = replay.json().await?;
@@ -379,4 +432,84 @@ async fn pay_v1(walk: &Walk) -> Result<(), Box<dyn Error>> {
         refused["error"].as_str().unwrap_or("?")
     );
     Ok(())
+}
+
+/// The seed flow's account at the facilitator.
+struct Account<'a> {
+    client: &'a reqwest::Client,
+    facilitator: &'a str,
+    key: &'a AccountKey,
+    network: &'a str,
+}
+
+impl Account<'_> {
+    /// `POST /accounts/deposits`: a deposit invoice crediting the account once paid.
+    async fn deposit(&self, amount_msat: u64) -> Result<DepositInvoice, Box<dyn Error>> {
+        let response = self
+            .client
+            .post(format!("{}/accounts/deposits", self.facilitator))
+            .json(&serde_json::json!({
+                "network": self.network,
+                "account": self.key.account(),
+                "amount": amount_msat.to_string(),
+            }))
+            .send()
+            .await
+            .map_err(|err| {
+                format!(
+                    "cannot reach the facilitator at {}: {err}",
+                    self.facilitator
+                )
+            })?;
+        if response.status() != StatusCode::CREATED {
+            return Err(format!(
+                "the facilitator refused the deposit ({}): {}",
+                response.status(),
+                response.text().await?
+            )
+            .into());
+        }
+        Ok(response.json().await?)
+    }
+
+    /// `GET /accounts/deposits/{paymentHash}`.
+    async fn deposit_state(&self, payment_hash: &str) -> Result<DepositStatus, Box<dyn Error>> {
+        let response = self
+            .client
+            .get(format!(
+                "{}/accounts/deposits/{payment_hash}",
+                self.facilitator
+            ))
+            .send()
+            .await?;
+        Ok(response.error_for_status()?.json().await?)
+    }
+
+    /// The signed read `GET /accounts/{network}/{account}`.
+    async fn balance(&self) -> Result<AccountBalance, Box<dyn Error>> {
+        let now = unix_now().as_secs();
+        let response = self
+            .client
+            .get(format!(
+                "{}/accounts/{}/{}",
+                self.facilitator,
+                self.network,
+                self.key.account()
+            ))
+            .header(
+                x402_lightning::v1::sign::ACCOUNT_SIGNATURE_HEADER,
+                self.key.account_read_signature(self.network, now),
+            )
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "the facilitator refused the account read ({}): {}",
+                response.status(),
+                response.text().await?
+            )
+            .into());
+        }
+        Ok(response.json().await?)
+    }
 }

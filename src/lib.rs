@@ -23,9 +23,11 @@
 //!   binding, strict invoice decoding, the facilitator's `/settle` checks, a client's checks);
 //! - [`receiver`]: what mints the invoices ([`receiver::Receiver`], the facilitator's);
 //! - [`network`]: the networks and their `lightning…` and `lnbtc:…` names;
-//! - [`types`]: the seed flow's wire types (requirements, payloads, facilitator calls);
-//! - [`header`]: encoding and decoding of the `X-PAYMENT` / `X-PAYMENT-RESPONSE` headers;
-//! - [`invoice`]: pre-checks of BOLT11 invoices (network, amount, payee, expiry);
+//! - [`v1`]: the seed scheme as a library (x402 v1 wire types, header codec, invoice
+//!   pre-checks, the signed messages and [`v1::AccountKey`], the facilitator's ordered
+//!   `/verify` and `/settle` checks, the accounts' wire types); [`types`] and [`invoice`] are
+//!   its modules under their earlier names;
+//! - [`header`]: the payment header names of both flows, and the `X-PAYMENT` codec;
 //! - [`facilitator`]: the [`Facilitator`] trait and [`HttpFacilitator`], its HTTP client;
 //! - [`clock`]: the layer's and the mock's time, injectable for tests ([`clock::ManualClock`]);
 //! - `mock` (feature `mock`): a mock facilitator that mints real signed invoices, in process or
@@ -76,7 +78,6 @@ pub mod header;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
-pub mod invoice;
 pub mod layer;
 pub mod lnbtc;
 #[cfg(feature = "mock")]
@@ -87,7 +88,12 @@ pub mod price;
 #[doc = include_str!("protocol.md")]
 pub mod protocol {}
 pub mod receiver;
-pub mod types;
+pub mod v1;
+
+/// The seed flow's invoice pre-checks (the same module as [`v1::invoice`]).
+pub use crate::v1::invoice;
+/// The seed flow's wire types (the same module as [`v1::types`]).
+pub use crate::v1::types;
 
 pub use crate::facilitator::{Facilitator, FacilitatorCall, FacilitatorError, HttpFacilitator};
 pub use crate::layer::{ConfigError, Flows, VerifiedPayment, X402Layer, X402Service};

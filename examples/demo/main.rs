@@ -9,11 +9,12 @@
 //!
 //! Environment:
 //! - `X402_BIND`: address to listen on (default `127.0.0.1:3000`);
-//! - `X402_FACILITATOR_URL`: the facilitator, e.g. `http://127.0.0.1:4021` for the facilitator
-//!   service (`cargo run -p x402-lightning-facilitator`, which serves the lnbtc flow only: run
-//!   the demo with `X402_FLOWS=lnbtc` against it) (default: start the embedded mock facilitator on
-//!   `127.0.0.1:4021`, or a free loopback port when that one is taken, funding the public demo
-//!   wallet with 1 BTC; it also plays the Lightning network: `POST /pay` pays its invoices);
+//! - `X402_FACILITATOR_URL`: the facilitator, e.g. `http://127.0.0.1:4021` for a facilitator
+//!   service of your own (`cargo run -p x402-lightning-facilitator`) (default: start the
+//!   facilitator service itself, embedded, on `127.0.0.1:4021`, or a free loopback port when
+//!   that one is taken: both flows, prepaid accounts in a SQLite file in a temporary directory
+//!   (gone when the demo stops), and a simulated Lightning node whose `POST /pay` pays its
+//!   invoices and `POST /pay/external` mints invoices of another node for withdrawals);
 //! - `X402_NETWORK`: `lightning`, `lightning-testnet` (default: an upstream network, so any
 //!   standard lnbtc client pays it), `lightning-signet` or `lightning-regtest`;
 //! - `X402_PAY_TO`: pin the payee node key (66 hex); invoices payable elsewhere are refused;
@@ -45,17 +46,14 @@ use serde_json::{Value, json};
 use tower::Layer as _;
 use x402_lightning::invoice::parse_node_id;
 use x402_lightning::layer::{IssuanceLimit, IssuanceRate};
-use x402_lightning::mock::{MockFacilitator, TestWallet};
 use x402_lightning::{Flows, HttpFacilitator, Network, VerifiedPayment};
 
 use self::cors::cors;
 use self::shared::{demo_prices, infer};
 
 mod cors;
+mod embedded;
 mod shared;
-
-/// What the embedded mock funds the demo wallet with: 1 BTC in msat.
-const DEMO_BALANCE_MSAT: u64 = 100_000_000_000;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name)
@@ -105,37 +103,15 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let local = listener.local_addr()?;
     let public_base_url = env("X402_PUBLIC_BASE_URL").unwrap_or_else(|| format!("http://{local}"));
 
-    // The embedded mock lives as long as `main`; dropping it would stop it.
+    // The embedded service lives as long as `main`; dropping it stops it and removes its
+    // database.
     let mut _embedded = None;
     let facilitator_url = match env("X402_FACILITATOR_URL") {
         Some(url) => url,
         None => {
-            let mock = match MockFacilitator::builder()
-                .network(network)
-                .bind(SocketAddr::from(([127, 0, 0, 1], 4021)))
-                .start()
-                .await
-            {
-                Ok(mock) => mock,
-                // 4021 is taken: any free port will do (`pay` then needs X402_PAY_URL).
-                Err(_) => {
-                    let mock = MockFacilitator::builder().network(network).start().await?;
-                    println!(
-                        "127.0.0.1:4021 is taken: pay with X402_PAY_URL={}/pay cargo run --example pay",
-                        mock.url()
-                    );
-                    mock
-                }
-            };
-            mock.fund(TestWallet::demo().public_key(), DEMO_BALANCE_MSAT);
-            println!("embedded mock facilitator on {}", mock.url());
-            println!("  payTo: {}", mock.pay_to());
-            println!(
-                "  demo wallet {} funded with {DEMO_BALANCE_MSAT} msat",
-                TestWallet::demo().id()
-            );
-            let url = mock.url();
-            _embedded = Some(mock);
+            let service = embedded::start(network).await?;
+            let url = service.url.clone();
+            _embedded = Some(service);
             url
         }
     };
@@ -219,11 +195,13 @@ A priced route answers 402 with one fresh BOLT11 invoice, offered two ways:
 x402 v2, scheme exact on lnbtc (the PAYMENT-REQUIRED header, base64 JSON):
   1. Check the invoice: its description hash is the request hash (SHA-256 of the JCS http:1
      binding of your exact request), its amount, payee (payTo) and expiry are the offer's.
-  2. Pay it with any Lightning wallet (here: POST the invoice to the mock's /pay).
+  2. Pay it with any Lightning wallet (here: POST the invoice to the facilitator's /pay).
   3. Send PAYMENT-SIGNATURE: base64 of {\"x402Version\":2,\"accepted\":<the offer>,
      \"payload\":{\"preimage\":<64 hex>}}; the answer carries PAYMENT-RESPONSE.
 
-x402 v1, the seed flow (the JSON body):
+x402 v1, the seed flow (the JSON body), paid from a prepaid account at the facilitator:
+  0. Fund it: POST /accounts/deposits {\"network\",\"account\",\"amount\"} at the facilitator
+     and pay the deposit invoice (here: POST it to the facilitator's /pay).
   1. Sign SHA-256 of accepts[0].extra.invoice with your key (64-byte compact ECDSA, hex).
   2. Send X-PAYMENT: base64 of {\"x402Version\":1,\"scheme\":\"exact\",\"network\":...,
      \"payload\":{\"invoice\":...,\"signature\":...,\"from\":<your 66-hex public key>}}

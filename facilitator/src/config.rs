@@ -21,6 +21,19 @@ pub const DEFAULT_LND_URL: &str = "https://127.0.0.1:8080";
 /// skews (up to this one) never purge a key another instance could still accept.
 pub const MAX_SKEW_SECONDS: u64 = 600;
 
+/// The default flows: both.
+pub const DEFAULT_FLOWS: &str = "v1,lnbtc";
+
+/// A payment flow the service serves (`X402_FACILITATOR_FLOWS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flow {
+    /// The seed flow (x402 version 1): prepaid accounts, signed authorizations, `/verify`,
+    /// deposits and withdrawals.
+    V1,
+    /// `exact` on `lnbtc` (x402 version 2): preimage proofs settled upfront.
+    Lnbtc,
+}
+
 /// Which Lightning node mints the invoices of `POST /requirements`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum NodeKind {
@@ -37,12 +50,17 @@ pub enum NodeKind {
 #[command(
     name = "x402-lightning-facilitator",
     version,
-    about = "An x402 facilitator for `exact` on `lnbtc`: settles Lightning payment proofs once, \
-             against a durable replay store (SQLite or PostgreSQL), and mints invoices through a \
+    about = "An x402 facilitator for `exact` on Lightning: the seed flow (x402 v1) from prepaid \
+             accounts, and `exact` on `lnbtc` (x402 v2) preimage proofs, settled once against a \
+             durable store (SQLite or PostgreSQL), with invoices minted and withdrawals paid by a \
              Lightning node.",
-    after_help = "Routes: POST /settle and POST /requirements (bearer API key when keys are \
-                  set), GET /supported, GET /healthz, GET /metrics; POST /pay with the simulated \
-                  node. Every option can also be given as its environment variable."
+    after_help = "Routes: POST /requirements, /verify and /settle (bearer API key when keys are \
+                  set), GET /supported, GET /healthz, GET /metrics; accounts (seed flow): POST \
+                  /accounts/deposits, GET /accounts/deposits/{paymentHash}, GET \
+                  /accounts/{network}/{account} (signed), POST /accounts/withdrawals, GET \
+                  /accounts/{network}/{account}/withdrawals/{paymentHash} (signed); POST /pay and \
+                  /pay/external with the simulated node. Every option can also be given as its \
+                  environment variable."
 )]
 pub struct Config {
     /// The address to listen on.
@@ -55,10 +73,17 @@ pub struct Config {
           hide_env_values = true)]
     pub database_url: String,
 
-    /// The `lnbtc:` networks settled and minted for, comma-separated (mainnet
+    /// The flows served, comma-separated: `v1` (the seed flow, with prepaid accounts) and
+    /// `lnbtc`.
+    #[arg(long, env = "X402_FACILITATOR_FLOWS", default_value = DEFAULT_FLOWS,
+          value_delimiter = ',', value_enum)]
+    pub flows: Vec<Flow>,
+
+    /// The networks served, comma-separated, in either id form: `lnbtc:` ids (mainnet
     /// `lnbtc:000000000019d6689c085ae165831e93`, testnet `lnbtc:000000000933ea01ad0ee984209779ba`,
     /// signet `lnbtc:00000008819873e925422c1ff0f99f7c`, regtest
-    /// `lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328`).
+    /// `lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328`) or x402 v1 names (`lightning`,
+    /// `lightning-testnet`, `lightning-signet`, `lightning-regtest`).
     #[arg(long, env = "X402_FACILITATOR_NETWORKS", default_value = DEFAULT_NETWORKS,
           value_delimiter = ',', value_parser = parse_network)]
     pub networks: Vec<Network>,
@@ -98,6 +123,23 @@ pub struct Config {
     /// The path of LND's TLS certificate (`tls.cert`), trusted for the REST connection.
     #[arg(long, env = "X402_FACILITATOR_LND_TLS_CERT")]
     pub lnd_tls_cert: Option<PathBuf>,
+
+    /// How long a deposit invoice can be paid, in seconds.
+    #[arg(
+        long,
+        env = "X402_FACILITATOR_DEPOSIT_EXPIRY_SECONDS",
+        default_value_t = 3600
+    )]
+    pub deposit_expiry_seconds: u64,
+
+    /// How long `POST /accounts/withdrawals` waits for the node to decide before answering 202
+    /// `pending`, in milliseconds.
+    #[arg(
+        long,
+        env = "X402_FACILITATOR_WITHDRAWAL_WAIT_MS",
+        default_value_t = 5_000
+    )]
+    pub withdrawal_wait_ms: u64,
 
     /// The timeout of each call to the Lightning node, in milliseconds.
     #[arg(
@@ -141,6 +183,9 @@ impl Default for Config {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 4021)),
             database_url: DEFAULT_DATABASE_URL.to_owned(),
+            flows: vec![Flow::V1, Flow::Lnbtc],
+            deposit_expiry_seconds: 3600,
+            withdrawal_wait_ms: 5_000,
             networks: vec![Network::Testnet, Network::Regtest],
             skew_seconds: x402_lightning::lnbtc::DEFAULT_SKEW_SECS,
             api_keys: Vec::new(),
@@ -158,23 +203,16 @@ impl Default for Config {
     }
 }
 
-/// Parses one `lnbtc:` network id.
+/// Parses one network id, in either form (`lnbtc:…` or an x402 v1 name).
 fn parse_network(text: &str) -> Result<Network, String> {
     let text = text.trim();
-    if let Some(network) = Network::from_lnbtc_id(text) {
-        return Ok(network);
-    }
-    // An x402 v1 name: say which id it is.
-    if let Ok(network) = text.parse::<Network>() {
-        return Err(format!(
-            "`{text}` is an x402 v1 name: use {}",
-            network.lnbtc_id()
-        ));
-    }
-    Err(format!(
-        "`{text}` is not an lnbtc network id this service knows ({})",
-        Network::ALL.map(Network::lnbtc_id).join(", ")
-    ))
+    x402_lightning::v1::verify::parse_network_id(text).ok_or_else(|| {
+        format!(
+            "`{text}` is not a network this service knows ({}, or {})",
+            Network::ALL.map(Network::lnbtc_id).join(", "),
+            Network::ALL.map(Network::as_str).join(", ")
+        )
+    })
 }
 
 impl Config {
@@ -183,6 +221,14 @@ impl Config {
     /// # Errors
     /// The setting and why, as a sentence.
     pub fn validate(&self) -> Result<(), String> {
+        if self.flows.is_empty() {
+            return Err("X402_FACILITATOR_FLOWS names no flow: v1, lnbtc or both".into());
+        }
+        if !(60..=7 * 86_400).contains(&self.deposit_expiry_seconds) {
+            return Err(
+                "X402_FACILITATOR_DEPOSIT_EXPIRY_SECONDS must be 60 to 604800 (a week)".into(),
+            );
+        }
         if self.networks.is_empty() {
             return Err("X402_FACILITATOR_NETWORKS names no network".into());
         }
@@ -246,8 +292,18 @@ mod tests {
         ])
         .expect("two ids parse");
         assert_eq!(parsed.networks, Network::LNBTC_UPSTREAM.to_vec());
-        let refused =
-            Config::try_parse_from(["x402-lightning-facilitator", "--networks", "lightning"]);
-        assert!(refused.is_err(), "a Part 1 id is not an lnbtc id");
+        let either = Config::try_parse_from([
+            "x402-lightning-facilitator",
+            "--networks",
+            "lightning,lnbtc:000000000933ea01ad0ee984209779ba",
+        ])
+        .expect("either id form parses");
+        assert_eq!(either.networks, Network::LNBTC_UPSTREAM.to_vec());
+        let refused = Config::try_parse_from([
+            "x402-lightning-facilitator",
+            "--networks",
+            "lightning-mainnet",
+        ]);
+        assert!(refused.is_err(), "not a network");
     }
 }

@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+pub mod books;
 pub mod config;
 pub mod metrics;
 pub mod node;

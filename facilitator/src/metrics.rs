@@ -7,7 +7,14 @@
 //! - `x402_facilitator_purged_total`: replay entries removed after their retention;
 //! - `x402_facilitator_mints_total{outcome}`: invoices minted through the node (`success`,
 //!   `node_error`, `rejected`: the node's invoice failed the service's checks);
-//! - `x402_facilitator_mint_seconds`: node latency of a mint.
+//! - `x402_facilitator_mint_seconds`: node latency of a mint;
+//! - `x402_facilitator_seed_settles_total{outcome, reason}`: seed-flow (x402 v1) settles, as
+//!   `settles_total`;
+//! - `x402_facilitator_holds_total{outcome, reason}`: seed-flow verifies (`held`: a valid
+//!   verify and its hold; `refused` with its `invalidReason`; `error`);
+//! - `x402_facilitator_deposits_total{outcome}`: `created`, `credited`;
+//! - `x402_facilitator_withdrawals_total{outcome}`: `succeeded`, `failed`, `pending` (202),
+//!   `refused` (400/409), `error`.
 
 use std::time::Duration;
 
@@ -20,6 +27,13 @@ use prometheus_client::registry::Registry;
 /// Labels of a settle.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SettleLabels {
+    outcome: &'static str,
+    reason: &'static str,
+}
+
+/// Labels of a books event: its outcome and, for a refusal, the reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BooksLabels {
     outcome: &'static str,
     reason: &'static str,
 }
@@ -67,6 +81,10 @@ pub struct Metrics {
     purged: Counter,
     mints: Family<MintLabels, Counter>,
     mint_seconds: Histogram,
+    seed_settles: Family<SettleLabels, Counter>,
+    holds: Family<BooksLabels, Counter>,
+    deposits: Family<BooksLabels, Counter>,
+    withdrawals: Family<BooksLabels, Counter>,
 }
 
 /// Latency buckets from 100 µs to about 6.5 s.
@@ -100,6 +118,22 @@ impl Default for Metrics {
             "Lightning node latency of a mint",
             mint_seconds.clone(),
         );
+        let seed_settles = Family::<SettleLabels, Counter>::default();
+        registry.register(
+            "seed_settles",
+            "Seed-flow (x402 v1) settles by outcome and reason",
+            seed_settles.clone(),
+        );
+        let holds = Family::<BooksLabels, Counter>::default();
+        registry.register(
+            "holds",
+            "Seed-flow verifies: holds placed, or refused with a reason",
+            holds.clone(),
+        );
+        let deposits = Family::<BooksLabels, Counter>::default();
+        registry.register("deposits", "Deposits by outcome", deposits.clone());
+        let withdrawals = Family::<BooksLabels, Counter>::default();
+        registry.register("withdrawals", "Withdrawals by outcome", withdrawals.clone());
         Self {
             registry,
             settles,
@@ -107,6 +141,10 @@ impl Default for Metrics {
             purged,
             mints,
             mint_seconds,
+            seed_settles,
+            holds,
+            deposits,
+            withdrawals,
         }
     }
 }
@@ -129,6 +167,50 @@ impl Metrics {
             },
         };
         self.settles.get_or_create(&labels).inc();
+    }
+
+    /// Counts a seed-flow settle.
+    pub fn seed_settle(&self, outcome: SettleOutcome) {
+        let labels = match outcome {
+            SettleOutcome::Success => SettleLabels {
+                outcome: "success",
+                reason: "none",
+            },
+            SettleOutcome::Failure(reason) => SettleLabels {
+                outcome: "failure",
+                reason,
+            },
+            SettleOutcome::Error => SettleLabels {
+                outcome: "error",
+                reason: "unavailable",
+            },
+        };
+        self.seed_settles.get_or_create(&labels).inc();
+    }
+
+    /// Counts a seed-flow verify: `held`, `refused` (with its reason) or `error`.
+    pub fn hold(&self, outcome: &'static str, reason: &'static str) {
+        self.holds
+            .get_or_create(&BooksLabels { outcome, reason })
+            .inc();
+    }
+
+    /// Counts a deposit event: `created` or `credited`.
+    pub fn deposit(&self, outcome: &'static str) {
+        self.deposits
+            .get_or_create(&BooksLabels {
+                outcome,
+                reason: "none",
+            })
+            .inc();
+    }
+
+    /// Counts a withdrawal event: `succeeded`, `failed`, `pending`, `refused` (with its reason)
+    /// or `error`.
+    pub fn withdrawal(&self, outcome: &'static str, reason: &'static str) {
+        self.withdrawals
+            .get_or_create(&BooksLabels { outcome, reason })
+            .inc();
     }
 
     /// Records the latency of a store operation (`insert` or `purge`).

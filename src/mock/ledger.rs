@@ -1,62 +1,22 @@
-//! The mock facilitator's books and the rules of `/verify` and `/settle` from the
-//! [wire contract](crate::protocol).
-//!
-//! The rules run in two steps so that the expensive half needs no lock: [`Rules::authenticate`]
-//! checks what the request says on its own (versions, network, signature, the invoice's payee),
-//! then [`Ledger::check`] and [`Ledger::settle`] check it against the books (invoice minted here,
-//! amount, expiry, not yet paid, balance) under the caller's lock. No I/O here.
+//! The mock facilitator's books, checked by the seed scheme's own rules
+//! ([`crate::v1::verify`]): steps 1–5 need no books ([`Rules::authenticate`]); steps 6–11 run
+//! against the books under the caller's lock ([`Ledger::check`], [`Ledger::settle`]). No I/O
+//! here.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bitcoin::hashes::Hash as _;
-use bitcoin::hex::{DisplayHex as _, FromHex as _};
+use bitcoin::hex::DisplayHex as _;
 use bitcoin::secp256k1::PublicKey;
-use bitcoin::secp256k1::ecdsa::Signature;
 use lightning_invoice::Bolt11Invoice;
+use serde_json::Value;
 
-use super::keys::SECP;
-use super::wallet::authorization_message;
-use crate::invoice::parse_node_id;
 use crate::network::Network;
-use crate::types::{ASSET_BTC, VerifyRequest, X402_VERSION, reason};
+use crate::types::reason;
+use crate::v1::verify::{self, Authorization, RecordedInvoice};
 
-/// An authorization that failed a rule, with the payer once the signature has named one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Rejection {
-    pub(crate) reason: &'static str,
-    pub(crate) payer: Option<String>,
-}
-
-impl Rejection {
-    pub(crate) fn new(reason: &'static str) -> Self {
-        Self {
-            reason,
-            payer: None,
-        }
-    }
-}
-
-/// A request that passed the rules needing no books: signed by its payer, self-consistent.
-#[derive(Clone, Debug)]
-pub(crate) struct Authenticated {
-    payment_hash: [u8; 32],
-    invoice: String,
-    required_msat: u64,
-    /// The invoice is payable to the mock's node and `payTo` names it.
-    payee_is_ours: bool,
-    payer: PublicKey,
-    pub(crate) payer_id: String,
-}
-
-impl Authenticated {
-    fn reject(&self, reason: &'static str) -> Rejection {
-        Rejection {
-            reason,
-            payer: Some(self.payer_id.clone()),
-        }
-    }
-}
+pub(crate) use crate::v1::verify::Rejection;
 
 /// The fixed facts of the mock the rules compare against.
 #[derive(Debug)]
@@ -66,52 +26,9 @@ pub(crate) struct Rules {
 }
 
 impl Rules {
-    /// The rules that need no books, in order: x402 version, network, asset, payload invoice =
-    /// requirements invoice, signature by `from`, a parsable invoice on this network.
-    pub(crate) fn authenticate(&self, request: &VerifyRequest) -> Result<Authenticated, Rejection> {
-        let payment = &request.payment_payload;
-        let required = &request.payment_requirements;
-        if request.x402_version != X402_VERSION || payment.x402_version != X402_VERSION {
-            return Err(Rejection::new(reason::INVALID_X402_VERSION));
-        }
-        // Scheme is `exact` by type: anything else failed to parse (see `server`).
-        if payment.network != self.network || required.network != self.network {
-            return Err(Rejection::new(reason::INVALID_NETWORK));
-        }
-        if required.asset != ASSET_BTC || payment.payload.invoice != required.extra.invoice {
-            return Err(Rejection::new(reason::INVALID_PAYMENT_REQUIREMENTS));
-        }
-
-        let payer = verify_signature(
-            &payment.payload.invoice,
-            &payment.payload.signature,
-            &payment.payload.from,
-        )?;
-        let payer_id = payer.serialize().to_lower_hex_string();
-        let reject = |reason| Rejection {
-            reason,
-            payer: Some(payer_id.clone()),
-        };
-
-        let invoice: Bolt11Invoice = payment
-            .payload
-            .invoice
-            .parse()
-            .map_err(|_| reject(reason::INVALID_PAYLOAD))?;
-        if Network::from_currency(&invoice.currency()) != Some(self.network) {
-            return Err(reject(reason::INVALID_NETWORK));
-        }
-        let pay_to = parse_node_id(strip_0x(&required.pay_to)).ok();
-        let payee_is_ours =
-            invoice.get_payee_pub_key() == self.node_id && pay_to == Some(self.node_id);
-        Ok(Authenticated {
-            payment_hash: invoice.payment_hash().to_byte_array(),
-            invoice: payment.payload.invoice.clone(),
-            required_msat: required.max_amount_required,
-            payee_is_ours,
-            payer,
-            payer_id,
-        })
+    /// Steps 1–5 of the seed scheme's checks on the mock's one network.
+    pub(crate) fn authenticate(&self, request: &Value) -> Result<Authorization, Rejection> {
+        verify::authenticate(request, &[self.network])
     }
 }
 
@@ -221,20 +138,25 @@ impl Ledger {
             .is_some_and(|record| record.paid)
     }
 
-    /// The rules that need the books, in order: invoice minted here, amount, payee, expiry,
-    /// not yet paid, balance. Returns the amount settling would pay.
-    pub(crate) fn check(&self, request: &Authenticated, now: Duration) -> Result<u64, Rejection> {
-        let record = self
-            .invoices
-            .get(&request.payment_hash)
-            .filter(|record| record.invoice == request.invoice)
-            .ok_or_else(|| request.reject(reason::INVOICE_UNKNOWN))?;
-        if record.amount_msat != request.required_msat {
-            return Err(request.reject(reason::INVOICE_AMOUNT));
-        }
-        if !request.payee_is_ours {
-            return Err(request.reject(reason::INVOICE_PAYEE));
-        }
+    /// Steps 6–11 against the books: recorded here, amount, payee, expiry (the mock allows
+    /// no skew), not yet paid, balance. Returns the amount settling would pay.
+    pub(crate) fn check(
+        &self,
+        request: &Authorization,
+        node_id: &PublicKey,
+        now: Duration,
+    ) -> Result<u64, Rejection> {
+        let payment_hash = request.decoded.payment_hash;
+        let record = self.invoices.get(&payment_hash);
+        let recorded = record.map(|record| RecordedInvoice {
+            invoice: record.invoice.clone(),
+            network: request.network,
+            amount_msat: record.amount_msat,
+        });
+        request.check_recorded(recorded.as_ref(), node_id, now.as_secs(), 0)?;
+        let Some(record) = record else {
+            return Err(request.reject(reason::INVOICE_UNKNOWN));
+        };
         if now >= record.expires_at {
             return Err(request.reject(reason::PAYMENT_EXPIRED));
         }
@@ -251,36 +173,18 @@ impl Ledger {
     /// atomically with the checks (the caller holds the lock). Returns the payment hash.
     pub(crate) fn settle(
         &mut self,
-        request: &Authenticated,
+        request: &Authorization,
+        node_id: &PublicKey,
         now: Duration,
     ) -> Result<[u8; 32], Rejection> {
-        let amount_msat = self.check(request, now)?;
-        if let Some(record) = self.invoices.get_mut(&request.payment_hash) {
+        let amount_msat = self.check(request, node_id, now)?;
+        let payment_hash = request.decoded.payment_hash;
+        if let Some(record) = self.invoices.get_mut(&payment_hash) {
             record.paid = true;
         }
         if let Some(balance) = self.balances.get_mut(&request.payer) {
             *balance = balance.saturating_sub(amount_msat);
         }
-        Ok(request.payment_hash)
+        Ok(payment_hash)
     }
-}
-
-/// Checks that `signature` is `from`'s compact ECDSA signature over SHA-256 of `invoice`.
-///
-/// Hex may carry a `0x` prefix; high-S signatures are accepted as their low-S twin.
-fn verify_signature(invoice: &str, signature: &str, from: &str) -> Result<PublicKey, Rejection> {
-    let from =
-        parse_node_id(strip_0x(from)).map_err(|_| Rejection::new(reason::INVALID_PAYLOAD))?;
-    let bytes = <[u8; 64]>::from_hex(strip_0x(signature))
-        .map_err(|_| Rejection::new(reason::INVALID_SIGNATURE))?;
-    let mut signature =
-        Signature::from_compact(&bytes).map_err(|_| Rejection::new(reason::INVALID_SIGNATURE))?;
-    signature.normalize_s();
-    SECP.verify_ecdsa(&authorization_message(invoice), &signature, &from)
-        .map_err(|_| Rejection::new(reason::INVALID_SIGNATURE))?;
-    Ok(from)
-}
-
-fn strip_0x(hex: &str) -> &str {
-    hex.strip_prefix("0x").unwrap_or(hex)
 }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::RecordedCall;
 use super::fault::{Fault, FaultPlan, InvoiceFault};
-use super::ledger::{Ledger, LightningPayment, PayError, Rejection, Rules};
+use super::ledger::{Ledger, LightningPayment, PayError, Rules};
 use super::node::{InvoiceSpec, MintedInvoice, MockNode};
 use crate::clock::SharedClock;
 use crate::facilitator::FacilitatorCall;
@@ -29,8 +29,7 @@ use crate::lnbtc::types as lnbtc;
 use crate::network::Network;
 use crate::types::{
     ASSET_BTC, LightningExtra, PaymentRequirements, RequirementsRequest, Scheme, SettleResponse,
-    SupportedExtra, SupportedKind, SupportedResponse, VerifyRequest, VerifyResponse, X402_VERSION,
-    reason,
+    SupportedExtra, SupportedKind, SupportedResponse, VerifyResponse, X402_VERSION,
 };
 
 /// Everything the server and the test-facing handle share.
@@ -431,18 +430,21 @@ impl Shared {
 
     fn verify(&self, body: &[u8]) -> Reply {
         let checked = match parse_payment_request(body) {
-            Ok(request) => self.rules.authenticate(&request).and_then(|authenticated| {
-                lock(&self.ledger).check(&authenticated, self.clock.unix_now())?;
-                Ok(authenticated)
+            Ok(request) => self.rules.authenticate(&request).and_then(|authorization| {
+                lock(&self.ledger).check(
+                    &authorization,
+                    &self.rules.node_id,
+                    self.clock.unix_now(),
+                )?;
+                Ok(authorization)
             }),
-            Err(MalformedRequest::Rejected(rejection)) => Err(rejection),
-            Err(MalformedRequest::NotJson(reply)) => return reply,
+            Err(reply) => return reply,
         };
         ok(&match checked {
-            Ok(authenticated) => VerifyResponse {
+            Ok(authorization) => VerifyResponse {
                 is_valid: true,
                 invalid_reason: None,
-                payer: Some(authenticated.payer_id),
+                payer: Some(authorization.payer_id()),
             },
             Err(rejection) => VerifyResponse {
                 is_valid: false,
@@ -454,16 +456,16 @@ impl Shared {
 
     fn settle(&self, body: &[u8]) -> Reply {
         let settled = match parse_payment_request(body) {
-            Ok(request) => self.rules.authenticate(&request).and_then(|authenticated| {
+            Ok(request) => self.rules.authenticate(&request).and_then(|authorization| {
                 let now = self.clock.unix_now();
-                let payment_hash = lock(&self.ledger).settle(&authenticated, now)?;
-                Ok((payment_hash, authenticated))
+                let payment_hash =
+                    lock(&self.ledger).settle(&authorization, &self.rules.node_id, now)?;
+                Ok((payment_hash, authorization))
             }),
-            Err(MalformedRequest::Rejected(rejection)) => Err(rejection),
-            Err(MalformedRequest::NotJson(reply)) => return reply,
+            Err(reply) => return reply,
         };
         match settled {
-            Ok((payment_hash, authenticated)) => {
+            Ok((payment_hash, authorization)) => {
                 let transaction = payment_hash.to_lower_hex_string();
                 tracing::debug!(payment_hash = %transaction, "mock settled invoice");
                 ok(&SettleResponse {
@@ -471,7 +473,7 @@ impl Shared {
                     error_reason: None,
                     transaction,
                     network: self.rules.network,
-                    payer: Some(authenticated.payer_id),
+                    payer: Some(authorization.payer_id()),
                 })
             }
             Err(rejection) => ok(&self.failed_settle(rejection.reason, rejection.payer)),
@@ -538,46 +540,11 @@ impl Shared {
     }
 }
 
-/// A `/verify` or `/settle` body that is not a valid request.
-enum MalformedRequest {
-    /// JSON, but not a payment request: answered with a verdict, as x402 facilitators do.
-    Rejected(Rejection),
-    /// Not JSON at all: answered 400.
-    NotJson(Reply),
-}
-
-fn parse_payment_request(body: &[u8]) -> Result<VerifyRequest, MalformedRequest> {
-    if let Ok(request) = serde_json::from_slice(body) {
-        return Ok(request);
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(value) => Err(MalformedRequest::Rejected(Rejection::new(
-            reason_for_malformed(&value),
-        ))),
-        Err(err) => Err(MalformedRequest::NotJson(error(
-            StatusCode::BAD_REQUEST,
-            format!("body is not JSON: {err}"),
-        ))),
-    }
-}
-
-/// The most specific reason a JSON body fails to be a payment request.
-fn reason_for_malformed(value: &Value) -> &'static str {
-    let payload = &value["paymentPayload"];
-    let required = &value["paymentRequirements"];
-    let version_ok = |v: &Value| v.as_u64() == Some(u64::from(X402_VERSION));
-    if !version_ok(&value["x402Version"]) || !version_ok(&payload["x402Version"]) {
-        return reason::INVALID_X402_VERSION;
-    }
-    let scheme_ok = |v: &Value| v.as_str() == Some(Scheme::Exact.as_str());
-    if !scheme_ok(&payload["scheme"]) || !scheme_ok(&required["scheme"]) {
-        return reason::INVALID_SCHEME;
-    }
-    let network_ok = |v: &Value| v.as_str().is_some_and(|n| n.parse::<Network>().is_ok());
-    if !network_ok(&payload["network"]) || !network_ok(&required["network"]) {
-        return reason::INVALID_NETWORK;
-    }
-    reason::INVALID_PAYLOAD
+/// A `/verify` or `/settle` body as JSON; not JSON at all is answered 400 (JSON that is not a
+/// payment request gets a verdict, as x402 facilitators give).
+fn parse_payment_request(body: &[u8]) -> Result<Value, Reply> {
+    serde_json::from_slice(body)
+        .map_err(|err| error(StatusCode::BAD_REQUEST, format!("body is not JSON: {err}")))
 }
 
 /// Whether a `/settle` body speaks x402 version 2: the request and its payment both say so

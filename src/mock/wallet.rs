@@ -3,23 +3,17 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use bitcoin::hashes::{Hash as _, sha256};
-use bitcoin::hex::DisplayHex as _;
-use bitcoin::secp256k1::{Message, PublicKey, SecretKey};
+use bitcoin::secp256k1::{PublicKey, SecretKey};
 use serde_json::json;
 
-use super::keys::{InvalidSecretKey, KeyPair, SECP};
+use super::keys::{InvalidSecretKey, KeyPair};
 use super::{LightningPayment, MockFacilitator, PayError};
 use crate::header::encode_payment_header;
 use crate::lnbtc;
 use crate::lnbtc::client::{ClientError, ClientPolicy, IntendedRequest, PayerResult, PayerStatus};
 use crate::network::Network;
 use crate::types::{ExactLightningPayload, PaymentPayload, PaymentRequirements, X402_VERSION};
-
-/// What the client signs: SHA-256 of the invoice string's UTF-8 bytes.
-pub(crate) fn authorization_message(invoice: &str) -> Message {
-    Message::from_digest(sha256::Hash::hash(invoice.as_bytes()).to_byte_array())
-}
+use crate::v1::AccountKey;
 
 /// A client key known to the mock facilitator (fund it with
 /// [`MockFacilitator::fund`](super::MockFacilitator::fund)).
@@ -80,6 +74,12 @@ impl TestWallet {
         KeyPair::from_secret_hex(hex).map(|keys| Self { keys })
     }
 
+    /// The wallet's key as the seed scheme's [`AccountKey`], which also signs withdrawals and
+    /// account reads.
+    pub fn account_key(&self) -> AccountKey {
+        AccountKey::from_secret_key(*self.keys.secret())
+    }
+
     /// The client's public key.
     pub fn public_key(&self) -> PublicKey {
         self.keys.public()
@@ -97,9 +97,7 @@ impl TestWallet {
 
     /// The signature authorizing payment of `invoice`: compact ECDSA, 128 hex characters.
     pub fn sign(&self, invoice: &str) -> String {
-        SECP.sign_ecdsa(&authorization_message(invoice), self.keys.secret())
-            .serialize_compact()
-            .to_lower_hex_string()
+        self.account_key().sign_authorization(invoice)
     }
 
     /// The payload authorizing payment of the requirements' invoice.

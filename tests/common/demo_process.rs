@@ -82,7 +82,7 @@ pub fn start_demo(env: &[(&str, &str)]) -> Demo {
         if let Some(found) = line.strip_prefix("listening on ") {
             url = Some(found.trim().to_owned());
         }
-        if let Some(found) = line.strip_prefix("embedded mock facilitator on ") {
+        if let Some(found) = line.strip_prefix("embedded facilitator service on ") {
             mock_url = Some(found.trim().to_owned());
         }
     }

@@ -16,17 +16,19 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use x402_lightning::clock::{Clock, ManualClock, SystemClock};
 use x402_lightning::lnbtc::settle::SettlePolicy;
 
-use crate::config::{Config, NodeKind};
+use crate::config::{Config, Flow, NodeKind};
 use crate::metrics::Metrics;
 use crate::node::{LightningNode, LndConfig, LndNode, SimulatedNode};
-use crate::store::{self, ReplayStore, StoreError};
+use crate::store::{self, Store, StoreError};
 
 /// How long a request body may take to arrive.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
+mod accounts;
 mod extract;
 mod pay;
 mod requirements;
+mod seed;
 mod serve;
 mod settle;
 mod status;
@@ -73,6 +75,15 @@ pub(crate) fn no_store(response: &mut Response) {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// The flows the service serves (`X402_FACILITATOR_FLOWS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ServedFlows {
+    /// The seed flow: accounts, `/verify`, x402 v1 `/settle`, deposits, withdrawals.
+    pub(crate) v1: bool,
+    /// `exact` on `lnbtc`: x402 v2 `/settle`.
+    pub(crate) lnbtc: bool,
+}
+
 /// The service failed to start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -87,11 +98,14 @@ pub enum StartError {
 /// The facilitator service: its state, shared by every request.
 #[derive(Debug)]
 pub struct Service {
-    store: Arc<dyn ReplayStore>,
+    store: Arc<dyn Store>,
     node: Arc<dyn LightningNode>,
     /// The same node when it is simulated: it serves `POST /pay`.
     simulated: Option<Arc<SimulatedNode>>,
+    flows: ServedFlows,
     policy: SettlePolicy,
+    deposit_expiry_secs: u64,
+    withdrawal_wait: Duration,
     clock: Arc<dyn Clock>,
     clock_pinned: bool,
     /// SHA-256 of each API key.
@@ -148,7 +162,7 @@ impl Service {
                 (Arc::new(lnd), None)
             }
         };
-        let store: Arc<dyn ReplayStore> = Arc::from(store::open(&config.database_url).await?);
+        let store: Arc<dyn Store> = Arc::from(store::open(&config.database_url).await?);
         Self::new(store, node, simulated, config, clock)
     }
 
@@ -158,7 +172,7 @@ impl Service {
     /// # Errors
     /// [`StartError::Config`] when `config` fails [`Config::validate`].
     pub fn with_simulated_node(
-        store: Arc<dyn ReplayStore>,
+        store: Arc<dyn Store>,
         node: Arc<SimulatedNode>,
         config: &Config,
         clock: Arc<dyn Clock>,
@@ -175,7 +189,7 @@ impl Service {
     /// # Errors
     /// [`StartError::Config`] when `config` fails [`Config::validate`].
     pub fn with_parts(
-        store: Arc<dyn ReplayStore>,
+        store: Arc<dyn Store>,
         node: Arc<dyn LightningNode>,
         config: &Config,
         clock: Arc<dyn Clock>,
@@ -186,7 +200,7 @@ impl Service {
 
     /// The service of a validated `config`.
     fn new(
-        store: Arc<dyn ReplayStore>,
+        store: Arc<dyn Store>,
         node: Arc<dyn LightningNode>,
         simulated: Option<Arc<SimulatedNode>>,
         config: &Config,
@@ -208,6 +222,12 @@ impl Service {
             store,
             node,
             simulated,
+            flows: ServedFlows {
+                v1: config.flows.contains(&Flow::V1),
+                lnbtc: config.flows.contains(&Flow::Lnbtc),
+            },
+            deposit_expiry_secs: config.deposit_expiry_seconds,
+            withdrawal_wait: Duration::from_millis(config.withdrawal_wait_ms),
             policy: SettlePolicy {
                 networks,
                 skew_secs: config.skew_seconds,
@@ -223,7 +243,7 @@ impl Service {
     }
 
     /// The replay store.
-    pub fn store(&self) -> &Arc<dyn ReplayStore> {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
@@ -247,13 +267,33 @@ impl Service {
     pub fn router(self: Arc<Self>) -> Router {
         let mut router = Router::new()
             .route("/settle", post(settle::settle))
-            .route("/verify", post(settle::verify))
+            .route("/verify", post(seed::verify))
             .route("/requirements", post(requirements::requirements))
             .route("/supported", get(status::supported))
             .route("/healthz", get(status::healthz))
             .route("/metrics", get(status::metrics));
+        if self.flows.v1 {
+            router = router
+                .route("/accounts/deposits", post(accounts::deposit))
+                .route(
+                    "/accounts/deposits/{payment_hash}",
+                    get(accounts::deposit_status),
+                )
+                .route("/accounts/withdrawals", post(accounts::withdraw))
+                .route("/accounts/{network}/{account}", get(accounts::balance))
+                .route(
+                    "/accounts/{network}/{account}/withdrawals/{payment_hash}",
+                    get(accounts::withdrawal_status),
+                );
+        }
         if self.simulated.is_some() {
-            router = router.route("/pay", post(pay::pay));
+            router = router
+                .route("/pay", post(pay::pay))
+                .route("/pay/external", post(pay::external))
+                .route(
+                    "/pay/external/{payment_hash}/{decision}",
+                    post(pay::resolve_external),
+                );
         }
         router
             .fallback(status::not_found)

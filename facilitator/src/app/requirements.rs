@@ -18,14 +18,18 @@ use axum::http::StatusCode;
 use bitcoin::secp256k1::PublicKey;
 use x402_lightning::Network;
 use x402_lightning::lnbtc::binding::RequestHash;
-use x402_lightning::lnbtc::invoice::{InvoiceTerms, decode};
+use x402_lightning::lnbtc::invoice::{DecodedInvoice, InvoiceTerms, decode};
 use x402_lightning::types::{
     ASSET_BTC, LightningExtra, PaymentRequirements, RequirementsRequest, X402_VERSION,
 };
 
 use super::{ApiError, Authorized, Body, Service};
+use crate::books::InvoiceRecord;
 use crate::metrics::MintOutcome;
-use crate::node::{InvoiceRequest, NodeError};
+use crate::node::{InvoiceDescription, InvoiceRequest, NodeError};
+
+/// BOLT11's limit on a `d` description, in bytes.
+pub(crate) const MAX_DESCRIPTION_BYTES: usize = 639;
 
 /// The longest invoice expiry minted, in seconds (one day).
 pub(crate) const MAX_EXPIRY_SECS: u64 = 86_400;
@@ -72,22 +76,30 @@ pub(crate) async fn requirements(
             "amount must be at most {MAX_AMOUNT_MSAT} msat (BOLT11 writes amounts in pico-bitcoin)"
         )));
     }
-    let Some(hash_hex) = &request.description_hash else {
-        return Err(ApiError::bad_request(
-            "descriptionHash is required: this facilitator mints invoices for `exact` on `lnbtc` \
-             only; the seed flow (x402 version 1 payments) is not supported by this facilitator",
-        ));
+    let request_hash = match &request.description_hash {
+        Some(hash_hex) => Some(RequestHash::from_hex(hash_hex).ok_or_else(|| {
+            ApiError::bad_request("descriptionHash must be 64 lowercase hex characters")
+        })?),
+        None if !service.flows.v1 => {
+            return Err(ApiError::bad_request(
+                "descriptionHash is required: this facilitator serves `exact` on `lnbtc` only \
+                 (X402_FACILITATOR_FLOWS), whose invoices are bound to a request hash",
+            ));
+        }
+        None => None,
     };
-    let request_hash = RequestHash::from_hex(hash_hex).ok_or_else(|| {
-        ApiError::bad_request("descriptionHash must be 64 lowercase hex characters")
-    })?;
+    if request_hash.is_none() && request.description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "description: at most {MAX_DESCRIPTION_BYTES} bytes (BOLT11 `d`)"
+        )));
+    }
     if !(1..=MAX_EXPIRY_SECS).contains(&request.max_timeout_seconds) {
         return Err(ApiError::bad_request(format!(
             "maxTimeoutSeconds is the invoice's expiry: 1 to {MAX_EXPIRY_SECS}"
         )));
     }
 
-    let (invoice, pay_to) = mint(&service, &request, &request_hash).await?;
+    let (invoice, pay_to) = mint(&service, &request, request_hash.as_ref()).await?;
     Ok(Json(PaymentRequirements {
         scheme: request.scheme,
         network: request.network,
@@ -103,17 +115,21 @@ pub(crate) async fn requirements(
     }))
 }
 
-/// Mints through the node and checks the invoice by every rule a resource server will apply;
-/// returns it and the node's key, its payee.
+/// Mints through the node, checks the invoice by every rule a resource server will apply, and
+/// records it (the seed flow pays recorded invoices only); returns it and the node's key, its
+/// payee.
 async fn mint(
     service: &Service,
     request: &RequirementsRequest,
-    request_hash: &RequestHash,
+    request_hash: Option<&RequestHash>,
 ) -> Result<(String, PublicKey), ApiError> {
     let asked = InvoiceRequest {
         network: request.network,
         amount_msat: request.amount,
-        description_hash: request_hash.0,
+        description: match request_hash {
+            Some(hash) => InvoiceDescription::Hash(hash.0),
+            None => InvoiceDescription::Text(request.description.clone()),
+        },
         expiry_secs: request.max_timeout_seconds,
     };
     let node_failed = |err: NodeError| {
@@ -127,8 +143,11 @@ async fn mint(
     let latency = started.elapsed();
     let invoice = minted.map_err(node_failed)?;
     match check(&invoice, &asked, &node_id, request_hash, service) {
-        Ok(()) => {
+        Ok(decoded) => {
             service.metrics.mint(MintOutcome::Success, Some(latency));
+            if service.flows.v1 {
+                record(service, request, &invoice, &decoded).await?;
+            }
             Ok((invoice, node_id))
         }
         Err(problem) => {
@@ -144,30 +163,104 @@ async fn mint(
     }
 }
 
+/// Records the invoice before it is handed out: only recorded invoices are payable by the seed
+/// flow (`PROTOCOL.md` Part 3). A store failure is a 503: an unrecorded invoice is never handed
+/// out.
+async fn record(
+    service: &Service,
+    request: &RequirementsRequest,
+    invoice: &str,
+    decoded: &DecodedInvoice,
+) -> Result<(), ApiError> {
+    let record = InvoiceRecord {
+        payment_hash: decoded.payment_hash_hex(),
+        network: request.network,
+        invoice: invoice.to_owned(),
+        amount_msat: request.amount,
+        expires_at: decoded.end(),
+        resource: request.resource.clone(),
+        created_at: decoded.created_at,
+    };
+    service.store.record_invoice(&record).await.map_err(|err| {
+        tracing::error!(%err, "cannot record a minted invoice");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is unavailable: no invoice was handed out, try again",
+        )
+    })
+}
+
+/// Checks the node's invoice against what was asked: the lnbtc terms when bound to a request
+/// hash; otherwise the same facts with the description as its text.
 fn check(
     invoice: &str,
     asked: &InvoiceRequest,
     node_id: &PublicKey,
-    request_hash: &RequestHash,
+    request_hash: Option<&RequestHash>,
     service: &Service,
-) -> Result<(), String> {
+) -> Result<DecodedInvoice, String> {
     let decoded = decode(invoice)?;
     let now = service.now();
-    decoded.check_terms(
-        &InvoiceTerms {
-            network: asked.network,
-            amount_msat: asked.amount_msat,
-            pay_to: node_id,
-            max_timeout_seconds: asked.expiry_secs,
-            request_hash,
-        },
-        now,
-        service.policy.skew_secs,
-    )?;
+    let skew = service.policy.skew_secs;
+    match request_hash {
+        Some(request_hash) => decoded.check_terms(
+            &InvoiceTerms {
+                network: asked.network,
+                amount_msat: asked.amount_msat,
+                pay_to: node_id,
+                max_timeout_seconds: asked.expiry_secs,
+                request_hash,
+            },
+            now,
+            skew,
+        )?,
+        None => check_described(invoice, &decoded, asked, node_id, now, skew)?,
+    }
     if decoded.end() <= now {
         return Err("the invoice has already expired".into());
     }
-    Ok(())
+    Ok(decoded)
+}
+
+/// The checks of an invoice described by text (BOLT11 `d`): payee, currency, amount, expiry,
+/// creation time, and the description itself.
+fn check_described(
+    invoice: &str,
+    decoded: &DecodedInvoice,
+    asked: &InvoiceRequest,
+    node_id: &PublicKey,
+    now: u64,
+    skew: u64,
+) -> Result<(), String> {
+    if decoded.payee != *node_id {
+        return Err("its payee is not the node".into());
+    }
+    if decoded.currency != asked.network.currency() {
+        return Err("its currency is not the network's".into());
+    }
+    if decoded.amount_msat != Some(asked.amount_msat) {
+        return Err("its amount is not the amount asked".into());
+    }
+    if decoded.expiry_secs != asked.expiry_secs {
+        return Err("its expiry is not maxTimeoutSeconds".into());
+    }
+    if decoded.created_at > now.saturating_add(skew) {
+        return Err("it was created in the future".into());
+    }
+    let InvoiceDescription::Text(text) = &asked.description else {
+        return Err("no description was asked".into());
+    };
+    let parsed: lightning_invoice::Bolt11Invoice = invoice
+        .parse()
+        .map_err(|err| format!("not a BOLT11 invoice: {err}"))?;
+    match parsed.description() {
+        lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(description)
+            if description.as_inner().0 == *text =>
+        {
+            Ok(())
+        }
+        _ => Err("its description is not the one asked".into()),
+    }
 }
 
 fn node_error(err: NodeError) -> ApiError {

@@ -30,6 +30,10 @@ pub async fn serve(
         tracing::warn!("no API key: anyone who reaches this port may settle and mint");
     }
     let purger = tokio::spawn(purge_forever(service.clone()));
+    let bookkeeper = service
+        .flows
+        .v1
+        .then(|| tokio::spawn(keep_books_forever(service.clone())));
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let signalled = async move {
         shutdown.await;
@@ -54,6 +58,9 @@ pub async fn serve(
         }
     };
     purger.abort();
+    if let Some(bookkeeper) = bookkeeper {
+        bookkeeper.abort();
+    }
     service.store.close().await;
     served
 }
@@ -68,5 +75,69 @@ async fn purge_forever(service: Arc<Service>) {
             Ok(purged) => tracing::info!(purged, "purged expired replay entries"),
             Err(err) => tracing::error!(%err, "purging the replay store failed"),
         }
+    }
+}
+
+/// How often pending deposits and stale withdrawals are checked with the node.
+const BOOKKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How many pending deposits one round checks.
+const DEPOSITS_PER_ROUND: u32 = 100;
+
+/// A pending withdrawal unchanged for this long has lost its sender (a crash, or an instance
+/// that stopped): it is resolved by asking the node.
+const STALE_WITHDRAWAL_SECS: u64 = 120;
+
+/// Credits paid deposits and resolves withdrawals left pending by a crash, for ever: at start
+/// (a payment in flight at a crash is resolved by asking the node, never paid again), then
+/// every few seconds.
+async fn keep_books_forever(service: Arc<Service>) {
+    let mut interval = tokio::time::interval(BOOKKEEPING_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
+    loop {
+        interval.tick().await;
+        let now = service.now();
+        // Deposits: those that can still be paid, and an hour of grace after.
+        match service
+            .store
+            .pending_deposits(None, now.saturating_sub(3600), DEPOSITS_PER_ROUND)
+            .await
+        {
+            Ok(pending) => {
+                for record in &pending {
+                    if let Err(err) = super::accounts::refresh_deposit(&service, record).await {
+                        tracing::debug!(payment_hash = %record.payment_hash, ?err, "deposit check");
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(%err, "listing pending deposits"),
+        }
+        // Withdrawals: at start every pending one is this instance's to resolve only once it is
+        // stale (another instance sharing the store may be paying it right now).
+        match service.store.pending_withdrawals().await {
+            Ok(pending) => {
+                for record in pending {
+                    let stale = record.updated_at.saturating_add(STALE_WITHDRAWAL_SECS) <= now;
+                    if !stale {
+                        continue;
+                    }
+                    if first {
+                        tracing::info!(payment_hash = %record.payment_hash, "resolving a withdrawal left pending");
+                    }
+                    if let Err(err) = super::accounts::resolve(
+                        &service,
+                        &record.payment_hash,
+                        std::time::Duration::ZERO,
+                    )
+                    .await
+                    {
+                        tracing::warn!(payment_hash = %record.payment_hash, %err, "resolving a withdrawal");
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(%err, "listing pending withdrawals"),
+        }
+        first = false;
     }
 }

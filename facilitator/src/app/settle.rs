@@ -5,7 +5,7 @@
 //! | request | answer |
 //! |---|---|
 //! | not JSON, not an object, `x402Version` not 2, no `paymentPayload` or `paymentRequirements` | 400 `{"error"}` |
-//! | x402 version 1 (the seed flow) | 400 `{"error"}`: not supported by this facilitator |
+//! | x402 version 1 (the seed flow) | the seed flow's settle ([`super::seed`]); 400 `{"error"}` when `X402_FACILITATOR_FLOWS` leaves it out |
 //! | a proof failing a check | 200 `{"success": false, "errorReason", "transaction": "", "network"}` |
 //! | a valid proof already recorded | 200 `success: false`, `duplicate_settlement` |
 //! | a valid proof, recorded now | 200 `{"success": true, "transaction": <payment hash>, "network"}` |
@@ -32,25 +32,29 @@ use crate::metrics::SettleOutcome;
 use crate::store::{Inserted, ReplayEntry};
 
 /// The answer to a seed-flow (x402 version 1) request.
-pub(crate) const V1_NOT_SUPPORTED: &str = "x402 version 1 (the seed flow's authorization \
-     payments) is not supported by this facilitator: it settles x402 version 2 `exact` on \
-     `lnbtc` (a payment preimage) only";
+pub(crate) const V1_NOT_SUPPORTED: &str = "x402 version 1 (the seed flow) is not served by this \
+     facilitator: X402_FACILITATOR_FLOWS leaves out `v1`";
 
 pub(crate) async fn settle(
     _: Authorized,
     State(service): State<Arc<Service>>,
     Body(body): Body,
-) -> Result<Json<SettleResponse>, ApiError> {
-    let request: Value = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::bad_request(format!("body is not JSON: {err}")))?;
-    if !request.is_object() {
-        return Err(ApiError::bad_request(
-            "body must be an object {\"x402Version\": 2, \"paymentPayload\", \"paymentRequirements\"}",
-        ));
-    }
+) -> Result<Json<Value>, ApiError> {
+    let request = super::seed::parse(&body)?;
     let payload = &request["paymentPayload"];
     let requirements = &request["paymentRequirements"];
+    let seed_flow = request["x402Version"].as_u64() == Some(1)
+        || (request["x402Version"].as_u64() != Some(u64::from(X402_VERSION_2))
+            && payload["x402Version"].as_u64() == Some(1));
+    if seed_flow && service.flows.v1 {
+        return super::seed::settle(&service, request).await;
+    }
     check_version(&request["x402Version"], &payload["x402Version"])?;
+    if !service.flows.lnbtc {
+        return Err(ApiError::bad_request(
+            "`exact` on `lnbtc` (x402 version 2) is not served here (X402_FACILITATOR_FLOWS)",
+        ));
+    }
     if payload.is_null() || requirements.is_null() {
         return Err(ApiError::bad_request(
             "paymentPayload and paymentRequirements are required",
@@ -74,7 +78,7 @@ pub(crate) async fn settle(
         service
             .metrics
             .settle(SettleOutcome::Failure(INVALID_X402_VERSION));
-        return Ok(Json(SettleResponse::failure(
+        return Ok(answer(&SettleResponse::failure(
             &network,
             INVALID_X402_VERSION,
         )));
@@ -90,7 +94,7 @@ pub(crate) async fn settle(
             service
                 .metrics
                 .settle(SettleOutcome::Failure(rejection.reason));
-            return Ok(Json(SettleResponse::failure(&network, rejection.reason)));
+            return Ok(answer(&SettleResponse::failure(&network, rejection.reason)));
         }
     };
 
@@ -110,14 +114,14 @@ pub(crate) async fn settle(
         Ok(Ok(Inserted::New)) => {
             tracing::info!(%payment_hash, network = proof.network.lnbtc_id(), "settled");
             service.metrics.settle(SettleOutcome::Success);
-            Ok(Json(proof.success_response()))
+            Ok(answer(&proof.success_response()))
         }
         Ok(Ok(Inserted::AlreadyPresent)) => {
             tracing::info!(%payment_hash, "settle refused: already settled");
             service
                 .metrics
                 .settle(SettleOutcome::Failure(reason::DUPLICATE_SETTLEMENT));
-            Ok(Json(SettleResponse::failure(
+            Ok(answer(&SettleResponse::failure(
                 proof.network.lnbtc_id(),
                 reason::DUPLICATE_SETTLEMENT,
             )))
@@ -156,18 +160,9 @@ fn retain_until(proof: &ValidProof) -> u64 {
         .min(i64::MAX.unsigned_abs())
 }
 
-/// `POST /verify`: the seed flow's call; the `lnbtc` flow settles upfront and never verifies.
-pub(crate) async fn verify(_: Authorized, Body(body): Body) -> ApiError {
-    let version = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|request| request["x402Version"].as_u64());
-    if version == Some(1) {
-        ApiError::bad_request(V1_NOT_SUPPORTED)
-    } else {
-        ApiError::bad_request(
-            "`exact` on `lnbtc` has no /verify: its proofs are checked and settled at once by POST /settle",
-        )
-    }
+/// An lnbtc settle's answer as JSON (the route answers both flows).
+fn answer(response: &SettleResponse) -> Json<Value> {
+    Json(serde_json::to_value(response).unwrap_or_default())
 }
 
 /// The request's and the payment's `x402Version`: version 1 is the seed flow, which this

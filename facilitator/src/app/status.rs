@@ -21,22 +21,26 @@ pub(crate) async fn supported(State(service): State<Arc<Service>>) -> Response {
             None
         }
     };
-    let kinds: Vec<_> = service
-        .policy
-        .networks
-        .iter()
-        .map(|network| {
-            let mut kind = json!({
-                "x402Version": X402_VERSION_2,
-                "scheme": SCHEME_EXACT,
-                "network": network.lnbtc_id(),
-            });
-            if let Some(pay_to) = &pay_to {
-                kind["extra"] = json!({ "payTo": pay_to });
-            }
-            kind
-        })
-        .collect();
+    let mut kinds = Vec::new();
+    let mut kind = |version: u32, network: &str| {
+        let mut kind = json!({
+            "x402Version": version,
+            "scheme": SCHEME_EXACT,
+            "network": network,
+        });
+        if let Some(pay_to) = &pay_to {
+            kind["extra"] = json!({ "payTo": pay_to });
+        }
+        kinds.push(kind);
+    };
+    for network in &service.policy.networks {
+        if service.flows.lnbtc {
+            kind(X402_VERSION_2, network.lnbtc_id());
+        }
+        if service.flows.v1 {
+            kind(x402_lightning::v1::X402_VERSION, network.as_str());
+        }
+    }
     Json(json!({ "kinds": kinds, "extensions": [], "signers": {} })).into_response()
 }
 

@@ -1,11 +1,46 @@
-//! LND's REST API as a [`LightningNode`]: `GET /v1/getinfo` for the node key and chain,
-//! `POST /v1/invoices` (`AddInvoice`) to mint.
+//! LND's REST API (LND 0.18/0.19) as a [`LightningNode`].
 //!
-//! Every call carries the macaroon in LND's `Grpc-Metadata-macaroon` header (an
-//! `invoice.macaroon` is enough). LND's `tls.cert` is a self-signed CA certificate: give it as
-//! [`LndConfig::tls_cert_pem`] and it is pinned, the only certificate trusted (byte for byte, in
-//! place of host-name and chain checks; the handshake is still verified against it). Answers
-//! are read under a 1 MiB cap, so a hostile node cannot exhaust memory.
+//! | Call | REST | LND RPC | Macaroon permission |
+//! |---|---|---|---|
+//! | [`node_id`](LightningNode::node_id) | `GET /v1/getinfo` | `GetInfo` | `info:read` |
+//! | [`create_invoice`](LightningNode::create_invoice) | `POST /v1/invoices` | `AddInvoice` | `invoices:write` |
+//! | [`lookup_invoice`](LightningNode::lookup_invoice) | `GET /v1/invoice/{r_hash_str}` | `LookupInvoice` | `invoices:read` |
+//! | [`cancel_invoice`](LightningNode::cancel_invoice) | `POST /v2/invoices/cancel` | `invoicesrpc.CancelInvoice` | `invoices:write` |
+//! | [`send_payment`](LightningNode::send_payment) | `POST /v2/router/send` | `routerrpc.SendPaymentV2` | `offchain:write` |
+//! | [`track_payment`](LightningNode::track_payment) | `GET /v2/router/track/{payment_hash}` | `routerrpc.TrackPaymentV2` | `offchain:read` |
+//!
+//! Every call carries the macaroon in LND's `Grpc-Metadata-macaroon` header. LND's
+//! `invoice.macaroon` holds `invoices:read`, `invoices:write`, `address:*` and `onchain:read`:
+//! it can neither read `getinfo` (`info:read`) nor pay (`offchain:*`). A service that mints,
+//! cancels and pays withdrawals needs `admin.macaroon` or, better, a macaroon baked with exactly
+//! these permissions:
+//!
+//! ```text
+//! lncli bakemacaroon invoices:read invoices:write offchain:read offchain:write info:read
+//! ```
+//!
+//! LND's `tls.cert` is a self-signed CA certificate: give it as [`LndConfig::tls_cert_pem`] and
+//! it is pinned, the only certificate trusted (byte for byte, in place of host-name and chain
+//! checks; the handshake is still verified against it). Answers are read under a 1 MiB cap
+//! (a payment's whole update stream included), so a hostile node cannot exhaust memory.
+//!
+//! Shapes, as LND's REST gateway (grpc-gateway v2) writes them: int64 as decimal strings,
+//! `bytes` as base64 in bodies (standard alphabet sent) and URL-safe base64 in a path
+//! (`/v2/router/track/{payment_hash}`; a standard `/` would split the path), errors as
+//! `{"code", "message", "details"}` with the gRPC code mapped to an HTTP status (`NotFound` 404,
+//! `AlreadyExists` 409, `Unknown` 500). The streaming calls (`SendPaymentV2`, `TrackPaymentV2`)
+//! answer newline-delimited `{"result": Payment}` objects, or `{"error": Status}`, also as the
+//! whole body of an error status; with `no_inflight_updates` LND sends nothing at all, not even
+//! the status line, until the payment is decided.
+//!
+//! Paying is never guessed: [`send_payment`](LightningNode::send_payment) reports
+//! `SUCCEEDED` (with a preimage checked against the invoice's payment hash) and `FAILED` as LND
+//! says them, and [`PaymentStatus::InFlight`] when the wait ends first, which includes a node
+//! that never answered; LND keeps paying after the stream is dropped (`cancelable` is not set).
+//! Any error (LND's `invoice is already paid` and `payment is in transition`, 409, included) says
+//! nothing about whether the payment left: [`track_payment`](LightningNode::track_payment)
+//! tells, and only its `None` (LND's `payment isn't initiated`) means the node never started
+//! one.
 
 use std::fmt;
 use std::io;
@@ -15,7 +50,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE as BASE64_URL};
+use bitcoin::hashes::{Hash as _, sha256};
 use bitcoin::hex::{DisplayHex as _, FromHex as _};
 use bitcoin::secp256k1::PublicKey;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -30,13 +66,32 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use x402_lightning::Network;
 
-use super::{InvoiceRequest, LightningNode, NodeError, NodeFuture};
+use super::{
+    Cancelled, InvoiceDescription, InvoiceLookup, InvoiceRequest, InvoiceState, LightningNode,
+    NodeError, NodeFuture, PaymentRequest, PaymentStatus,
+};
 
 /// The header LND's REST gateway reads the hex macaroon from.
 const MACAROON_HEADER: HeaderName = HeaderName::from_static("grpc-metadata-macaroon");
 
 /// The largest answer read from the node; a longer one is garbage.
 const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Added to a streaming call's `wait` for its HTTP timeout, so that the client's own deadline
+/// never cuts a stream the caller still waits for.
+const STREAM_MARGIN: Duration = Duration::from_secs(5);
+
+/// LND's `invoices.ErrInvoiceNotFound`.
+const INVOICE_NOT_FOUND: &str = "unable to locate invoice";
+
+/// LND's `invoices.ErrInvoiceAlreadySettled`.
+const INVOICE_SETTLED: &str = "invoice already settled";
+
+/// LND's `invoices.ErrInvoiceAlreadyCanceled`.
+const INVOICE_CANCELED: &str = "invoice already canceled";
+
+/// LND's `ErrPaymentNotInitiated` (`TrackPaymentV2` of a hash it never paid).
+const PAYMENT_NOT_FOUND: &str = "payment isn't initiated";
 
 /// The longest node error message kept, in characters.
 const MAX_MESSAGE_CHARS: usize = 200;
@@ -60,8 +115,8 @@ impl LndConfig {
     /// The default [`timeout`](Self::timeout) of a call.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-    /// Reads the binary macaroon file (e.g. `invoice.macaroon`) and, if given, the PEM
-    /// `tls.cert`.
+    /// Reads the binary macaroon file (`admin.macaroon` or one baked with the permissions of the
+    /// [module docs](self)) and, if given, the PEM `tls.cert`.
     ///
     /// # Errors
     ///
@@ -134,7 +189,8 @@ pub enum LndConfigError {
     Client(String),
 }
 
-/// An LND node reached over its REST API: mints invoices with `POST /v1/invoices`.
+/// An LND node reached over its REST API: mints, looks up and cancels invoices, pays and tracks
+/// payments (see the [module docs](self) for the calls and their macaroon permissions).
 ///
 /// The node key and chain are read once from `GET /v1/getinfo` and kept.
 pub struct LndNode {
@@ -257,6 +313,67 @@ impl LndNode {
         Ok(body)
     }
 
+    /// Sends a streaming call (`SendPaymentV2`, `TrackPaymentV2`) and reads its updates until
+    /// a final status; `None` when `wait` elapses first or the stream ends without one.
+    async fn payment_updates(
+        &self,
+        request: RequestBuilder,
+        payment_hash: &[u8; 32],
+        wait: Duration,
+    ) -> Result<Option<PaymentStatus>, NodeError> {
+        // The client's timeout is per call: a stream may legitimately stay open for `wait`.
+        let request = request
+            .header(MACAROON_HEADER, self.macaroon.clone())
+            .timeout(wait.saturating_add(STREAM_MARGIN));
+        tokio::time::timeout(wait, self.read_updates(request, payment_hash))
+            .await
+            .unwrap_or(Ok(None))
+    }
+
+    async fn read_updates(
+        &self,
+        request: RequestBuilder,
+        payment_hash: &[u8; 32],
+    ) -> Result<Option<PaymentStatus>, NodeError> {
+        let mut response = request
+            .send()
+            .await
+            .map_err(|err| self.transport_error(&err))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = self.read_capped(response).await;
+            return Err(NodeError::Status {
+                status: status.as_u16(),
+                message: body.map_or_else(|_| reason(status), |body| lnd_message(status, &body)),
+            });
+        }
+        let mut read = 0;
+        let mut line = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|err| self.transport_error(&err))?
+        {
+            read += chunk.len();
+            if read > MAX_BODY_BYTES {
+                return Err(NodeError::Garbage(format!(
+                    "an update stream over {MAX_BODY_BYTES} bytes"
+                )));
+            }
+            for piece in chunk.split_inclusive(|byte| *byte == b'\n') {
+                line.extend_from_slice(piece);
+                if line.ends_with(b"\n") {
+                    if let Some(status) = payment_update(&line, payment_hash)? {
+                        return Ok(Some(status));
+                    }
+                    line.clear();
+                }
+            }
+        }
+        // The last update may lack its delimiter.
+        payment_update(&line, payment_hash)
+    }
+
     fn transport_error(&self, err: &reqwest::Error) -> NodeError {
         if err.is_timeout() {
             NodeError::Timeout(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX))
@@ -298,9 +415,14 @@ impl LightningNode for LndNode {
                     request.network.as_str()
                 )));
             }
+            let (memo, description_hash) = match &request.description {
+                InvoiceDescription::Hash(hash) => (None, Some(BASE64.encode(hash))),
+                InvoiceDescription::Text(text) => (Some(text.clone()), None),
+            };
             let body = AddInvoice {
                 value_msat: request.amount_msat.to_string(),
-                description_hash: BASE64.encode(request.description_hash),
+                memo,
+                description_hash,
                 expiry: request.expiry_secs.to_string(),
             };
             let minted: AddInvoiceResponse = self
@@ -316,6 +438,141 @@ impl LightningNode for LndNode {
             tracing::debug!(%payment_hash, amount_msat = request.amount_msat, "LND minted an invoice");
             Ok(minted.payment_request)
         })
+    }
+
+    /// `GET /v1/invoice/{r_hash_str}` (lowercase hex): `state`, `r_preimage` (checked against
+    /// the payment hash), `amt_paid_msat`. LND's `unable to locate invoice` (404; 500 before
+    /// LND 0.18) is `None`; any other 404 is an error (grpc-gateway answers an unknown route
+    /// with 404 too).
+    fn lookup_invoice<'a>(
+        &'a self,
+        payment_hash: &'a [u8; 32],
+    ) -> NodeFuture<'a, Option<InvoiceLookup>> {
+        Box::pin(async move {
+            let url = format!(
+                "{}/v1/invoice/{}",
+                self.base,
+                payment_hash.to_lower_hex_string()
+            );
+            match self.call::<LookupInvoice>(self.client.get(url)).await {
+                Ok(invoice) => invoice.into_lookup(payment_hash).map(Some),
+                Err(NodeError::Status { message, .. }) if message.contains(INVOICE_NOT_FOUND) => {
+                    Ok(None)
+                }
+                Err(err) => Err(err),
+            }
+        })
+    }
+
+    /// `POST /v2/invoices/cancel` with `payment_hash` (base64). LND cancels a cancelled invoice
+    /// again without complaint; `invoice already settled` is [`Cancelled::AlreadyPaid`], `unable
+    /// to locate invoice` [`Cancelled::Unknown`] (both gRPC `Unknown`, HTTP 500).
+    fn cancel_invoice<'a>(&'a self, payment_hash: &'a [u8; 32]) -> NodeFuture<'a, Cancelled> {
+        Box::pin(async move {
+            let body = CancelInvoice {
+                payment_hash: BASE64.encode(payment_hash),
+            };
+            let url = format!("{}/v2/invoices/cancel", self.base);
+            let answer = self
+                .call::<CancelInvoiceResponse>(self.client.post(url).json(&body))
+                .await;
+            let cancelled = match answer {
+                Ok(CancelInvoiceResponse {}) => Cancelled::Cancelled,
+                Err(NodeError::Status { message, .. }) if message.contains(INVOICE_SETTLED) => {
+                    Cancelled::AlreadyPaid
+                }
+                Err(NodeError::Status { message, .. }) if message.contains(INVOICE_NOT_FOUND) => {
+                    Cancelled::Unknown
+                }
+                // LND before 0.15 refused to cancel twice.
+                Err(NodeError::Status { message, .. }) if message.contains(INVOICE_CANCELED) => {
+                    Cancelled::Cancelled
+                }
+                Err(err) => return Err(err),
+            };
+            tracing::debug!(
+                payment_hash = %payment_hash.to_lower_hex_string(),
+                ?cancelled,
+                "LND cancel invoice"
+            );
+            Ok(cancelled)
+        })
+    }
+
+    /// `POST /v2/router/send` with `payment_request`, `fee_limit_msat`, `timeout_seconds` and
+    /// `no_inflight_updates`, reading the update stream for at most `wait`. The invoice is
+    /// decoded first ([`NodeError::Refused`] if it is not BOLT11) so a `SUCCEEDED` preimage is
+    /// checked against its payment hash. LND's refusals (409 `invoice is already paid`,
+    /// `payment is in transition`, …) are [`NodeError::Status`]: track the payment then.
+    fn send_payment<'a>(
+        &'a self,
+        request: PaymentRequest<'a>,
+        wait: Duration,
+    ) -> NodeFuture<'a, PaymentStatus> {
+        Box::pin(async move {
+            let invoice = x402_lightning::lnbtc::invoice::decode(request.invoice)
+                .map_err(|err| NodeError::Refused(format!("not a BOLT11 invoice: {err}")))?;
+            let payment_hash = invoice.payment_hash;
+            let body = SendPayment {
+                payment_request: request.invoice,
+                fee_limit_msat: request.max_fee_msat.to_string(),
+                timeout_seconds: i32::try_from(request.timeout_secs).unwrap_or(i32::MAX),
+                no_inflight_updates: true,
+            };
+            let url = format!("{}/v2/router/send", self.base);
+            let status = self
+                .payment_updates(self.client.post(url).json(&body), &payment_hash, wait)
+                .await?
+                .unwrap_or(PaymentStatus::InFlight);
+            log_payment("LND send payment", &payment_hash, &status);
+            Ok(status)
+        })
+    }
+
+    /// `GET /v2/router/track/{payment_hash}` (URL-safe base64) with `no_inflight_updates=true`,
+    /// reading the update stream for at most `wait`. `None` only for LND's `payment isn't
+    /// initiated` (gRPC `NotFound`, 404).
+    fn track_payment<'a>(
+        &'a self,
+        payment_hash: &'a [u8; 32],
+        wait: Duration,
+    ) -> NodeFuture<'a, Option<PaymentStatus>> {
+        Box::pin(async move {
+            // URL-safe base64 is made of URL-safe characters: nothing to escape.
+            let url = format!(
+                "{}/v2/router/track/{}?no_inflight_updates=true",
+                self.base,
+                BASE64_URL.encode(payment_hash)
+            );
+            let request = self.client.get(url);
+            let status = match self.payment_updates(request, payment_hash, wait).await {
+                Ok(status) => status.unwrap_or(PaymentStatus::InFlight),
+                Err(NodeError::Status { message, .. }) if message.contains(PAYMENT_NOT_FOUND) => {
+                    tracing::debug!(
+                        payment_hash = %payment_hash.to_lower_hex_string(),
+                        "LND track payment: never initiated"
+                    );
+                    return Ok(None);
+                }
+                Err(err) => return Err(err),
+            };
+            log_payment("LND track payment", payment_hash, &status);
+            Ok(Some(status))
+        })
+    }
+}
+
+/// Logs a payment's state: its hash and status, never its preimage.
+fn log_payment(what: &str, payment_hash: &[u8; 32], status: &PaymentStatus) {
+    let payment_hash = payment_hash.to_lower_hex_string();
+    match status {
+        PaymentStatus::InFlight => tracing::debug!(%payment_hash, "{what}: in flight"),
+        PaymentStatus::Succeeded { fee_msat, .. } => {
+            tracing::debug!(%payment_hash, fee_msat, "{what}: succeeded");
+        }
+        PaymentStatus::Failed { reason } => {
+            tracing::debug!(%payment_hash, %reason, "{what}: failed");
+        }
     }
 }
 
@@ -366,7 +623,12 @@ impl GetInfo {
 #[derive(Serialize)]
 struct AddInvoice {
     value_msat: String,
-    description_hash: String,
+    /// BOLT11 `d`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memo: Option<String>,
+    /// BOLT11 `h`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description_hash: Option<String>,
     expiry: String,
 }
 
@@ -378,24 +640,223 @@ struct AddInvoiceResponse {
     r_hash: Option<String>,
 }
 
-/// LND's error body (`{"code": 2, "message": "…", "details": []}`).
+/// `GET /v1/invoice/{r_hash_str}` (`lnrpc.Invoice`), the fields used.
+#[derive(Deserialize)]
+struct LookupInvoice {
+    #[serde(default)]
+    r_hash: Option<String>,
+    /// Empty for a hold invoice until it is settled.
+    #[serde(default)]
+    r_preimage: Option<String>,
+    amt_paid_msat: String,
+    state: String,
+}
+
+impl LookupInvoice {
+    fn into_lookup(self, payment_hash: &[u8; 32]) -> Result<InvoiceLookup, NodeError> {
+        let garbage = |what: &str| NodeError::Garbage(format!("LookupInvoice: {what}"));
+        let state = match self.state.as_str() {
+            "OPEN" => InvoiceState::Open,
+            "ACCEPTED" => InvoiceState::Accepted,
+            "SETTLED" => InvoiceState::Settled,
+            "CANCELED" => InvoiceState::Canceled,
+            _ => return Err(garbage("an unknown state")),
+        };
+        if let Some(r_hash) = self.r_hash.as_deref().filter(|text| !text.is_empty())
+            && BASE64.decode(r_hash).ok().as_deref() != Some(&payment_hash[..])
+        {
+            return Err(garbage("r_hash is another invoice's"));
+        }
+        let preimage = match self.r_preimage.as_deref() {
+            None | Some("") => None,
+            Some(text) => {
+                let preimage = BASE64
+                    .decode(text)
+                    .ok()
+                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                    .ok_or_else(|| garbage("r_preimage is not 32 bytes of base64"))?;
+                if sha256::Hash::hash(&preimage).to_byte_array() != *payment_hash {
+                    return Err(garbage("r_preimage does not hash to the payment hash"));
+                }
+                Some(preimage)
+            }
+        };
+        let amount_paid_msat = self
+            .amt_paid_msat
+            .parse()
+            .map_err(|_| garbage("amt_paid_msat is not an unsigned int64 string"))?;
+        Ok(InvoiceLookup {
+            state,
+            preimage,
+            amount_paid_msat,
+        })
+    }
+}
+
+/// `POST /v2/invoices/cancel` (`invoicesrpc.CancelInvoiceMsg`).
+#[derive(Serialize)]
+struct CancelInvoice {
+    payment_hash: String,
+}
+
+/// `invoicesrpc.CancelInvoiceResp`: an empty object.
+#[derive(Deserialize)]
+struct CancelInvoiceResponse {}
+
+/// `POST /v2/router/send` (`routerrpc.SendPaymentRequest`), the fields sent.
+#[derive(Serialize)]
+struct SendPayment<'a> {
+    payment_request: &'a str,
+    fee_limit_msat: String,
+    timeout_seconds: i32,
+    no_inflight_updates: bool,
+}
+
+/// One line of a streaming answer: `{"result": lnrpc.Payment}` or `{"error": rpc.Status}`.
+#[derive(Deserialize)]
+struct StreamLine {
+    #[serde(default)]
+    result: Option<Payment>,
+    #[serde(default)]
+    error: Option<RpcStatus>,
+}
+
+/// `lnrpc.Payment`, the fields used.
+#[derive(Deserialize)]
+struct Payment {
+    /// Hex (a `string` field, not `bytes`).
+    #[serde(default)]
+    payment_hash: Option<String>,
+    status: String,
+    /// Hex (a `string` field, not `bytes`); all zeros until the payment succeeds.
+    #[serde(default)]
+    payment_preimage: Option<String>,
+    #[serde(default)]
+    fee_msat: Option<String>,
+    #[serde(default)]
+    failure_reason: Option<String>,
+}
+
+/// `google.rpc.Status`, as grpc-gateway writes it.
+#[derive(Deserialize)]
+struct RpcStatus {
+    #[serde(default)]
+    code: i32,
+    #[serde(default)]
+    message: String,
+}
+
+/// One line of a payment's update stream: its final status, `None` for an update that is not
+/// final (or a blank line), the node's error for an error line.
+fn payment_update(
+    line: &[u8],
+    payment_hash: &[u8; 32],
+) -> Result<Option<PaymentStatus>, NodeError> {
+    if line.trim_ascii().is_empty() {
+        return Ok(None);
+    }
+    let garbage = |what: &str| NodeError::Garbage(format!("a payment update: {what}"));
+    let line: StreamLine =
+        serde_json::from_slice(line).map_err(|err| garbage(&format!("not JSON: {err}")))?;
+    let payment = match (line.result, line.error) {
+        (Some(payment), None) => payment,
+        (None, Some(error)) => {
+            return Err(NodeError::Status {
+                status: http_status_of(error.code),
+                message: clean_message(&error.message)
+                    .unwrap_or_else(|| format!("gRPC code {}", error.code)),
+            });
+        }
+        _ => return Err(garbage("neither a result nor an error")),
+    };
+    if let Some(hash) = payment
+        .payment_hash
+        .as_deref()
+        .filter(|hash| !hash.is_empty())
+        && <[u8; 32]>::from_hex(hash).ok() != Some(*payment_hash)
+    {
+        return Err(garbage("another payment's hash"));
+    }
+    match payment.status.as_str() {
+        "SUCCEEDED" => {
+            let preimage = payment
+                .payment_preimage
+                .as_deref()
+                .and_then(|hex| <[u8; 32]>::from_hex(hex).ok())
+                .ok_or_else(|| garbage("payment_preimage is not 64 hex characters"))?;
+            if sha256::Hash::hash(&preimage).to_byte_array() != *payment_hash {
+                return Err(garbage(
+                    "payment_preimage does not hash to the payment hash",
+                ));
+            }
+            let fee_msat = payment
+                .fee_msat
+                .as_deref()
+                .and_then(|fee| fee.parse().ok())
+                .ok_or_else(|| garbage("fee_msat is not an unsigned int64 string"))?;
+            Ok(Some(PaymentStatus::Succeeded { preimage, fee_msat }))
+        }
+        "FAILED" => Ok(Some(PaymentStatus::Failed {
+            reason: payment
+                .failure_reason
+                .as_deref()
+                .and_then(clean_message)
+                .unwrap_or_else(|| "FAILURE_REASON_NONE".to_owned()),
+        })),
+        // Not decided yet (`UNKNOWN` is LND's deprecated name of the same).
+        "IN_FLIGHT" | "INITIATED" | "UNKNOWN" => Ok(None),
+        _ => Err(garbage("an unknown status")),
+    }
+}
+
+/// The HTTP status grpc-gateway gives a gRPC code (`runtime.HTTPStatusFromCode`): an error
+/// line inside a 200 stream is reported with the status it would have had first.
+fn http_status_of(code: i32) -> u16 {
+    match code {
+        1 => 499,
+        3 | 9 | 11 => 400,
+        4 => 504,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        16 => 401,
+        _ => 500,
+    }
+}
+
+/// LND's error body: `{"code": 2, "message": "…", "details": []}`, or
+/// `{"error": {"code": 6, "message": "…"}}` from a streaming call.
 #[derive(Deserialize)]
 struct LndError {
-    message: String,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    error: Option<RpcStatus>,
 }
 
 /// The `message` of LND's error body, control characters replaced and truncated; else the
 /// status's reason.
 fn lnd_message(status: StatusCode, body: &[u8]) -> String {
-    match serde_json::from_slice::<LndError>(body) {
-        Ok(error) if !error.message.is_empty() => error
-            .message
+    serde_json::from_slice::<LndError>(body)
+        .ok()
+        .and_then(|error| error.message.or(error.error.map(|status| status.message)))
+        .as_deref()
+        .and_then(clean_message)
+        .unwrap_or_else(|| reason(status))
+}
+
+/// A node's message, control characters replaced and truncated; `None` if empty.
+fn clean_message(message: &str) -> Option<String> {
+    (!message.is_empty()).then(|| {
+        message
             .chars()
             .take(MAX_MESSAGE_CHARS)
             .map(|c| if c.is_control() { ' ' } else { c })
-            .collect(),
-        _ => reason(status),
-    }
+            .collect()
+    })
 }
 
 fn reason(status: StatusCode) -> String {

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub(crate) mod books;
 pub mod postgres;
 pub mod sqlite;
 
@@ -93,7 +94,16 @@ pub enum StoreError {
     /// A value does not fit the database's integer type.
     #[error("replay store: {0} does not fit a 64-bit signed integer")]
     OutOfRange(u64),
+    /// A row holds what this service never writes (a negative amount, an unknown state).
+    #[error("the books hold an unexpected value: {0}")]
+    Corrupt(String),
 }
+
+/// A store: the replay store and the seed flow's [books](crate::books::Books), in one
+/// database.
+pub trait Store: ReplayStore + crate::books::Books {}
+
+impl<T: ReplayStore + crate::books::Books> Store for T {}
 
 /// How long a settle waits for a database connection before giving up.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -105,7 +115,7 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`StoreError::UnsupportedUrl`] for another scheme, [`StoreError::InMemory`] for an in-memory
 /// SQLite database, [`StoreError::Open`] when the database cannot be opened or reached, a
 /// migration error when it cannot be migrated.
-pub async fn open(url: &str) -> Result<Box<dyn ReplayStore>, StoreError> {
+pub async fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Box::new(SqliteStore::open(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -206,6 +216,18 @@ macro_rules! replay_store_on_pool {
     };
 }
 pub(crate) use replay_store_on_pool;
+
+/// A database `BIGINT` that must be a `u64` (amounts, times).
+pub(crate) fn to_u64(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("a negative amount or time {value}")))
+}
+
+/// A network stored under its x402 v1 name.
+pub(crate) fn parse_network(name: &str) -> Result<x402_lightning::Network, StoreError> {
+    name.parse()
+        .map_err(|_| StoreError::Corrupt(format!("network {name}")))
+}
 
 /// A `u64` as the databases' `BIGINT`.
 pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {

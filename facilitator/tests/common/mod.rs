@@ -309,3 +309,147 @@ async fn execute(base: &str, statement: String) {
         .expect("schema statement");
     pool.close().await;
 }
+
+/// The seed flow against a running service: funding an account through the simulated node,
+/// requirements, signed payloads and reads.
+pub mod seed {
+    use serde_json::{Value, json};
+    use x402_lightning::types::{PaymentRequirements, RequirementsRequest};
+    use x402_lightning::v1::AccountKey;
+
+    /// The current Unix time, seconds.
+    pub fn unix_now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or(0)
+    }
+
+    /// A fresh random account key.
+    pub fn random_key() -> AccountKey {
+        let secret: [u8; 32] = rand::random();
+        AccountKey::from_secret_key(
+            bitcoin::secp256k1::SecretKey::from_slice(&secret).expect("a valid secret"),
+        )
+    }
+
+    /// Asks for a deposit invoice (201).
+    pub async fn deposit_invoice(
+        client: &reqwest::Client,
+        base: &str,
+        network_id: &str,
+        account: &str,
+        amount_msat: u64,
+    ) -> Value {
+        let response = client
+            .post(format!("{base}/accounts/deposits"))
+            .json(&json!({ "network": network_id, "account": account, "amount": amount_msat.to_string() }))
+            .send()
+            .await
+            .expect("the service answers");
+        assert_eq!(response.status(), 201, "a deposit invoice");
+        response.json().await.expect("JSON")
+    }
+
+    /// Pays an invoice of the service's simulated node (`POST /pay`); the status.
+    pub async fn pay_simulated(client: &reqwest::Client, base: &str, invoice: &str) -> u16 {
+        client
+            .post(format!("{base}/pay"))
+            .json(&json!({ "invoice": invoice }))
+            .send()
+            .await
+            .expect("the service answers")
+            .status()
+            .as_u16()
+    }
+
+    /// Funds `key`'s account with `amount_msat` on `network_id`: a deposit invoice, paid
+    /// through the simulated node, read until credited. Returns the deposit's payment hash.
+    pub async fn fund(
+        client: &reqwest::Client,
+        base: &str,
+        key: &AccountKey,
+        network_id: &str,
+        amount_msat: u64,
+    ) -> String {
+        let deposit = deposit_invoice(client, base, network_id, &key.account(), amount_msat).await;
+        let invoice = deposit["invoice"].as_str().expect("an invoice");
+        assert_eq!(pay_simulated(client, base, invoice).await, 200, "paid");
+        let payment_hash = deposit["paymentHash"].as_str().expect("a hash").to_owned();
+        let state: Value = client
+            .get(format!("{base}/accounts/deposits/{payment_hash}"))
+            .send()
+            .await
+            .expect("the service answers")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(state["state"], "credited", "{state}");
+        payment_hash
+    }
+
+    /// Requirements for `amount_msat` on `network` (an x402 v1 name), described by text.
+    pub async fn requirements(
+        client: &reqwest::Client,
+        base: &str,
+        network: x402_lightning::Network,
+        amount_msat: u64,
+    ) -> PaymentRequirements {
+        let mut request = RequirementsRequest::new(network, amount_msat, "http://127.0.0.1/paid");
+        request.description = "a paid test resource".into();
+        let response = client
+            .post(format!("{base}/requirements"))
+            .json(&request)
+            .send()
+            .await
+            .expect("the service answers");
+        assert_eq!(response.status(), 200, "requirements");
+        response.json().await.expect("PaymentRequirements")
+    }
+
+    /// The `/verify` and `/settle` body paying `requirements` with `key`.
+    pub fn payment_body(key: &AccountKey, requirements: &PaymentRequirements) -> Value {
+        json!({
+            "x402Version": 1,
+            "paymentPayload": key.authorize(requirements),
+            "paymentRequirements": requirements,
+        })
+    }
+
+    /// POSTs `body` to `path` (`/verify`, `/settle`); status and JSON.
+    pub async fn post(
+        client: &reqwest::Client,
+        base: &str,
+        path: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        let response = client
+            .post(format!("{base}{path}"))
+            .json(body)
+            .send()
+            .await
+            .expect("the service answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A signed read of `key`'s account on `network_id`; status and JSON.
+    pub async fn read_account(
+        client: &reqwest::Client,
+        base: &str,
+        key: &AccountKey,
+        network_id: &str,
+    ) -> (u16, Value) {
+        let response = client
+            .get(format!("{base}/accounts/{network_id}/{}", key.account()))
+            .header(
+                "X402-Account-Signature",
+                key.account_read_signature(network_id, unix_now()),
+            )
+            .send()
+            .await
+            .expect("the service answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
