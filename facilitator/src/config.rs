@@ -41,7 +41,7 @@ pub enum NodeKind {
     /// For the demo and tests: it receives no real payment.
     #[default]
     Simulated,
-    /// An LND node over its REST API, with an invoice macaroon.
+    /// An LND node over its REST API (see `node::lnd` for the macaroon's permissions).
     Lnd,
 }
 
@@ -116,7 +116,9 @@ pub struct Config {
     #[arg(long, env = "X402_FACILITATOR_LND_URL", default_value = DEFAULT_LND_URL)]
     pub lnd_url: String,
 
-    /// The path of LND's invoice macaroon (`invoice.macaroon`: it can only create invoices).
+    /// The path of an LND macaroon with `info:read`, `invoices:read`, `invoices:write`,
+    /// `offchain:read` and `offchain:write` (`lncli bakemacaroon …`; `invoice.macaroon` lacks
+    /// `info:read` and cannot pay withdrawals).
     #[arg(long, env = "X402_FACILITATOR_LND_MACAROON")]
     pub lnd_macaroon: Option<PathBuf>,
 

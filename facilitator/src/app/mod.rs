@@ -106,6 +106,9 @@ pub struct Service {
     policy: SettlePolicy,
     deposit_expiry_secs: u64,
     withdrawal_wait: Duration,
+    /// How long a pending withdrawal stays unchanged before a resolver may take it for one
+    /// whose sender is gone: a sender reaches the node within one node call's timeout.
+    stale_withdrawal_secs: u64,
     clock: Arc<dyn Clock>,
     clock_pinned: bool,
     /// SHA-256 of each API key.
@@ -228,6 +231,7 @@ impl Service {
             },
             deposit_expiry_secs: config.deposit_expiry_seconds,
             withdrawal_wait: Duration::from_millis(config.withdrawal_wait_ms),
+            stale_withdrawal_secs: config.node_timeout_ms.div_ceil(1000).saturating_add(5),
             policy: SettlePolicy {
                 networks,
                 skew_secs: config.skew_seconds,

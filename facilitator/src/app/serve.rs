@@ -84,10 +84,6 @@ const BOOKKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs
 /// How many pending deposits one round checks.
 const DEPOSITS_PER_ROUND: u32 = 100;
 
-/// A pending withdrawal unchanged for this long has lost its sender (a crash, or an instance
-/// that stopped): it is resolved by asking the node.
-const STALE_WITHDRAWAL_SECS: u64 = 120;
-
 /// Credits paid deposits and resolves withdrawals left pending by a crash, for ever: at start
 /// (a payment in flight at a crash is resolved by asking the node, never paid again), then
 /// every few seconds.
@@ -118,7 +114,10 @@ async fn keep_books_forever(service: Arc<Service>) {
         match service.store.pending_withdrawals().await {
             Ok(pending) => {
                 for record in pending {
-                    let stale = record.updated_at.saturating_add(STALE_WITHDRAWAL_SECS) <= now;
+                    // Unchanged for longer than a sender takes to reach the node: its sender is
+                    // gone (a crash, a stopped instance), and the node alone knows the outcome.
+                    let stale =
+                        record.updated_at.saturating_add(service.stale_withdrawal_secs) <= now;
                     if !stale {
                         continue;
                     }
