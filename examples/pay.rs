@@ -8,6 +8,8 @@
 //! cargo run --example pay -- --flow v1                       # GET /weather, seed flow
 //! cargo run --example pay -- /premium/report.txt
 //! cargo run --example pay -- /ai/infer '{"prompt":"hello lightning"}'   # POST with a body
+//! cargo run --example pay -- --withdraw 20000                # the seed flow's account pays
+//!                                                            # 20,000 msat to another node
 //! ```
 //!
 //! Environment:
@@ -82,6 +84,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     if std::env::args().any(|arg| arg == "--help" || arg == "-h") {
         println!(
             "usage: cargo run --example pay -- [--flow lnbtc|v1] [PATH] [JSON BODY]\n\
+                    cargo run --example pay -- --withdraw MSAT [--network NETWORK]\n\
              env: X402_DEMO_URL (http://127.0.0.1:3000), X402_PAY_URL \
              (http://127.0.0.1:4021/pay), X402_FACILITATOR_URL (http://127.0.0.1:4021, the seed \
              flow's account), X402_WALLET_KEY (the public demo key), X402_NETWORK (a network to \
@@ -91,6 +94,20 @@ async fn run() -> Result<(), Box<dyn Error>> {
     }
     let base = std::env::var("X402_DEMO_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
     let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|arg| arg == "--withdraw") {
+        let amount = args
+            .get(at + 1)
+            .and_then(|amount| amount.parse::<u64>().ok())
+            .ok_or("--withdraw takes an amount in msat")?;
+        let network = match args.iter().position(|arg| arg == "--network") {
+            Some(at) => args
+                .get(at + 1)
+                .cloned()
+                .ok_or("--network takes a network")?,
+            None => Network::Testnet.as_str().to_owned(),
+        };
+        return withdraw(amount, &network).await;
+    }
     let flow = match args.iter().position(|arg| arg == "--flow") {
         Some(at) if at + 1 < args.len() => {
             let flow = args.remove(at + 1);
@@ -294,13 +311,7 @@ async fn pay_lnbtc(walk: &Walk) -> Result<(), Box<dyn Error>> {
 /// sign an authorization for the 402's invoice and send it in `X-PAYMENT`; the facilitator
 /// pays it from the account.
 async fn pay_v1(walk: &Walk) -> Result<(), Box<dyn Error>> {
-    let secret = std::env::var("X402_WALLET_KEY").unwrap_or_else(|_| DEMO_WALLET_SECRET.into());
-    let key =
-        AccountKey::from_secret_hex(&secret).map_err(|err| format!("X402_WALLET_KEY: {err}"))?;
-    let facilitator = std::env::var("X402_FACILITATOR_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:4021".into())
-        .trim_end_matches('/')
-        .to_owned();
+    let (key, facilitator) = account_settings()?;
     let pay_url = std::env::var("X402_PAY_URL").unwrap_or_else(|_| format!("{facilitator}/pay"));
     let (method, url) = (&walk.method, &walk.url);
     println!("1. {method} {url} without payment");
@@ -432,6 +443,79 @@ async fn pay_v1(walk: &Walk) -> Result<(), Box<dyn Error>> {
         refused["error"].as_str().unwrap_or("?")
     );
     Ok(())
+}
+
+/// Withdraws `amount_msat` from the seed flow's account to an invoice of another node (the
+/// simulated node's `POST /pay/external`), with a fee limit of 1 %, and shows the balance
+/// before and after.
+async fn withdraw(amount_msat: u64, network: &str) -> Result<(), Box<dyn Error>> {
+    let (key, facilitator) = account_settings()?;
+    let client = reqwest::Client::new();
+    let account = Account {
+        client: &client,
+        facilitator: &facilitator,
+        key: &key,
+        network,
+    };
+    let before = account.balance().await?;
+    println!(
+        "1. account {} on {network}: {} msat (available {})",
+        key.account(),
+        before.balance,
+        before.available
+    );
+    let external: serde_json::Value = client
+        .post(format!("{facilitator}/pay/external"))
+        .json(&serde_json::json!({ "amount": amount_msat.to_string(), "network": network }))
+        .send()
+        .await?
+        .error_for_status()
+        .map_err(|err| format!("no simulated node to mint another node's invoice: {err}"))?
+        .json()
+        .await?;
+    let invoice = external["invoice"].as_str().ok_or("no invoice")?;
+    println!("2. an invoice of another node for {amount_msat} msat: {invoice}");
+    let max_fee_msat = amount_msat.div_ceil(100);
+    let response = client
+        .post(format!("{facilitator}/accounts/withdrawals"))
+        .json(&serde_json::json!({
+            "network": network,
+            "account": key.account(),
+            "invoice": invoice,
+            "maxFeeMsat": max_fee_msat.to_string(),
+            "signature": key.sign_withdrawal(invoice, max_fee_msat),
+        }))
+        .send()
+        .await?;
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await?;
+    println!("3. POST /accounts/withdrawals (signed, maxFeeMsat {max_fee_msat})");
+    println!("   <- {status}");
+    println!("   {answer}");
+    let after = account.balance().await?;
+    println!(
+        "4. account: {} msat (was {}: {} msat left it)",
+        after.balance,
+        before.balance,
+        before.balance.saturating_sub(after.balance)
+    );
+    if !status.is_success() {
+        return Err(format!("the withdrawal was refused: {status}").into());
+    }
+    Ok(())
+}
+
+/// The seed flow's account key (`X402_WALLET_KEY`, or the public demo key) and facilitator
+/// (`X402_FACILITATOR_URL`).
+fn account_settings() -> Result<(AccountKey, String), Box<dyn Error>> {
+    let secret = std::env::var("X402_WALLET_KEY").unwrap_or_else(|_| DEMO_WALLET_SECRET.into());
+    let key =
+        AccountKey::from_secret_hex(&secret).map_err(|err| format!("X402_WALLET_KEY: {err}"))?;
+    let facilitator = std::env::var("X402_FACILITATOR_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:4021".into())
+        .trim_end_matches('/')
+        .to_owned();
+    Ok((key, facilitator))
 }
 
 /// The seed flow's account at the facilitator.

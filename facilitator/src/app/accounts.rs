@@ -43,6 +43,9 @@ use crate::node::{
 /// How many pending deposits of an account a read checks with the node.
 const DEPOSITS_CHECKED_PER_READ: u32 = 20;
 
+/// How long after its expiry a pending deposit is still checked with the node, in seconds.
+pub(crate) const DEPOSIT_GRACE_SECS: u64 = 3600;
+
 /// How long the node may keep trying a withdrawal's payment, in seconds.
 const PAYMENT_TIMEOUT_SECS: u32 = 60;
 
@@ -276,7 +279,11 @@ pub(crate) async fn balance(
     // A read right after a deposit's payment already sees it credited.
     let pending = service
         .store
-        .pending_deposits(Some(&id), 0, DEPOSITS_CHECKED_PER_READ)
+        .pending_deposits(
+            Some(&id),
+            service.now().saturating_sub(DEPOSIT_GRACE_SECS),
+            DEPOSITS_CHECKED_PER_READ,
+        )
         .await
         .map_err(|err| store_failed(&err))?;
     for record in &pending {

@@ -97,7 +97,11 @@ async fn keep_books_forever(service: Arc<Service>) {
         // Deposits: those that can still be paid, and an hour of grace after.
         match service
             .store
-            .pending_deposits(None, now.saturating_sub(3600), DEPOSITS_PER_ROUND)
+            .pending_deposits(
+                None,
+                now.saturating_sub(super::accounts::DEPOSIT_GRACE_SECS),
+                DEPOSITS_PER_ROUND,
+            )
             .await
         {
             Ok(pending) => {
@@ -116,8 +120,10 @@ async fn keep_books_forever(service: Arc<Service>) {
                 for record in pending {
                     // Unchanged for longer than a sender takes to reach the node: its sender is
                     // gone (a crash, a stopped instance), and the node alone knows the outcome.
-                    let stale =
-                        record.updated_at.saturating_add(service.stale_withdrawal_secs) <= now;
+                    let stale = record
+                        .updated_at
+                        .saturating_add(service.stale_withdrawal_secs)
+                        <= now;
                     if !stale {
                         continue;
                     }

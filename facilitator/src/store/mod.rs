@@ -53,7 +53,8 @@ pub trait ReplayStore: fmt::Debug + Send + Sync + 'static {
     fn insert_if_absent<'a>(&'a self, entry: &'a ReplayEntry) -> StoreFuture<'a, Inserted>;
 
     /// Removes the entries whose `retain_until` is before `now` (Unix seconds); returns how
-    /// many. An entry whose `retain_until` is `now` or later is never removed.
+    /// many. An entry whose `retain_until` is `now` or later is never removed. Also removes the
+    /// recorded invoices that expired more than an hour and the largest skew before `now`.
     fn purge(&self, now: u64) -> StoreFuture<'_, u64>;
 
     /// How many entries the store holds.
@@ -125,8 +126,43 @@ pub async fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     }
 }
 
-/// The schema, shared by both stores (their SQL for it is the same).
-pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The schema's migrations, in order: version, description (as `sqlx migrate` names them, from
+/// the file name) and SQL, shared by both stores (their SQL for it is the same). Embedded with
+/// `include_str!` rather than sqlx's `migrate!` macro, so that building the service does not
+/// build sqlx's proc macro and a second copy of its drivers.
+const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (
+        20261201000000,
+        "replay keys",
+        include_str!("../../migrations/20261201000000_replay_keys.sql"),
+    ),
+    (
+        20261207000000,
+        "accounts",
+        include_str!("../../migrations/20261207000000_accounts.sql"),
+    ),
+];
+
+/// The migrator of [`MIGRATIONS`].
+pub(crate) fn migrator() -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr as _;
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, sql)| {
+            sqlx::migrate::Migration::new(
+                *version,
+                std::borrow::Cow::Borrowed(*description),
+                sqlx::migrate::MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect::<Vec<_>>();
+    sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(migrations),
+        ..sqlx::migrate::Migrator::DEFAULT
+    }
+}
 
 /// How many rows one purge statement deletes, so a purge never holds the write lock (SQLite) or
 /// many row locks (PostgreSQL) for long.
@@ -140,6 +176,11 @@ const INSERT_SQL: &str = "INSERT INTO replay_keys (replay_key, retain_until, set
 /// One batch of the purge: entries strictly past their `retain_until`.
 const PURGE_SQL: &str = "DELETE FROM replay_keys WHERE replay_key IN \
                          (SELECT replay_key FROM replay_keys WHERE retain_until < $1 LIMIT $2)";
+
+/// One batch of the recorded invoices' purge: those that expired before `$1` (an hour past the
+/// largest skew: no settle can accept them, and the replay key records a paid one).
+const PURGE_INVOICES_SQL: &str = "DELETE FROM invoices WHERE payment_hash IN \
+                                  (SELECT payment_hash FROM invoices WHERE expires_at < $1 LIMIT $2)";
 
 /// The number of entries.
 const COUNT_SQL: &str = "SELECT COUNT(*) FROM replay_keys";
@@ -180,6 +221,20 @@ macro_rules! replay_store_on_pool {
                             .await?
                             .rows_affected();
                         purged += deleted;
+                        if deleted < $crate::store::PURGE_BATCH.unsigned_abs() {
+                            break;
+                        }
+                    }
+                    let invoices_before = now
+                        .saturating_sub($crate::store::to_i64($crate::config::MAX_SKEW_SECONDS)?)
+                        .saturating_sub(3600);
+                    loop {
+                        let deleted = sqlx::query($crate::store::PURGE_INVOICES_SQL)
+                            .bind(invoices_before)
+                            .bind($crate::store::PURGE_BATCH)
+                            .execute(&self.pool)
+                            .await?
+                            .rows_affected();
                         if deleted < $crate::store::PURGE_BATCH.unsigned_abs() {
                             return Ok(purged);
                         }

@@ -10,7 +10,7 @@ use std::str::FromStr as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions as _, Connection as _, PgPool};
 
-use super::{ACQUIRE_TIMEOUT, MIGRATOR, StoreError, redact_password};
+use super::{ACQUIRE_TIMEOUT, StoreError, migrator, redact_password};
 
 /// A replay store in a PostgreSQL database.
 #[derive(Clone, Debug)]
@@ -42,7 +42,7 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(opening)?;
-        MIGRATOR.run(&pool).await?;
+        migrator().run(&pool).await?;
         Ok(Self { pool })
     }
 }

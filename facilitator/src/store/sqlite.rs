@@ -12,7 +12,7 @@ use std::str::FromStr as _;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{ACQUIRE_TIMEOUT, MIGRATOR, StoreError, redact_password};
+use super::{ACQUIRE_TIMEOUT, StoreError, migrator, redact_password};
 
 /// A replay store in a SQLite file.
 #[derive(Clone, Debug)]
@@ -51,7 +51,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(opening)?;
-        MIGRATOR.run(&pool).await?;
+        migrator().run(&pool).await?;
         Ok(Self { pool })
     }
 }
