@@ -1,5 +1,6 @@
-//! The facilitator's `/verify` and `/settle` checks of the seed flow, in `PROTOCOL.md` Part 3's
-//! order (first failure wins), as pure functions on the untrusted JSON the facilitator received.
+//! The facilitator's `/verify` and `/settle` checks of the seed flow, in the order of the
+//! facilitator service's contract for prepaid accounts (first failure wins), as pure functions
+//! on the untrusted JSON the facilitator received.
 //!
 //! | step | check | reason |
 //! |---|---|---|
@@ -214,4 +215,158 @@ pub fn echoed_network(request: &Value) -> String {
         .filter(|id| parse_network_id(id).is_some())
         .unwrap_or_default()
         .to_owned()
+}
+
+#[cfg(all(test, feature = "mock"))]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::mock::{InvoiceSpec, MockNode};
+    use crate::types::{LightningExtra, PaymentRequirements, Scheme};
+    use crate::v1::AccountKey;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn setup() -> (MockNode, AccountKey, PaymentRequirements) {
+        let node = MockNode::random();
+        let spec = InvoiceSpec {
+            created_at: Duration::from_secs(NOW),
+            expiry: Duration::from_secs(60),
+            ..InvoiceSpec::new(Network::Regtest, 10_000)
+        };
+        let invoice = node.mint(&spec).expect("mints").invoice.to_string();
+        let requirements = PaymentRequirements {
+            scheme: Scheme::Exact,
+            network: Network::Regtest,
+            max_amount_required: 10_000,
+            asset: ASSET_BTC.into(),
+            pay_to: node.pay_to().to_string(),
+            resource: "https://example.com/x".into(),
+            description: String::new(),
+            mime_type: String::new(),
+            output_schema: None,
+            max_timeout_seconds: 60,
+            extra: LightningExtra::new(invoice),
+        };
+        let key = AccountKey::from_secret_hex(&"07".repeat(32)).expect("a key");
+        (node, key, requirements)
+    }
+
+    fn body(key: &AccountKey, requirements: &PaymentRequirements) -> Value {
+        json!({
+            "x402Version": 1,
+            "paymentPayload": key.authorize(requirements),
+            "paymentRequirements": requirements,
+        })
+    }
+
+    fn recorded(requirements: &PaymentRequirements) -> RecordedInvoice {
+        RecordedInvoice {
+            invoice: requirements.extra.invoice.clone(),
+            network: Network::Regtest,
+            amount_msat: 10_000,
+        }
+    }
+
+    #[test]
+    fn a_signed_authorization_of_a_recorded_invoice_passes_every_step() {
+        let (node, key, requirements) = setup();
+        let authorization =
+            authenticate(&body(&key, &requirements), &[Network::Regtest]).expect("authentic");
+        assert_eq!(authorization.payer_id(), key.account());
+        assert_eq!(authorization.network_id, "lightning-regtest");
+        let recorded = recorded(&requirements);
+        assert_eq!(
+            authorization.check_recorded(Some(&recorded), &node.node_id(), NOW, 60),
+            Ok(())
+        );
+        // Expiry: the invoice's end plus the skew.
+        let late = authorization.check_recorded(Some(&recorded), &node.node_id(), NOW + 120, 60);
+        assert_eq!(late.map_err(|r| r.reason), Err(reason::PAYMENT_EXPIRED));
+    }
+
+    #[test]
+    fn the_first_failed_step_wins() {
+        let (_, key, requirements) = setup();
+        let networks = [Network::Regtest];
+        // Version and signature both wrong: the version.
+        let mut wrong = body(&key, &requirements);
+        wrong["x402Version"] = json!(2);
+        wrong["paymentPayload"]["payload"]["signature"] = json!("00".repeat(64));
+        assert_eq!(
+            authenticate(&wrong, &networks).map(|_| ()),
+            Err(Rejection::new(reason::INVALID_X402_VERSION))
+        );
+        // Scheme and network wrong: the scheme.
+        let mut wrong = body(&key, &requirements);
+        wrong["paymentRequirements"]["scheme"] = json!("upto");
+        wrong["paymentPayload"]["network"] = json!("lightning");
+        assert_eq!(
+            authenticate(&wrong, &networks).map(|_| ()),
+            Err(Rejection::new(reason::INVALID_SCHEME))
+        );
+        // A network in either form, but the same one in both places.
+        let mut either = body(&key, &requirements);
+        either["paymentRequirements"]["network"] = json!(Network::Regtest.lnbtc_id());
+        let authorization = authenticate(&either, &networks).expect("either form");
+        assert_eq!(authorization.network_id, Network::Regtest.lnbtc_id());
+        let mut wrong = body(&key, &requirements);
+        wrong["paymentPayload"]["network"] = json!("lightning-testnet");
+        assert_eq!(
+            authenticate(&wrong, &[Network::Regtest, Network::Testnet]).map(|_| ()),
+            Err(Rejection::new(reason::INVALID_NETWORK))
+        );
+        // Substituted invoice and bad signature: the payload.
+        let mut wrong = body(&key, &requirements);
+        wrong["paymentRequirements"]["extra"]["invoice"] = json!("lnbcrt1other");
+        wrong["paymentPayload"]["payload"]["signature"] = json!("00".repeat(64));
+        assert_eq!(
+            authenticate(&wrong, &networks).map(|_| ()),
+            Err(Rejection::new(reason::INVALID_PAYLOAD))
+        );
+        // Another key's signature: no payer named.
+        let other = AccountKey::from_secret_hex(&"08".repeat(32)).expect("a key");
+        let mut wrong = body(&key, &requirements);
+        wrong["paymentPayload"]["payload"]["signature"] =
+            json!(other.sign_authorization(&requirements.extra.invoice));
+        assert_eq!(
+            authenticate(&wrong, &networks).map(|_| ()),
+            Err(Rejection::new(reason::INVALID_SIGNATURE))
+        );
+    }
+
+    #[test]
+    fn recorded_checks_run_in_order_and_name_the_payer() {
+        let (node, key, requirements) = setup();
+        let authorization =
+            authenticate(&body(&key, &requirements), &[Network::Regtest]).expect("authentic");
+        let node_id = node.node_id();
+        let unknown = authorization.check_recorded(None, &node_id, NOW, 60);
+        assert_eq!(
+            unknown,
+            Err(Rejection {
+                reason: reason::INVOICE_UNKNOWN,
+                payer: Some(key.account())
+            })
+        );
+        let mut other_amount = recorded(&requirements);
+        other_amount.amount_msat = 9_999;
+        let stranger = MockNode::random().node_id();
+        // Amount and payee both wrong: the amount.
+        assert_eq!(
+            authorization
+                .check_recorded(Some(&other_amount), &stranger, NOW, 60)
+                .map_err(|r| r.reason),
+            Err(reason::INVOICE_AMOUNT)
+        );
+        assert_eq!(
+            authorization
+                .check_recorded(Some(&recorded(&requirements)), &stranger, NOW, 60)
+                .map_err(|r| r.reason),
+            Err(reason::INVOICE_PAYEE)
+        );
+    }
 }
