@@ -56,9 +56,12 @@ CREATE TABLE IF NOT EXISTS deposits (
     expires_at   BIGINT NOT NULL,
     state        TEXT NOT NULL CHECK (state IN ('pending', 'credited')),
     created_at   BIGINT NOT NULL,
-    credited_at  BIGINT
+    credited_at  BIGINT,
+    -- When the background check last asked the node (it asks the least recently checked first).
+    checked_at   BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS deposits_pending ON deposits (state, network, account);
+CREATE INDEX IF NOT EXISTS deposits_checked ON deposits (state, checked_at);
 
 -- Payouts over Lightning: pending -> succeeded | failed (a failed one may start again).
 CREATE TABLE IF NOT EXISTS withdrawals (

@@ -7,11 +7,13 @@
 //!
 //! - `/verify` places a hold (a second verify of the same invoice by the same account keeps
 //!   the one hold): `{"isValid": true, "payer"}`;
-//! - `/settle` looks up the invoice's preimage, cancels the node's invoice (so it can no longer
-//!   be paid over Lightning; a node reporting it paid makes the settle `duplicate_settlement`),
-//!   then pays in one transaction: the hold consumed, the debit, the replay key shared with the
-//!   `lnbtc` flow and the payment with its preimage. A refused settle releases the account's
-//!   hold.
+//! - `/settle` reserves the amount (the verify's hold, or a hold placed now: an account that
+//!   cannot pay is refused before anything else happens), looks up the invoice's preimage,
+//!   cancels the node's invoice (so it can no longer be paid over Lightning; a node reporting it
+//!   paid makes the settle `duplicate_settlement`), then pays in one transaction: the hold
+//!   consumed, the debit, the replay key shared with the `lnbtc` flow and the payment with its
+//!   preimage. A refused settle releases the account's hold; a paid invoice ends every other
+//!   account's hold on it.
 //!
 //! | request | answer |
 //! |---|---|
@@ -65,16 +67,7 @@ pub(crate) async fn verify(
     }
     match check(&service, &request).await {
         Ok(authorization) => {
-            let hold = HoldRequest {
-                account: account_of(&authorization),
-                payment_hash: authorization.payment_hash_hex(),
-                replay_key: authorization.replay_key(),
-                amount_msat: authorization.amount_msat(),
-                expires_at: authorization
-                    .decoded
-                    .end()
-                    .saturating_add(service.policy.skew_secs),
-            };
+            let hold = hold_of(&service, &authorization);
             let outcome = service
                 .store
                 .hold(&hold, service.now())
@@ -196,10 +189,41 @@ async fn check(service: &Service, request: &Value) -> Result<Authorization, Fail
     Ok(authorization)
 }
 
-/// The node's part, then the books' one transaction.
+/// The hold a valid authorization places: its amount, until the invoice's expiry plus the skew.
+fn hold_of(service: &Service, authorization: &Authorization) -> HoldRequest {
+    HoldRequest {
+        account: account_of(authorization),
+        payment_hash: authorization.payment_hash_hex(),
+        replay_key: authorization.replay_key(),
+        amount_msat: authorization.amount_msat(),
+        expires_at: authorization
+            .decoded
+            .end()
+            .saturating_add(service.policy.skew_secs),
+    }
+}
+
+/// The amount reserved (the verify's hold, or one placed now), the node's part, then the
+/// books' one transaction.
 async fn pay(service: &Service, authorization: &Authorization) -> Result<(), Failure> {
     let payment_hash = authorization.decoded.payment_hash;
     let node_failure = |err: NodeError| Failure::Error(node_failed(&err));
+    // Reserved before the node's invoice is cancelled: a settle the account cannot pay never
+    // kills an invoice that the lnbtc flow may still be offering.
+    let held = service
+        .store
+        .hold(&hold_of(service, authorization), service.now())
+        .await
+        .map_err(|err| Failure::Error(store_failed(&err)))?;
+    match held {
+        Outcome::Done => {}
+        Outcome::AlreadyPaid => {
+            return Err(authorization.reject(reason::DUPLICATE_SETTLEMENT).into());
+        }
+        Outcome::InsufficientFunds => {
+            return Err(authorization.reject(reason::INSUFFICIENT_FUNDS).into());
+        }
+    }
     let lookup = service
         .node
         .lookup_invoice(&payment_hash)
@@ -249,7 +273,17 @@ async fn pay(service: &Service, authorization: &Authorization) -> Result<(), Fai
         .await
         .map_err(|err| Failure::Error(store_failed(&err)))?;
     match outcome {
-        Outcome::Done => Ok(()),
+        Outcome::Done => {
+            // Other accounts' holds on this invoice end: it is paid.
+            if let Err(err) = service
+                .store
+                .release_all(&payment.payment_hash, service.now())
+                .await
+            {
+                tracing::warn!(payment_hash = %payment.payment_hash, %err, "releasing the holds of a paid invoice");
+            }
+            Ok(())
+        }
         Outcome::AlreadyPaid => Err(authorization.reject(reason::DUPLICATE_SETTLEMENT).into()),
         Outcome::InsufficientFunds => Err(authorization.reject(reason::INSUFFICIENT_FUNDS).into()),
     }

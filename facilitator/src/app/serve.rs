@@ -109,6 +109,13 @@ async fn keep_books_forever(service: Arc<Service>) {
                     if let Err(err) = super::accounts::refresh_deposit(&service, record).await {
                         tracing::debug!(payment_hash = %record.payment_hash, ?err, "deposit check");
                     }
+                    if let Err(err) = service
+                        .store
+                        .deposit_checked(&record.payment_hash, now)
+                        .await
+                    {
+                        tracing::warn!(%err, "recording a deposit check");
+                    }
                 }
             }
             Err(err) => tracing::warn!(%err, "listing pending deposits"),

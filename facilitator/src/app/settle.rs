@@ -43,9 +43,10 @@ pub(crate) async fn settle(
     let request = super::seed::parse(&body)?;
     let payload = &request["paymentPayload"];
     let requirements = &request["paymentRequirements"];
-    let seed_flow = request["x402Version"].as_u64() == Some(1)
-        || (request["x402Version"].as_u64() != Some(u64::from(X402_VERSION_2))
-            && payload["x402Version"].as_u64() == Some(1));
+    // Either version saying 1 is the seed flow's request: its checks answer a mismatch with
+    // `invalid_x402_version`, as `/verify` does.
+    let seed_flow =
+        request["x402Version"].as_u64() == Some(1) || payload["x402Version"].as_u64() == Some(1);
     if seed_flow && service.flows.v1 {
         return super::seed::settle(&service, request).await;
     }
@@ -113,6 +114,12 @@ pub(crate) async fn settle(
     match inserted {
         Ok(Ok(Inserted::New)) => {
             tracing::info!(%payment_hash, network = proof.network.lnbtc_id(), "settled");
+            if service.flows.v1 {
+                // Seed-flow holds on this invoice end: it is paid.
+                if let Err(err) = service.store.release_all(&payment_hash, now).await {
+                    tracing::warn!(%payment_hash, %err, "releasing the holds of a paid invoice");
+                }
+            }
             service.metrics.settle(SettleOutcome::Success);
             Ok(answer(&proof.success_response()))
         }

@@ -300,14 +300,23 @@ pub trait Books: Send + Sync {
     /// The deposit of `payment_hash`.
     fn deposit<'a>(&'a self, payment_hash: &'a str) -> StoreFuture<'a, Option<DepositRecord>>;
 
-    /// Pending deposits expiring at `expiring_from` or later: of one account, or all (oldest
-    /// first), at most `limit`.
+    /// Pending deposits expiring at `expiring_from` or later, at most `limit`: of one account
+    /// (the newest first: the one just paid, not a flood of unpaid ones, is read), or of all
+    /// accounts (the least recently [checked](Self::deposit_checked) first, so that every one
+    /// is reached, however many there are).
     fn pending_deposits<'a>(
         &'a self,
         account: Option<&'a AccountId>,
         expiring_from: u64,
         limit: u32,
     ) -> StoreFuture<'a, Vec<DepositRecord>>;
+
+    /// Records that the node was asked about the deposit at `now`.
+    fn deposit_checked<'a>(&'a self, payment_hash: &'a str, now: u64) -> StoreFuture<'a, ()>;
+
+    /// Releases every hold on `payment_hash` (the invoice was paid, by any account or flow):
+    /// each account in its own transaction.
+    fn release_all<'a>(&'a self, payment_hash: &'a str, now: u64) -> StoreFuture<'a, ()>;
 
     /// Credits a paid deposit, exactly once: `true` if this call credited it.
     fn credit_deposit<'a>(&'a self, payment_hash: &'a str, now: u64) -> StoreFuture<'a, bool>;

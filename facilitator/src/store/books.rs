@@ -517,7 +517,7 @@ macro_rules! books_on_pool {
                             sqlx::query(sqlx::AssertSqlSafe(format!(
                                 "SELECT {COLUMNS} FROM deposits WHERE state = 'pending' \
                                  AND network = $1 AND account = $2 AND expires_at >= $4 \
-                                 ORDER BY created_at LIMIT $3"
+                                 ORDER BY created_at DESC LIMIT $3"
                             )))
                             .bind(account.network.as_str())
                             .bind(account.account.as_str())
@@ -529,7 +529,7 @@ macro_rules! books_on_pool {
                         None => {
                             sqlx::query(sqlx::AssertSqlSafe(format!(
                                 "SELECT {COLUMNS} FROM deposits WHERE state = 'pending' \
-                                 AND expires_at >= $2 ORDER BY created_at LIMIT $1"
+                                 AND expires_at >= $2 ORDER BY checked_at, created_at LIMIT $1"
                             )))
                             .bind(i64::from(limit))
                             .bind($crate::store::to_i64(expiring_from)?)
@@ -538,6 +538,44 @@ macro_rules! books_on_pool {
                         }
                     };
                     rows.iter().map(Self::deposit_from_row).collect()
+                })
+            }
+
+            fn deposit_checked<'a>(
+                &'a self,
+                payment_hash: &'a str,
+                now: u64,
+            ) -> $crate::store::StoreFuture<'a, ()> {
+                Box::pin(async move {
+                    sqlx::query("UPDATE deposits SET checked_at = $2 WHERE payment_hash = $1")
+                        .bind(payment_hash)
+                        .bind($crate::store::to_i64(now)?)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                })
+            }
+
+            fn release_all<'a>(
+                &'a self,
+                payment_hash: &'a str,
+                now: u64,
+            ) -> $crate::store::StoreFuture<'a, ()> {
+                Box::pin(async move {
+                    use sqlx::Row as _;
+                    let rows = sqlx::query("SELECT network, account FROM holds WHERE payment_hash = $1")
+                        .bind(payment_hash)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    for row in rows {
+                        let network: String = row.try_get(0)?;
+                        let account = $crate::books::AccountId {
+                            network: $crate::store::parse_network(&network)?,
+                            account: row.try_get(1)?,
+                        };
+                        self.release(&account, payment_hash, now).await?;
+                    }
+                    Ok(())
                 })
             }
 
