@@ -92,7 +92,7 @@ pub struct Config {
     #[arg(long, env = "X402_FACILITATOR_SKEW_SECONDS", default_value_t = 60)]
     pub skew_seconds: u64,
 
-    /// Bearer API keys, comma-separated; when set, `/settle` and `/requirements` require
+    /// Bearer API keys, comma-separated; when set, `/requirements`, `/verify` and `/settle` require
     /// `Authorization: Bearer <one of them>`. Without keys, anyone who reaches the port may
     /// settle and mint.
     #[arg(

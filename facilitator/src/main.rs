@@ -43,7 +43,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         networks = %networks.join(","),
         node = ?config.node,
         api_keys = config.api_keys.len(),
-        "x402 lnbtc facilitator ready"
+        "x402 Lightning facilitator ready"
     );
     println!("listening on http://{address}");
     serve(listener, service, shutdown_signal()).await?;

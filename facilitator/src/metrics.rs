@@ -12,9 +12,9 @@
 //!   `settles_total`;
 //! - `x402_facilitator_holds_total{outcome, reason}`: seed-flow verifies (`held`: a valid
 //!   verify and its hold; `refused` with its `invalidReason`; `error`);
-//! - `x402_facilitator_deposits_total{outcome}`: `created`, `credited`;
-//! - `x402_facilitator_withdrawals_total{outcome}`: `succeeded`, `failed`, `pending` (202),
-//!   `refused` (400/409), `error`.
+//! - `x402_facilitator_deposits_total{outcome, reason}`: `created`, `credited` (reason `none`);
+//! - `x402_facilitator_withdrawals_total{outcome, reason}`: `succeeded`, `failed`, `pending`
+//!   (202), `refused` (400/409, with the answer's reason), `error`.
 
 use std::time::Duration;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bitcoin::hashes::{Hash as _, sha256};
 use bitcoin::hex::{DisplayHex as _, FromHex as _};
@@ -180,7 +180,18 @@ pub(crate) async fn deposit_status(
         .await
         .map_err(|err| store_failed(&err))?
         .ok_or_else(unknown)?;
-    let state = refresh_deposit(&service, &record).await?;
+    let state = match refresh_deposit(&service, &record).await {
+        Ok(state) => state,
+        // The node cannot be asked: the deposit stands as the books know it.
+        Err(err) => {
+            tracing::warn!(%payment_hash, ?err, "a deposit could not be checked");
+            if service.now() >= record.expires_at {
+                WireDepositState::Expired
+            } else {
+                WireDepositState::Pending
+            }
+        }
+    };
     Ok(Json(DepositStatus {
         network: record.network_id,
         account: record.account.account,
@@ -226,21 +237,20 @@ pub(crate) async fn refresh_deposit(
 }
 
 /// Checks the `X402-Account-Signature` of a read of `account` on `network_id` (as the path
-/// writes it): 401 without a valid one.
+/// writes it: the signature may be over the path's raw segment, `uri`'s, or over its decoded
+/// text): 401 without a valid one.
 fn check_read_signature(
     service: &Service,
     headers: &HeaderMap,
+    uri: &Uri,
     network_id: &str,
     account: &str,
 ) -> Result<(), ApiError> {
     let unauthorized = |why: &str| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            format!(
-                "{why}: send X402-Account-Signature: <unix seconds>.<signature of \
+        ApiError::unsigned(format!(
+            "{why}: send X402-Account-Signature: <unix seconds>.<signature of \
                  `x402-lightning account {network_id} {account} <unix seconds>`>"
-            ),
-        )
+        ))
     };
     let mut values = headers.get_all(ACCOUNT_SIGNATURE_HEADER).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
@@ -249,13 +259,25 @@ fn check_read_signature(
     let value = value
         .to_str()
         .map_err(|_| unauthorized("the account signature is not text"))?;
-    sign::verify_account_read(
-        value,
-        network_id,
-        account,
-        service.now(),
-        service.policy.skew_secs,
-    )
+    let verify = |network: &str| {
+        sign::verify_account_read(
+            value,
+            network,
+            account,
+            service.now(),
+            service.policy.skew_secs,
+        )
+    };
+    // `/accounts/{network}/…`: the network's segment as the request wrote it.
+    let raw = uri
+        .path()
+        .split('/')
+        .nth(2)
+        .filter(|raw| *raw != network_id);
+    match (verify(network_id), raw) {
+        (Err(SignatureError::Wrong), Some(raw)) => verify(raw),
+        (checked, _) => checked,
+    }
     .map_err(|err| match err {
         SignatureError::Stale => unauthorized("the signed time is outside the allowed skew"),
         _ => unauthorized("the account signature does not check"),
@@ -267,9 +289,10 @@ fn check_read_signature(
 pub(crate) async fn balance(
     State(service): State<Arc<Service>>,
     Path((network_id, account)): Path<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<AccountBalance>, ApiError> {
-    check_read_signature(&service, &headers, &network_id, &account)?;
+    check_read_signature(&service, &headers, &uri, &network_id, &account)?;
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "no such account");
     let network = served_network(&service, &network_id).ok_or_else(not_found)?;
     let id = AccountId {
@@ -287,7 +310,11 @@ pub(crate) async fn balance(
         .await
         .map_err(|err| store_failed(&err))?;
     for record in &pending {
-        refresh_deposit(&service, record).await?;
+        // A node that cannot be asked leaves the deposit pending: the read still answers.
+        if let Err(err) = refresh_deposit(&service, record).await {
+            tracing::warn!(payment_hash = %record.payment_hash, ?err, "a deposit could not be checked");
+            break;
+        }
     }
     let balance = service
         .store
@@ -470,13 +497,12 @@ async fn pay_withdrawal(
         Ok(status) => Some(status),
         Err(err) => {
             // The node refused or failed to answer: whether it started paying is its to say.
+            // A payment it does not know yet is not failed here: the request may still reach
+            // it. The tracker fails it once that can no longer happen.
             tracing::warn!(payment_hash = %record.payment_hash, %err, "sending a withdrawal failed; asking the node");
             let hash = parse_payment_hash(&record.payment_hash)?;
             match service.node.track_payment(&hash, Duration::ZERO).await {
-                Ok(None) => Some(PaymentStatus::Failed {
-                    reason: format!("the node did not pay: {err}"),
-                }),
-                Ok(Some(status)) => Some(status),
+                Ok(status) => status,
                 Err(err) => {
                     tracing::warn!(payment_hash = %record.payment_hash, %err, "the node cannot say; the withdrawal stays pending");
                     None
@@ -561,7 +587,8 @@ pub(crate) fn spawn_tracker(service: Arc<Service>, payment_hash: String) {
 
 /// Asks the node about a pending withdrawal and records its outcome once decided. `Ok(true)`
 /// once it is no longer pending. A payment the node never started is failed (it is safe to try
-/// again): call this only for withdrawals whose sender is gone (a restart) or done.
+/// again) only once the withdrawal is stale: unchanged for longer than a sender takes to reach
+/// the node, so that its sender is surely gone (a crash, a stopped instance) or done.
 pub(crate) async fn resolve(
     service: &Service,
     payment_hash: &str,
@@ -579,14 +606,22 @@ pub(crate) async fn resolve(
         return Ok(true);
     }
     let hash = parse_payment_hash(payment_hash).ok_or("a malformed payment hash")?;
-    let status = service
+    let stale = record
+        .updated_at
+        .saturating_add(service.stale_withdrawal_secs)
+        <= service.now();
+    let status = match service
         .node
         .track_payment(&hash, wait)
         .await
         .map_err(|err| err.to_string())?
-        .unwrap_or(PaymentStatus::Failed {
+    {
+        Some(status) => status,
+        None if stale => PaymentStatus::Failed {
             reason: "the node never started this payment".to_owned(),
-        });
+        },
+        None => return Ok(false),
+    };
     Ok(end(service, &record, status)
         .await
         .is_some_and(|ended| ended.state != WithdrawalState::Pending))
@@ -596,9 +631,10 @@ pub(crate) async fn resolve(
 pub(crate) async fn withdrawal_status(
     State(service): State<Arc<Service>>,
     Path((network_id, account, payment_hash)): Path<(String, String, String)>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_read_signature(&service, &headers, &network_id, &account)?;
+    check_read_signature(&service, &headers, &uri, &network_id, &account)?;
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "no such withdrawal of this account");
     let network = served_network(&service, &network_id).ok_or_else(not_found)?;
     parse_payment_hash(&payment_hash).ok_or_else(not_found)?;

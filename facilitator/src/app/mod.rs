@@ -41,6 +41,8 @@ pub use self::serve::serve;
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
+    /// The `WWW-Authenticate` challenge of a 401.
+    challenge: &'static str,
 }
 
 impl ApiError {
@@ -48,6 +50,16 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            challenge: "Bearer",
+        }
+    }
+
+    /// A 401 of a signed account route: the challenge names the signature header.
+    pub(crate) fn unsigned(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.into(),
+            challenge: "X402-Account-Signature",
         }
     }
 
@@ -61,9 +73,10 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
         no_store(&mut response);
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(self.challenge),
+            );
         }
         response
     }

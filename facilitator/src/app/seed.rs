@@ -329,7 +329,11 @@ fn retain_until(authorization: &Authorization) -> u64 {
 }
 
 fn invalid(service: &Service, rejection: &Rejection) -> Value {
-    tracing::info!(reason = rejection.reason, payer = ?rejection.payer, "verify refused");
+    tracing::info!(
+        reason = rejection.reason,
+        payer = rejection.payer.as_deref().unwrap_or("-"),
+        "verify refused"
+    );
     service.metrics.hold("refused", rejection.reason);
     let mut answer = json!({ "isValid": false, "invalidReason": rejection.reason });
     if let Some(payer) = &rejection.payer {
@@ -339,7 +343,11 @@ fn invalid(service: &Service, rejection: &Rejection) -> Value {
 }
 
 fn failed(service: &Service, network_id: &str, rejection: &Rejection) -> Value {
-    tracing::info!(reason = rejection.reason, payer = ?rejection.payer, "settle refused");
+    tracing::info!(
+        reason = rejection.reason,
+        payer = rejection.payer.as_deref().unwrap_or("-"),
+        "settle refused"
+    );
     service
         .metrics
         .seed_settle(SettleOutcome::Failure(rejection.reason));

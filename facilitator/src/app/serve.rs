@@ -120,20 +120,12 @@ async fn keep_books_forever(service: Arc<Service>) {
             }
             Err(err) => tracing::warn!(%err, "listing pending deposits"),
         }
-        // Withdrawals: at start every pending one is this instance's to resolve only once it is
-        // stale (another instance sharing the store may be paying it right now).
+        // Withdrawals: every pending one is resolved by asking the node (at start: those a crash
+        // left in flight). One the node never started is failed only once stale (another
+        // instance sharing the store may be about to send it).
         match service.store.pending_withdrawals().await {
             Ok(pending) => {
                 for record in pending {
-                    // Unchanged for longer than a sender takes to reach the node: its sender is
-                    // gone (a crash, a stopped instance), and the node alone knows the outcome.
-                    let stale = record
-                        .updated_at
-                        .saturating_add(service.stale_withdrawal_secs)
-                        <= now;
-                    if !stale {
-                        continue;
-                    }
                     if first {
                         tracing::info!(payment_hash = %record.payment_hash, "resolving a withdrawal left pending");
                     }
