@@ -325,15 +325,18 @@ impl LndNode {
         let request = request
             .header(MACAROON_HEADER, self.macaroon.clone())
             .timeout(wait.saturating_add(STREAM_MARGIN));
-        tokio::time::timeout(wait, self.read_updates(request, payment_hash))
+        tokio::time::timeout(wait, self.read_updates(request, payment_hash, false))
             .await
             .unwrap_or(Ok(None))
     }
 
+    /// Reads a stream of payment updates: until a final status, or, with `first_only`, until
+    /// the first update whatever it says ([`PaymentStatus::InFlight`] included).
     async fn read_updates(
         &self,
         request: RequestBuilder,
         payment_hash: &[u8; 32],
+        first_only: bool,
     ) -> Result<Option<PaymentStatus>, NodeError> {
         let mut response = request
             .send()
@@ -363,15 +366,20 @@ impl LndNode {
             for piece in chunk.split_inclusive(|byte| *byte == b'\n') {
                 line.extend_from_slice(piece);
                 if line.ends_with(b"\n") {
-                    if let Some(status) = payment_update(&line, payment_hash)? {
-                        return Ok(Some(status));
+                    match payment_update(&line, payment_hash)? {
+                        Some(PaymentStatus::InFlight) if !first_only => {}
+                        Some(status) => return Ok(Some(status)),
+                        None => {}
                     }
                     line.clear();
                 }
             }
         }
         // The last update may lack its delimiter.
-        payment_update(&line, payment_hash)
+        match payment_update(&line, payment_hash)? {
+            Some(PaymentStatus::InFlight) if !first_only => Ok(None),
+            status => Ok(status),
+        }
     }
 
     fn transport_error(&self, err: &reqwest::Error) -> NodeError {
@@ -538,14 +546,28 @@ impl LightningNode for LndNode {
         wait: Duration,
     ) -> NodeFuture<'a, Option<PaymentStatus>> {
         Box::pin(async move {
-            // URL-safe base64 is made of URL-safe characters: nothing to escape.
+            // URL-safe base64 is made of URL-safe characters: nothing to escape. A zero wait
+            // asks for the state now: LND's first update (in flight included), within the
+            // client's timeout; otherwise the stream is read until decided or `wait` is over.
+            let now = wait.is_zero();
             let url = format!(
-                "{}/v2/router/track/{}?no_inflight_updates=true",
+                "{}/v2/router/track/{}?no_inflight_updates={}",
                 self.base,
-                BASE64_URL.encode(payment_hash)
+                BASE64_URL.encode(payment_hash),
+                !now
             );
             let request = self.client.get(url);
-            let status = match self.payment_updates(request, payment_hash, wait).await {
+            let updates = if now {
+                self.read_updates(
+                    request.header(MACAROON_HEADER, self.macaroon.clone()),
+                    payment_hash,
+                    true,
+                )
+                .await
+            } else {
+                self.payment_updates(request, payment_hash, wait).await
+            };
+            let status = match updates {
                 Ok(status) => status.unwrap_or(PaymentStatus::InFlight),
                 Err(NodeError::Status { message, .. }) if message.contains(PAYMENT_NOT_FOUND) => {
                     tracing::debug!(
@@ -804,7 +826,7 @@ fn payment_update(
                 .unwrap_or_else(|| "FAILURE_REASON_NONE".to_owned()),
         })),
         // Not decided yet (`UNKNOWN` is LND's deprecated name of the same).
-        "IN_FLIGHT" | "INITIATED" | "UNKNOWN" => Ok(None),
+        "IN_FLIGHT" | "INITIATED" | "UNKNOWN" => Ok(Some(PaymentStatus::InFlight)),
         _ => Err(garbage("an unknown status")),
     }
 }

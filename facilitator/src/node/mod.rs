@@ -154,7 +154,8 @@ pub trait LightningNode: fmt::Debug + Send + Sync + 'static {
     ) -> NodeFuture<'a, PaymentStatus>;
 
     /// The state of the node's payment of `payment_hash`, waiting at most `wait` for it to be
-    /// decided; `None` when the node never started one (it is safe to pay it then).
+    /// decided (a zero `wait`: its state now, within one call's timeout); `None` when the node
+    /// never started one (it is safe to pay it then).
     fn track_payment<'a>(
         &'a self,
         payment_hash: &'a [u8; 32],
