@@ -1,25 +1,46 @@
 //! `POST /settle` throughput and latency, against the real release binary, for both replay
-//! stores (a SQLite file, a PostgreSQL schema) at 1 and 32 concurrent clients.
+//! stores (a SQLite file, a PostgreSQL schema) at 1 and 32 concurrent clients, in three
+//! workloads:
+//!
+//! - `lnbtc`: x402 v2 `exact` on `lnbtc` settles (a preimage proof each, settled upfront);
+//! - `seed-pair`: the seed flow (x402 v1, `PROTOCOL.md` Part 3) as the layer drives it, a
+//!   `POST /verify` (which places a hold) then a `POST /settle` (which pays inside the books)
+//!   of one invoice, timed as a pair, and each call's own latency;
+//! - `seed-settle`: the seed flow's `POST /settle` alone, of invoices verified (held) in the
+//!   untimed setup, as the layer's settle after its handler.
 //!
 //! `cargo bench -p x402-lightning-facilitator --bench settle`
 //!
-//! - One service process per configuration (store × clients), each on a fresh store: a new
-//!   SQLite file in a temporary directory on the real disk, or a new schema in the database of
-//!   `X402_FACILITATOR_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`;
-//!   the PostgreSQL rows are skipped when it is unreachable), dropped at the end.
-//! - Every proof (a fresh invoice of a mock node, bound to a random request hash, and its
-//!   preimage) is minted and its body serialized before the clock starts, and settled exactly
-//!   once; every answer must be 200 `"success": true`, or the run is invalid (exit status 1).
-//! - The configurations run interleaved in rounds (BENCHMARKING.md): settles/s is the median of
-//!   the rounds, every round is printed, p50/p99 are over every settle of the configuration.
-//!   50 warm-up settles per configuration are left out of the figures.
-//! - Beside throughput: CPU time per settle of the service process, of the PostgreSQL server
-//!   processes and of the load generator (`/proc`), the machine's busy/iowait/steal shares, and
-//!   a raw fsync-per-commit baseline of the disk.
+//! - One service process per configuration (workload × store × clients), each on a fresh
+//!   store: a new SQLite file in a temporary directory on the real disk, or a new schema in the
+//!   database of `X402_FACILITATOR_TEST_POSTGRES_URL` (default
+//!   `postgres://postgres@127.0.0.1:5432/test`; the PostgreSQL rows are skipped when it is
+//!   unreachable), dropped at the end.
+//! - `lnbtc`: every proof (a fresh invoice of a mock node, bound to a random request hash, and
+//!   its preimage) is minted and its body serialized before the clock starts, and settled
+//!   exactly once, the clients taking bodies from one shared queue.
+//! - Seed flow: one account per client, funded before the first round through the service's
+//!   deposits (`POST /accounts/deposits`, `POST /pay` on the simulated node, `GET
+//!   /accounts/deposits/{hash}` until `credited`). Before each round, untimed: every invoice is
+//!   minted with `POST /requirements` (no `descriptionHash`: the seed flow's recorded invoice)
+//!   and its authorization signed by the client's account key; `seed-settle` also verifies
+//!   each one there. Each client then works through its own invoices, one at a time.
+//! - Every answer must be 200 with `"isValid": true` / `"success": true`, or the run is invalid
+//!   (exit status 1).
+//! - The configurations run interleaved in rounds (BENCHMARKING.md): the rate is the median of
+//!   the rounds, every round is printed, p50/p99 are over every request (pair) of the
+//!   configuration. 50 warm-up requests (pairs) per configuration are left out of the figures.
+//! - Beside throughput: CPU time per request (pair) of the service process, of the PostgreSQL
+//!   server processes and of the load generator (`/proc`), the machine's busy/iowait/steal
+//!   shares, and a raw fsync-per-commit baseline of the disk.
 //!
-//! Environment: `SETTLE_BENCH_N` (settles per configuration; default 1,000 at 1 client and 4,000
-//! at 32), `SETTLE_BENCH_ROUNDS` (default 5), `SETTLE_BENCH_PIN=0` (do not pin the service to
-//! core 0 and the load generator to core 1).
+//! Environment: `SETTLE_BENCH_N` (requests, or pairs, per configuration; default 1,000 at 1
+//! client and 4,000 at 32), `SETTLE_BENCH_ROUNDS` (default 5), `SETTLE_BENCH_WORKLOADS`
+//! (comma-separated, default `lnbtc,seed-pair,seed-settle`), `SETTLE_BENCH_PIN=0` (do not pin
+//! the services to core 0 and the load generator to core 1), `SETTLE_BENCH_STATEMENTS=1` (a
+//! profile: the services log every SQL statement with its time, `RUST_LOG=sqlx::query=debug`,
+//! and a table per configuration sums them over the timed rounds; the logging slows the
+//! services, so the throughput of such a run is not the service's).
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -32,7 +53,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bitcoin::hex::DisplayHex as _;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, PgPool};
@@ -41,6 +62,10 @@ use x402_lightning::lnbtc::types::{
     LnbtcExtra, PaymentPayload, PaymentRequirements, SettleRequest,
 };
 use x402_lightning::mock::{InvoiceSpec, MockNode};
+use x402_lightning::v1::AccountKey;
+use x402_lightning::v1::types::{
+    PaymentRequirements as SeedRequirements, RequirementsRequest, VerifyRequest,
+};
 use x402_lightning_facilitator::store::redact_password;
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -50,13 +75,19 @@ const BINARY: &str = env!("CARGO_BIN_EXE_x402-lightning-facilitator");
 /// Regtest: the network the proofs are minted on and the service settles.
 const NETWORK: Network = Network::Regtest;
 const NETWORK_ID: &str = "lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328";
+/// The same network by its x402 v1 name, as the seed flow's accounts name it.
+const SEED_NETWORK_ID: &str = "lightning-regtest";
+/// The price of one invoice, in msat (the `lnbtc` proofs' and the seed flow's).
+const AMOUNT_MSAT: u64 = 10_000;
+/// The seed flow invoices' expiry (`maxTimeoutSeconds`): minted just before their round.
+const SEED_EXPIRY_SECS: u64 = 600;
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// Concurrent clients measured.
 const CLIENTS: [usize; 2] = [1, 32];
-/// Settles per configuration by default, by client count.
-const DEFAULT_SETTLES: [usize; 2] = [1_000, 4_000];
+/// Requests (pairs) per configuration by default, by client count.
+const DEFAULT_REQUESTS: [usize; 2] = [1_000, 4_000];
 const DEFAULT_ROUNDS: usize = 5;
-/// Warm-up settles per configuration, before its first round, left out of the figures.
+/// Warm-up requests (pairs) per configuration, before its first round, left out of the figures.
 const WARMUP: usize = 50;
 /// Commits of the fsync baseline.
 const BASELINE_COMMITS: usize = 200;
@@ -64,6 +95,11 @@ const BASELINE_COMMITS: usize = 200;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the service may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The warnings every service here logs at start (a simulated node, no API key).
+const STARTUP_WARNINGS: [&str; 2] = ["the node is SIMULATED", "no API key"];
+/// How many times a deposit is read before it must say `credited`, and the wait between reads.
+const DEPOSIT_READS: usize = 50;
+const DEPOSIT_READ_PAUSE: Duration = Duration::from_millis(20);
 
 fn main() -> ExitCode {
     let settings = match Settings::from_env() {
@@ -89,7 +125,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(settings, cores, pinned)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            println!("\nINVALID RUN: some settles did not answer 200 \"success\": true (above)");
+            println!(
+                "\nINVALID RUN: some requests did not answer 200 \"isValid\"/\"success\": true, \
+                 or the books do not add up (above)"
+            );
             ExitCode::FAILURE
         }
         Err(err) => {
@@ -99,13 +138,92 @@ fn main() -> ExitCode {
     }
 }
 
+/// What a configuration's clients do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    /// `POST /settle` of an `lnbtc` preimage proof (x402 v2).
+    Lnbtc,
+    /// `POST /verify` then `POST /settle` of one seed-flow invoice (x402 v1).
+    SeedPair,
+    /// `POST /settle` alone of a seed-flow invoice verified (held) in the setup.
+    SeedSettle,
+}
+
+impl Workload {
+    const ALL: [Workload; 3] = [Workload::Lnbtc, Workload::SeedPair, Workload::SeedSettle];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Lnbtc => "lnbtc",
+            Workload::SeedPair => "seed-pair",
+            Workload::SeedSettle => "seed-settle",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Workload::Lnbtc => {
+                "lnbtc: POST /settle of a preimage proof (x402 v2, exact on lnbtc), one settle per request"
+            }
+            Workload::SeedPair => {
+                "seed-pair: POST /verify (hold) + POST /settle (pay in the books) of one invoice, \
+                 x402 v1 from a prepaid account, timed as a pair"
+            }
+            Workload::SeedSettle => {
+                "seed-settle: POST /settle alone, x402 v1 from a prepaid account, of invoices \
+                 verified (held) in the untimed setup: the layer's settle after its handler"
+            }
+        }
+    }
+
+    /// What one timed unit is, plural.
+    fn unit(self) -> &'static str {
+        match self {
+            Workload::Lnbtc | Workload::SeedSettle => "settles",
+            Workload::SeedPair => "pairs",
+        }
+    }
+
+    fn is_seed(self) -> bool {
+        self != Workload::Lnbtc
+    }
+
+    fn parse_list(text: &str) -> Result<Vec<Workload>, BoxError> {
+        let mut workloads = Vec::new();
+        for name in text
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
+            let workload = Workload::ALL
+                .into_iter()
+                .find(|workload| workload.name() == name)
+                .ok_or_else(|| {
+                    format!(
+                        "SETTLE_BENCH_WORKLOADS: unknown workload {name:?} (lnbtc, seed-pair, seed-settle)"
+                    )
+                })?;
+            if !workloads.contains(&workload) {
+                workloads.push(workload);
+            }
+        }
+        if workloads.is_empty() {
+            return Err("SETTLE_BENCH_WORKLOADS names no workload".into());
+        }
+        Ok(workloads)
+    }
+}
+
 /// The benchmark's knobs, from the environment.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Settings {
-    /// Settles per configuration (`SETTLE_BENCH_N`), or the defaults.
-    settles: Option<usize>,
+    /// Requests (pairs) per configuration (`SETTLE_BENCH_N`), or the defaults.
+    requests: Option<usize>,
     rounds: usize,
     pin: bool,
+    workloads: Vec<Workload>,
+    /// Log and sum every SQL statement of the timed rounds (`SETTLE_BENCH_STATEMENTS=1`).
+    statements: bool,
 }
 
 impl Settings {
@@ -125,18 +243,25 @@ impl Settings {
                 _ => Ok(None),
             }
         };
+        let workloads = match std::env::var("SETTLE_BENCH_WORKLOADS") {
+            Ok(text) if !text.trim().is_empty() => Workload::parse_list(&text)?,
+            _ => Workload::ALL.to_vec(),
+        };
         Ok(Self {
-            settles: number("SETTLE_BENCH_N")?,
+            requests: number("SETTLE_BENCH_N")?,
             rounds: number("SETTLE_BENCH_ROUNDS")?.unwrap_or(DEFAULT_ROUNDS),
             pin: std::env::var("SETTLE_BENCH_PIN").map_or(true, |value| value.trim() != "0"),
+            workloads,
+            statements: std::env::var("SETTLE_BENCH_STATEMENTS")
+                .is_ok_and(|value| value.trim() == "1"),
         })
     }
 
-    /// Settles per round for the client count `CLIENTS[index]` (the configuration's total,
-    /// split in equal rounds).
+    /// Requests (pairs) per round for the client count `CLIENTS[index]` (the configuration's
+    /// total, split in equal rounds).
     fn per_round(&self, index: usize) -> usize {
-        self.settles
-            .unwrap_or(DEFAULT_SETTLES[index])
+        self.requests
+            .unwrap_or(DEFAULT_REQUESTS[index])
             .div_ceil(self.rounds)
     }
 }
@@ -156,30 +281,56 @@ impl Store {
     }
 }
 
-/// One configuration: a store, a client count, its own service process and fresh store.
+/// One configuration: a workload, a store, a client count, its own service process and fresh
+/// store.
 struct Config {
+    workload: Workload,
     store: Store,
     clients: usize,
     per_round: usize,
     service: Service,
-    url: String,
+    /// `http://ADDR` of the service.
+    base: String,
+    /// The seed flow's accounts, one per client (none for `lnbtc`).
+    accounts: Vec<AccountKey>,
+    /// What each account was funded with, msat.
+    funded_msat: u64,
+    /// Successful settles, warm-up included (for the books' check).
+    settled: usize,
     rounds: Vec<Round>,
+}
+
+impl Config {
+    fn label(&self) -> String {
+        format!(
+            "{} {} {} clients",
+            self.workload.name(),
+            self.store.name(),
+            self.clients
+        )
+    }
 }
 
 /// What one round measured.
 struct Round {
-    settles: usize,
+    /// Timed units done (settles, or verify + settle pairs).
+    done: usize,
     wall: Duration,
+    /// Each unit's latency.
     latencies: Vec<Duration>,
+    /// Each call's latency, by its place in the unit (a pair: verify, then settle).
+    steps: Vec<Vec<Duration>>,
     service_cpu: Duration,
     postgres_cpu: Duration,
     loadgen_cpu: Duration,
     machine: MachineDelta,
+    /// The service log's bytes written during the round (its statements, in a profile run).
+    log_range: (u64, u64),
 }
 
 impl Round {
     fn per_second(&self) -> f64 {
-        self.settles as f64 / self.wall.as_secs_f64()
+        self.done as f64 / self.wall.as_secs_f64()
     }
 }
 
@@ -195,7 +346,7 @@ impl Failures {
         for error in errors {
             self.count += 1;
             if self.samples.len() < 10 {
-                println!("FAILED settle ({context}): {error}");
+                println!("FAILED request ({context}): {error}");
                 self.samples.push(error);
             }
         }
@@ -224,7 +375,7 @@ async fn run(settings: Settings, cores: usize, pinned: bool) -> Result<bool, Box
     };
     let mut schemas = Vec::new();
     let outcome = bench(
-        settings,
+        &settings,
         cores,
         pinned,
         temp.path(),
@@ -250,7 +401,7 @@ async fn run(settings: Settings, cores: usize, pinned: bool) -> Result<bool, Box
 
 #[allow(clippy::too_many_lines)]
 async fn bench(
-    settings: Settings,
+    settings: &Settings,
     cores: usize,
     pinned: bool,
     dir: &Path,
@@ -258,8 +409,31 @@ async fn bench(
     admin: Option<&PgPool>,
     schemas: &mut Vec<String>,
 ) -> Result<bool, BoxError> {
-    // The header: the machine, the build, the stores' durability.
-    println!("x402-lightning-facilitator: POST /settle benchmark (exact on lnbtc, regtest)");
+    // The header: the command, the machine, the build, the stores' durability.
+    println!(
+        "x402-lightning-facilitator: POST /settle benchmark (regtest): exact on lnbtc, and the seed flow from prepaid accounts"
+    );
+    println!(
+        "command: cargo bench -p x402-lightning-facilitator --bench settle  (SETTLE_BENCH_N={}, SETTLE_BENCH_ROUNDS={}, SETTLE_BENCH_WORKLOADS={}, SETTLE_BENCH_PIN={}, SETTLE_BENCH_STATEMENTS={})",
+        settings
+            .requests
+            .map_or_else(|| "default".to_owned(), |n| n.to_string()),
+        settings.rounds,
+        settings
+            .workloads
+            .iter()
+            .map(|workload| workload.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        u8::from(settings.pin),
+        u8::from(settings.statements)
+    );
+    if settings.statements {
+        println!(
+            "PROFILE RUN: the services log every SQL statement (RUST_LOG=warn,sqlx::query=debug): \
+             their throughput and latency here are slowed by the logging; see the statement tables"
+        );
+    }
     println!(
         "machine: {cores} cores (nproc), CPU {}, kernel {}, load average at start {}",
         cpu_model(),
@@ -333,17 +507,30 @@ async fn bench(
         .enumerate()
         .map(|(index, clients)| {
             format!(
-                "{clients} client(s): {} settles",
+                "{clients} client(s): {}",
                 settings.per_round(index) * settings.rounds
             )
         })
         .collect();
     println!(
-        "load: per configuration {} in {} interleaved rounds, after {WARMUP} warm-up settles; \
-         every proof minted and serialized before timing, settled once; keep-alive connections",
+        "load: per configuration {} requests (pairs) in {} interleaved rounds, after {WARMUP} \
+         warm-up requests (pairs); keep-alive connections",
         totals.join(", "),
         settings.rounds
     );
+    println!("workloads:");
+    for workload in &settings.workloads {
+        println!("  {}", workload.title());
+    }
+    if settings.workloads.iter().any(|workload| workload.is_seed()) {
+        println!(
+            "seed flow: one account per client, funded once through POST /accounts/deposits + \
+             POST /pay (simulated node) + GET /accounts/deposits/{{hash}}; before each round, \
+             untimed, every invoice minted by POST /requirements (no descriptionHash, {AMOUNT_MSAT} \
+             msat, maxTimeoutSeconds {SEED_EXPIRY_SECS}) and signed by its client's key; each \
+             client pays its own invoices one at a time"
+        );
+    }
 
     // The disk's fsync, as the bound of one commit at a time.
     println!("\nfsync baseline ({BASELINE_COMMITS} commits each, one at a time, same disk):");
@@ -380,39 +567,54 @@ async fn bench(
     } else {
         &[Store::Sqlite]
     };
-    for &store in stores {
-        for (index, &clients) in CLIENTS.iter().enumerate() {
-            let database_url = match store {
-                Store::Sqlite => format!(
-                    "sqlite://{}",
-                    dir.join(format!("replay-{clients}.db")).display()
-                ),
-                Store::Postgres => {
-                    let admin = admin.ok_or("no PostgreSQL")?;
-                    let schema = format!("x402_bench_{}", random_hex());
-                    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                        .execute(admin)
-                        .await?;
-                    schemas.push(schema.clone());
-                    let separator = if postgres_base.contains('?') {
-                        '&'
-                    } else {
-                        '?'
-                    };
-                    format!("{postgres_base}{separator}options=-c%20search_path%3D{schema}")
-                }
-            };
-            let name = format!("{}-{clients}", store.name().to_lowercase());
-            let service = Service::start(dir, &name, &database_url, pinned.then_some(0))?;
-            let url = format!("http://{}/settle", service.addr);
-            configs.push(Config {
-                store,
-                clients,
-                per_round: settings.per_round(index),
-                service,
-                url,
-                rounds: Vec::new(),
-            });
+    for &workload in &settings.workloads {
+        for &store in stores {
+            for (index, &clients) in CLIENTS.iter().enumerate() {
+                let name = format!(
+                    "{}-{}-{clients}",
+                    workload.name(),
+                    store.name().to_lowercase()
+                );
+                let database_url = match store {
+                    Store::Sqlite => {
+                        format!("sqlite://{}", dir.join(format!("{name}.db")).display())
+                    }
+                    Store::Postgres => {
+                        let admin = admin.ok_or("no PostgreSQL")?;
+                        let schema = format!("x402_bench_{}", random_hex());
+                        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                            .execute(admin)
+                            .await?;
+                        schemas.push(schema.clone());
+                        let separator = if postgres_base.contains('?') {
+                            '&'
+                        } else {
+                            '?'
+                        };
+                        format!("{postgres_base}{separator}options=-c%20search_path%3D{schema}")
+                    }
+                };
+                let rust_log = if settings.statements {
+                    "warn,sqlx::query=debug"
+                } else {
+                    "warn"
+                };
+                let service =
+                    Service::start(dir, &name, &database_url, rust_log, pinned.then_some(0))?;
+                let base = format!("http://{}", service.addr);
+                configs.push(Config {
+                    workload,
+                    store,
+                    clients,
+                    per_round: settings.per_round(index),
+                    service,
+                    base,
+                    accounts: Vec::new(),
+                    funded_msat: 0,
+                    settled: 0,
+                    rounds: Vec::new(),
+                });
+            }
         }
     }
 
@@ -423,134 +625,217 @@ async fn bench(
     let node = MockNode::random();
     let mut failures = Failures::default();
 
-    for config in &configs {
-        let bodies = mint_bodies(&node, WARMUP);
-        let (_, _, errors) = drive(&http, &config.url, bodies, config.clients).await;
-        failures.add(
-            &format!(
-                "{} {} clients, warm-up",
-                config.store.name(),
-                config.clients
-            ),
-            errors,
-        );
+    // The seed flow's accounts: one per client, funded for every round and the warm-up, with
+    // room to spare.
+    for config in &mut configs {
+        if config.workload.is_seed() {
+            let per_client = config.per_round.div_ceil(config.clients) * settings.rounds
+                + WARMUP.div_ceil(config.clients);
+            config.funded_msat = AMOUNT_MSAT * (2 * per_client as u64 + 10);
+            config.accounts =
+                fund_accounts(&http, &config.base, config.clients, config.funded_msat).await?;
+        }
+    }
+
+    for config in &mut configs {
+        let batch = prepare(&http, &node, config, WARMUP).await?;
+        let measured = execute(&http, config, batch).await;
+        config.settled += measured.settled;
+        failures.add(&format!("{}, warm-up", config.label()), measured.errors);
     }
 
     let self_pid = std::process::id();
     for round in 0..settings.rounds {
         for config in &mut configs {
-            // Untimed: the round's proofs, fresh (their invoices are valid for 300 s).
-            let bodies = mint_bodies(&node, config.per_round);
+            // Untimed: the round's proofs or invoices, fresh.
+            let batch = prepare(&http, &node, config, config.per_round).await?;
+            let log_start = config.service.log_len();
             let before = Snapshot::take(config.service.pid(), self_pid);
-            let (wall, latencies, errors) = drive(&http, &config.url, bodies, config.clients).await;
+            let measured = execute(&http, config, batch).await;
             let after = Snapshot::take(config.service.pid(), self_pid);
+            let log_end = config.service.log_len();
+            config.settled += measured.settled;
             failures.add(
-                &format!(
-                    "{} {} clients, round {}",
-                    config.store.name(),
-                    config.clients,
-                    round + 1
-                ),
-                errors,
+                &format!("{}, round {}", config.label(), round + 1),
+                measured.errors,
             );
             config.rounds.push(Round {
-                settles: latencies.len(),
-                wall,
-                latencies,
+                done: measured.latencies.len(),
+                wall: measured.wall,
+                latencies: measured.latencies,
+                steps: measured.steps,
                 service_cpu: after.service.since(&before.service),
                 postgres_cpu: after.postgres.since(&before.postgres),
                 loadgen_cpu: after.loadgen.since(&before.loadgen),
                 machine: after.machine.since(&before.machine),
+                log_range: (log_start, log_end),
             });
         }
     }
 
-    report(&configs, settings.rounds, cores);
+    report(&configs, settings, cores);
+    if settings.statements {
+        for config in &configs {
+            statement_profile(config);
+        }
+    }
 
-    // Stop the services (SIGTERM, so they close their pools), then look at their logs.
+    // The books: every account's balance is what was deposited less what was settled, and
+    // nothing is left held.
+    let mut books_wrong = 0;
+    if configs.iter().any(|config| config.workload.is_seed()) {
+        println!("\nthe books after the run (signed GET /accounts/{SEED_NETWORK_ID}/{{account}}):");
+    }
+    for config in configs.iter().filter(|config| config.workload.is_seed()) {
+        match audit(&http, config).await {
+            Ok(line) => println!("  {:<32} {line}", config.label()),
+            Err(err) => {
+                books_wrong += 1;
+                println!("  {:<32} WRONG: {err}", config.label());
+            }
+        }
+    }
+
+    // Stop the services (SIGTERM, so they close their pools), then look at their logs: beyond
+    // the start-up warnings every service prints here (a simulated node, no API key).
     println!();
     for config in configs {
-        let label = format!("{} {} clients", config.store.name(), config.clients);
+        let label = config.label();
         let (clean, log) = config.service.stop();
-        let lines: Vec<&str> = log.lines().collect();
+        let (expected, others): (Vec<&str>, Vec<&str>) = log
+            .lines()
+            .filter(|line| !line.contains("sqlx::query"))
+            .partition(|line| {
+                STARTUP_WARNINGS
+                    .iter()
+                    .any(|warning| line.contains(warning))
+            });
         println!(
-            "service {label}: {}, {} log line(s) at RUST_LOG=warn",
+            "service {label}: {}, {} log line(s) at RUST_LOG=warn besides {} start-up warning(s) \
+             (simulated node, no API key){}",
             if clean {
                 "exited cleanly on SIGTERM"
             } else {
                 "did NOT exit cleanly"
             },
-            lines.len()
+            others.len(),
+            expected.len(),
+            if settings.statements {
+                " and the statements"
+            } else {
+                ""
+            }
         );
-        for line in lines.iter().take(5) {
+        for line in others.iter().take(5) {
             println!("    {line}");
         }
     }
     if failures.count > 0 {
-        println!("{} settle(s) failed", failures.count);
+        println!("{} request(s) failed", failures.count);
     }
-    Ok(failures.count == 0)
+    Ok(failures.count == 0 && books_wrong == 0)
 }
 
-/// Prints the table, every round, and the CPU accounting.
-fn report(configs: &[Config], rounds: usize, cores: usize) {
+/// Prints a table per workload, every round, and the CPU accounting.
+fn report(configs: &[Config], settings: &Settings, cores: usize) {
+    let rounds = settings.rounds;
     println!(
-        "\nresults (settles/s: median of {rounds} rounds; p50/p99: over every settle of the configuration)"
+        "\nresults (rate: median of {rounds} rounds; p50/p99: over every request (pair) of the configuration; CPU: on-CPU time per request (pair))"
     );
-    println!(
-        "{:<11} {:>7} {:>8} {:>10} {:>8} {:>8} {:>12} {:>12} {:>12}",
-        "store",
-        "clients",
-        "settles",
-        "settles/s",
-        "p50 ms",
-        "p99 ms",
-        "service CPU",
-        "PG CPU",
-        "loadgen CPU"
-    );
-    println!(
-        "{:<11} {:>7} {:>8} {:>10} {:>8} {:>8} {:>12} {:>12} {:>12}",
-        "", "", "", "", "", "", "µs/settle", "µs/settle", "µs/settle"
-    );
-    for config in configs {
-        let settles: usize = config.rounds.iter().map(|round| round.settles).sum();
-        let mut latencies: Vec<Duration> = config
-            .rounds
-            .iter()
-            .flat_map(|round| round.latencies.iter().copied())
-            .collect();
-        latencies.sort_unstable();
-        let rates: Vec<f64> = config.rounds.iter().map(Round::per_second).collect();
-        let per_settle = |cpu: fn(&Round) -> Duration| {
-            let total: Duration = config.rounds.iter().map(cpu).sum();
-            total.as_secs_f64() * 1e6 / settles.max(1) as f64
-        };
-        let postgres = if config.store == Store::Postgres {
-            format!("{:.0}", per_settle(|round| round.postgres_cpu))
-        } else {
-            "-".to_owned()
-        };
-        println!(
-            "{:<11} {:>7} {:>8} {:>10.0} {:>8.2} {:>8.2} {:>12.0} {:>12} {:>12.0}",
-            config.store.name(),
-            config.clients,
-            settles,
-            median(&rates),
-            ms(percentile(&latencies, 0.50)),
-            ms(percentile(&latencies, 0.99)),
-            per_settle(|round| round.service_cpu),
-            postgres,
-            per_settle(|round| round.loadgen_cpu),
+    for &workload in &settings.workloads {
+        let unit = workload.unit();
+        let per = unit.trim_end_matches('s');
+        let pair = workload == Workload::SeedPair;
+        println!("\n{}", workload.title());
+        let mut head = format!(
+            "{:<11} {:>7} {:>8} {:>10} {:>8} {:>8}",
+            "store",
+            "clients",
+            unit,
+            format!("{unit}/s"),
+            "p50 ms",
+            "p99 ms"
         );
+        let mut under = format!(
+            "{:<11} {:>7} {:>8} {:>10} {:>8} {:>8}",
+            "", "", "", "", "", ""
+        );
+        if pair {
+            head.push_str(&format!(
+                " {:>9} {:>9} {:>9} {:>9}",
+                "verify", "verify", "settle", "settle"
+            ));
+            under.push_str(&format!(
+                " {:>9} {:>9} {:>9} {:>9}",
+                "p50 ms", "p99 ms", "p50 ms", "p99 ms"
+            ));
+        }
+        head.push_str(&format!(
+            " {:>12} {:>12} {:>12}",
+            "service CPU", "PG CPU", "loadgen CPU"
+        ));
+        let per_unit = format!("µs/{per}");
+        under.push_str(&format!(" {per_unit:>12} {per_unit:>12} {per_unit:>12}"));
+        println!("{head}");
+        println!("{under}");
+        for config in configs.iter().filter(|config| config.workload == workload) {
+            let done: usize = config.rounds.iter().map(|round| round.done).sum();
+            let sorted = |pick: &dyn Fn(&Round) -> &[Duration]| {
+                let mut all: Vec<Duration> = config
+                    .rounds
+                    .iter()
+                    .flat_map(|round| pick(round).iter().copied())
+                    .collect();
+                all.sort_unstable();
+                all
+            };
+            let latencies = sorted(&|round| &round.latencies);
+            let rates: Vec<f64> = config.rounds.iter().map(Round::per_second).collect();
+            let per_done = |cpu: fn(&Round) -> Duration| {
+                let total: Duration = config.rounds.iter().map(cpu).sum();
+                total.as_secs_f64() * 1e6 / done.max(1) as f64
+            };
+            let postgres = if config.store == Store::Postgres {
+                format!("{:.0}", per_done(|round| round.postgres_cpu))
+            } else {
+                "-".to_owned()
+            };
+            let mut line = format!(
+                "{:<11} {:>7} {:>8} {:>10.0} {:>8.2} {:>8.2}",
+                config.store.name(),
+                config.clients,
+                done,
+                median(&rates),
+                ms(percentile(&latencies, 0.50)),
+                ms(percentile(&latencies, 0.99)),
+            );
+            if pair {
+                let verify = sorted(&|round| round.steps.first().map_or(&[], Vec::as_slice));
+                let settle = sorted(&|round| round.steps.get(1).map_or(&[], Vec::as_slice));
+                line.push_str(&format!(
+                    " {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                    ms(percentile(&verify, 0.50)),
+                    ms(percentile(&verify, 0.99)),
+                    ms(percentile(&settle, 0.50)),
+                    ms(percentile(&settle, 0.99)),
+                ));
+            }
+            line.push_str(&format!(
+                " {:>12.0} {:>12} {:>12.0}",
+                per_done(|round| round.service_cpu),
+                postgres,
+                per_done(|round| round.loadgen_cpu),
+            ));
+            println!("{line}");
+        }
     }
     println!(
-        "(CPU: on-CPU time from /proc schedstat, per settle; PG CPU = every `postgres` process of \
-         the machine, other databases' work included)"
+        "\n(CPU: on-CPU time from /proc schedstat; PG CPU = every `postgres` process of the \
+         machine, other databases' work included; a pair is two requests)"
     );
 
     println!(
-        "\nevery round, in run order within each round: settles/s [machine busy % / iowait % / steal % of {cores} cores, from /proc/stat 10 ms ticks]"
+        "\nevery round, in run order within each round: rate/s [machine busy % / iowait % / steal % of {cores} cores, from /proc/stat 10 ms ticks]"
     );
     for config in configs {
         let rates: Vec<f64> = config.rounds.iter().map(Round::per_second).collect();
@@ -570,7 +855,8 @@ fn report(configs: &[Config], rounds: usize, cores: usize) {
             })
             .collect();
         println!(
-            "  {:<10} {:>2} clients: {}  (max/min {:.2})",
+            "  {:<11} {:<10} {:>2} clients: {}  (max/min {:.2})",
+            config.workload.name(),
             config.store.name(),
             config.clients,
             cells.join("  "),
@@ -579,17 +865,198 @@ fn report(configs: &[Config], rounds: usize, cores: usize) {
     }
 }
 
+/// In a profile run: the SQL statements the service ran during the configuration's timed
+/// rounds, by statement, with sqlx's own measure of their time.
+fn statement_profile(config: &Config) {
+    let Ok(log) = fs::read(&config.service.log) else {
+        println!("\n{}: no service log to profile", config.label());
+        return;
+    };
+    let units: usize = config.rounds.iter().map(|round| round.done).sum();
+    let per = config.workload.unit().trim_end_matches('s');
+    let mut by_statement: HashMap<String, (usize, f64)> = HashMap::new();
+    for round in &config.rounds {
+        let (from, to) = round.log_range;
+        let range = usize::try_from(from).unwrap_or(usize::MAX)..usize::try_from(to).unwrap_or(0);
+        let Some(written) = log.get(range) else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(written).lines() {
+            if let Some((statement, secs)) = parse_statement(line) {
+                let entry = by_statement.entry(statement).or_default();
+                entry.0 += 1;
+                entry.1 += secs;
+            }
+        }
+    }
+    let count: usize = by_statement.values().map(|(count, _)| count).sum();
+    let secs: f64 = by_statement.values().map(|(_, secs)| secs).sum();
+    let units_f = units.max(1) as f64;
+    println!(
+        "\nSQL statements of {} over its timed rounds ({units} {}): {:.1} statements and {:.0} µs \
+         of statement time per {per} (sqlx's measure: on SQLite the statement in its worker \
+         thread, on PostgreSQL the round trip; the hand-off to SQLite's worker thread and the \
+         pool wait are outside it)",
+        config.label(),
+        config.workload.unit(),
+        count as f64 / units_f,
+        secs * 1e6 / units_f
+    );
+    println!(
+        "  {:>8} {:>9} {:>9} {:>6}  statement",
+        format!("per {per}"),
+        "mean µs",
+        format!("µs/{per}"),
+        "share"
+    );
+    let mut rows: Vec<(String, (usize, f64))> = by_statement.into_iter().collect();
+    rows.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+    for (statement, (calls, total)) in rows.iter().take(20) {
+        let shown: String = statement.chars().take(110).collect();
+        println!(
+            "  {:>8.2} {:>9.0} {:>9.0} {:>5.1}%  {shown}{}",
+            *calls as f64 / units_f,
+            total * 1e6 / *calls as f64,
+            total * 1e6 / units_f,
+            100.0 * total / secs.max(f64::MIN_POSITIVE),
+            if statement.chars().count() > 110 {
+                " …"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// A `sqlx::query` debug line's statement (whitespace folded) and its `elapsed_secs`.
+fn parse_statement(line: &str) -> Option<(String, f64)> {
+    if !line.contains("sqlx::query") {
+        return None;
+    }
+    let secs: f64 = line
+        .split("elapsed_secs=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // The whole statement when it is longer than its summary (its first four words).
+    let statement = match line.split("db.statement=\"").nth(1) {
+        Some(rest) if !rest.starts_with('"') => {
+            rest.split("\" rows_affected").next()?.replace("\\n", " ")
+        }
+        _ => line
+            .split("summary=\"")
+            .nth(1)?
+            .split('"')
+            .next()?
+            .to_owned(),
+    };
+    Some((
+        statement.split_whitespace().collect::<Vec<_>>().join(" "),
+        secs,
+    ))
+}
+
 // ---------------------------------------------------------------------------------------------
 // The load.
 
-/// Settles every body, `clients` at a time, from one shared queue; returns the wall time, each
-/// settle's latency and the failures.
+/// A round's work, prepared before the clock starts.
+enum Batch {
+    /// `lnbtc` settle bodies, taken by the clients from one shared queue.
+    Shared(Vec<Vec<u8>>),
+    /// Per client, its own jobs: its account's signed authorizations.
+    PerClient(Vec<Vec<Job>>),
+}
+
+/// One timed unit of a client: its calls, one after the other.
+struct Job {
+    steps: Vec<Step>,
+}
+
+struct Step {
+    call: Call,
+    body: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Call {
+    Verify,
+    Settle,
+}
+
+impl Call {
+    fn path(self) -> &'static str {
+        match self {
+            Call::Verify => "/verify",
+            Call::Settle => "/settle",
+        }
+    }
+}
+
+/// What a batch came to.
+struct Measured {
+    wall: Duration,
+    latencies: Vec<Duration>,
+    steps: Vec<Vec<Duration>>,
+    errors: Vec<String>,
+    /// Settles that answered `"success": true`.
+    settled: usize,
+}
+
+/// `count` units of the configuration's workload, ready to send (untimed).
+async fn prepare(
+    http: &reqwest::Client,
+    node: &MockNode,
+    config: &Config,
+    count: usize,
+) -> Result<Batch, BoxError> {
+    if !config.workload.is_seed() {
+        return Ok(Batch::Shared(mint_bodies(node, count)));
+    }
+    let per_client = count.div_ceil(config.clients);
+    let verify_first = config.workload == Workload::SeedSettle;
+    // The clients' invoices are minted concurrently, one stream per client.
+    let tasks: Vec<_> = config
+        .accounts
+        .iter()
+        .map(|key| {
+            let (http, base, key) = (http.clone(), config.base.clone(), key.clone());
+            tokio::spawn(
+                async move { seed_jobs(&http, &base, &key, per_client, verify_first).await },
+            )
+        })
+        .collect();
+    let mut lists = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        lists.push(task.await.map_err(|err| format!("setup task: {err}"))??);
+    }
+    Ok(Batch::PerClient(lists))
+}
+
+/// Sends a batch and times it.
+async fn execute(http: &reqwest::Client, config: &Config, batch: Batch) -> Measured {
+    match batch {
+        Batch::Shared(bodies) => {
+            drive(
+                http,
+                &format!("{}/settle", config.base),
+                bodies,
+                config.clients,
+            )
+            .await
+        }
+        Batch::PerClient(lists) => drive_jobs(http, &config.base, lists).await,
+    }
+}
+
+/// Settles every body, `clients` at a time, from one shared queue.
 async fn drive(
     http: &reqwest::Client,
     url: &str,
     bodies: Vec<Vec<u8>>,
     clients: usize,
-) -> (Duration, Vec<Duration>, Vec<String>) {
+) -> Measured {
     let count = bodies.len();
     let queue = Arc::new(Mutex::new(bodies.into_iter()));
     let started = Instant::now();
@@ -603,7 +1070,7 @@ async fn drive(
                     let next = queue.lock().map(|mut queue| queue.next()).ok().flatten();
                     let Some(body) = next else { break };
                     let sent = Instant::now();
-                    let outcome = settle_once(&http, &url, body).await;
+                    let outcome = post_once(&http, &url, body, Call::Settle).await;
                     latencies.push(sent.elapsed());
                     if let Err(err) = outcome {
                         errors.push(err);
@@ -624,11 +1091,95 @@ async fn drive(
             Err(err) => errors.push(format!("client task failed: {err}")),
         }
     }
-    (started.elapsed(), latencies, errors)
+    let wall = started.elapsed();
+    let settled = latencies.len().saturating_sub(errors.len());
+    Measured {
+        wall,
+        latencies,
+        steps: Vec::new(),
+        errors,
+        settled,
+    }
 }
 
-/// One `POST /settle`: Ok when it answers 200 with `"success": true`.
-async fn settle_once(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), String> {
+/// Each client works through its own jobs, all clients at once.
+async fn drive_jobs(http: &reqwest::Client, base: &str, lists: Vec<Vec<Job>>) -> Measured {
+    let urls = Arc::new([format!("{base}/verify"), format!("{base}/settle")]);
+    let count: usize = lists.iter().map(Vec::len).sum();
+    let started = Instant::now();
+    let tasks: Vec<_> = lists
+        .into_iter()
+        .map(|jobs| {
+            let (http, urls) = (http.clone(), Arc::clone(&urls));
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(jobs.len());
+                let mut steps: Vec<Vec<Duration>> = Vec::new();
+                let mut errors = Vec::new();
+                let mut settled = 0;
+                for job in jobs {
+                    let sent = Instant::now();
+                    for (index, step) in job.steps.into_iter().enumerate() {
+                        let url = match step.call {
+                            Call::Verify => &urls[0],
+                            Call::Settle => &urls[1],
+                        };
+                        let called = Instant::now();
+                        let outcome = post_once(&http, url, step.body, step.call).await;
+                        if steps.len() <= index {
+                            steps.push(Vec::with_capacity(latencies.capacity()));
+                        }
+                        steps[index].push(called.elapsed());
+                        match outcome {
+                            Ok(()) if step.call == Call::Settle => settled += 1,
+                            Ok(()) => {}
+                            Err(err) => {
+                                // The rest of the job is skipped: the run is invalid anyway.
+                                errors.push(format!("POST {}: {err}", step.call.path()));
+                                break;
+                            }
+                        }
+                    }
+                    latencies.push(sent.elapsed());
+                }
+                (latencies, steps, errors, settled)
+            })
+        })
+        .collect();
+    let mut measured = Measured {
+        wall: Duration::ZERO,
+        latencies: Vec::with_capacity(count),
+        steps: Vec::new(),
+        errors: Vec::new(),
+        settled: 0,
+    };
+    for task in tasks {
+        match task.await {
+            Ok((latencies, steps, errors, settled)) => {
+                measured.latencies.extend(latencies);
+                for (index, step) in steps.into_iter().enumerate() {
+                    if measured.steps.len() <= index {
+                        measured.steps.push(Vec::with_capacity(count));
+                    }
+                    measured.steps[index].extend(step);
+                }
+                measured.errors.extend(errors);
+                measured.settled += settled;
+            }
+            Err(err) => measured.errors.push(format!("client task failed: {err}")),
+        }
+    }
+    measured.wall = started.elapsed();
+    measured
+}
+
+/// One `POST` of `/verify` or `/settle`: Ok when it answers 200 with `"isValid": true` or
+/// `"success": true`.
+async fn post_once(
+    http: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    call: Call,
+) -> Result<(), String> {
     let response = http
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -647,8 +1198,12 @@ async fn settle_once(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result
     }
     let answer: Value =
         serde_json::from_slice(&bytes).map_err(|err| format!("HTTP 200, not JSON ({err})"))?;
-    if answer["success"] != Value::Bool(true) {
-        return Err(format!("HTTP 200 without success: {}", text()));
+    let field = match call {
+        Call::Verify => "isValid",
+        Call::Settle => "success",
+    };
+    if answer[field] != Value::Bool(true) {
+        return Err(format!("HTTP 200 without {field}: {}", text()));
     }
     Ok(())
 }
@@ -668,7 +1223,7 @@ fn mint_body(node: &MockNode, now: u64) -> Vec<u8> {
     let minted = node
         .mint(&InvoiceSpec {
             network: NETWORK,
-            amount_msat: 10_000,
+            amount_msat: AMOUNT_MSAT,
             description: String::new(),
             description_hash: Some(request_hash),
             created_at: Duration::from_secs(now),
@@ -677,7 +1232,7 @@ fn mint_body(node: &MockNode, now: u64) -> Vec<u8> {
         .expect("the mock node mints");
     let requirements = PaymentRequirements::lnbtc(
         NETWORK,
-        10_000,
+        AMOUNT_MSAT,
         node.pay_to().to_string(),
         300,
         LnbtcExtra {
@@ -694,6 +1249,214 @@ fn mint_body(node: &MockNode, now: u64) -> Vec<u8> {
     );
     let payload = serde_json::to_value(payload).expect("serializes");
     serde_json::to_vec(&SettleRequest::new(payload, &requirements)).expect("serializes")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The seed flow's accounts and invoices.
+
+/// A fresh random account key.
+fn random_key() -> Result<AccountKey, BoxError> {
+    let secret: [u8; 32] = rand::random();
+    Ok(AccountKey::from_secret_key(
+        bitcoin::secp256k1::SecretKey::from_slice(&secret)?,
+    ))
+}
+
+/// `clients` new accounts, each funded with `amount_msat` on the seed network.
+async fn fund_accounts(
+    http: &reqwest::Client,
+    base: &str,
+    clients: usize,
+    amount_msat: u64,
+) -> Result<Vec<AccountKey>, BoxError> {
+    let mut keys = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let key = random_key()?;
+        fund(http, base, &key, amount_msat).await?;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// A deposit of `amount_msat` to `key`'s account, paid through the simulated node, read until
+/// credited (as tests/common `seed::fund`).
+async fn fund(
+    http: &reqwest::Client,
+    base: &str,
+    key: &AccountKey,
+    amount_msat: u64,
+) -> Result<(), BoxError> {
+    let deposit = expect_json(
+        http.post(format!("{base}/accounts/deposits")).json(&json!({
+            "network": SEED_NETWORK_ID,
+            "account": key.account(),
+            "amount": amount_msat.to_string(),
+        })),
+        201,
+        "POST /accounts/deposits",
+    )
+    .await?;
+    let invoice = deposit["invoice"]
+        .as_str()
+        .ok_or_else(|| format!("a deposit without an invoice: {deposit}"))?;
+    let payment_hash = deposit["paymentHash"]
+        .as_str()
+        .ok_or_else(|| format!("a deposit without a payment hash: {deposit}"))?;
+    expect_json(
+        http.post(format!("{base}/pay"))
+            .json(&json!({ "invoice": invoice })),
+        200,
+        "POST /pay",
+    )
+    .await?;
+    for _ in 0..DEPOSIT_READS {
+        let state = expect_json(
+            http.get(format!("{base}/accounts/deposits/{payment_hash}")),
+            200,
+            "GET /accounts/deposits/{hash}",
+        )
+        .await?;
+        match state["state"].as_str() {
+            Some("credited") => return Ok(()),
+            Some("pending") => tokio::time::sleep(DEPOSIT_READ_PAUSE).await,
+            _ => return Err(format!("the deposit is not credited: {state}").into()),
+        }
+    }
+    Err(format!("the deposit {payment_hash} stayed pending").into())
+}
+
+/// `count` jobs of `key`'s account: each a fresh recorded invoice (`POST /requirements`) and
+/// the authorization paying it; verified here (held) when `verify_first`, so that the job is
+/// the settle alone.
+async fn seed_jobs(
+    http: &reqwest::Client,
+    base: &str,
+    key: &AccountKey,
+    count: usize,
+    verify_first: bool,
+) -> Result<Vec<Job>, BoxError> {
+    let mut jobs = Vec::with_capacity(count);
+    let verify_url = format!("{base}/verify");
+    for _ in 0..count {
+        let requirements = mint_requirements(http, base).await?;
+        let body = serde_json::to_vec(&VerifyRequest::new(
+            key.authorize(&requirements),
+            requirements,
+        ))?;
+        let steps = if verify_first {
+            post_once(http, &verify_url, body.clone(), Call::Verify)
+                .await
+                .map_err(|err| format!("setup POST /verify: {err}"))?;
+            vec![Step {
+                call: Call::Settle,
+                body,
+            }]
+        } else {
+            vec![
+                Step {
+                    call: Call::Verify,
+                    body: body.clone(),
+                },
+                Step {
+                    call: Call::Settle,
+                    body,
+                },
+            ]
+        };
+        jobs.push(Job { steps });
+    }
+    Ok(jobs)
+}
+
+/// Fresh requirements from the service (`POST /requirements`, no `descriptionHash`): a
+/// recorded invoice of its node, payable by the seed flow.
+async fn mint_requirements(
+    http: &reqwest::Client,
+    base: &str,
+) -> Result<SeedRequirements, BoxError> {
+    let mut request = RequirementsRequest::new(NETWORK, AMOUNT_MSAT, "http://127.0.0.1/bench");
+    request.description = "settle bench".into();
+    request.mime_type = "application/json".into();
+    request.max_timeout_seconds = SEED_EXPIRY_SECS;
+    let answer = expect_json(
+        http.post(format!("{base}/requirements")).json(&request),
+        200,
+        "POST /requirements",
+    )
+    .await?;
+    Ok(serde_json::from_value(answer)?)
+}
+
+/// Checks the books of a seed configuration: each account holds its deposit less what was
+/// settled from it, and nothing is held any more.
+async fn audit(http: &reqwest::Client, config: &Config) -> Result<String, BoxError> {
+    let mut balance_sum: u64 = 0;
+    for key in &config.accounts {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let account = expect_json(
+            http.get(format!(
+                "{}/accounts/{SEED_NETWORK_ID}/{}",
+                config.base,
+                key.account()
+            ))
+            .header(
+                "X402-Account-Signature",
+                key.account_read_signature(SEED_NETWORK_ID, now),
+            ),
+            200,
+            "GET /accounts/{network}/{account}",
+        )
+        .await?;
+        let amount = |field: &str| -> Result<u64, BoxError> {
+            Ok(account[field]
+                .as_str()
+                .ok_or_else(|| format!("no {field}: {account}"))?
+                .parse()?)
+        };
+        if amount("held")? != 0 {
+            return Err(format!("{} msat still held: {account}", amount("held")?).into());
+        }
+        balance_sum += amount("balance")?;
+    }
+    let funded = config.funded_msat * config.accounts.len() as u64;
+    let expected = funded - AMOUNT_MSAT * config.settled as u64;
+    if balance_sum != expected {
+        return Err(format!(
+            "balances sum to {balance_sum} msat, expected {funded} deposited - {} settles x \
+             {AMOUNT_MSAT} = {expected}",
+            config.settled
+        )
+        .into());
+    }
+    Ok(format!(
+        "{} accounts: {balance_sum} msat = {funded} deposited - {} settles x {AMOUNT_MSAT} msat, \
+         0 held",
+        config.accounts.len(),
+        config.settled
+    ))
+}
+
+/// Sends `request`; its JSON answer if the status is `status`.
+async fn expect_json(
+    request: reqwest::RequestBuilder,
+    status: u16,
+    what: &str,
+) -> Result<Value, BoxError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|err| format!("{what}: {err}"))?;
+    let got = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|err| format!("{what}: HTTP {got}, body: {err}"))?;
+    if got.as_u16() != status {
+        return Err(format!("{what}: HTTP {got} (expected {status}): {text}").into());
+    }
+    serde_json::from_str(&text).map_err(|err| format!("{what}: not JSON ({err}): {text}").into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -714,6 +1477,7 @@ impl Service {
         dir: &Path,
         name: &str,
         database_url: &str,
+        rust_log: &str,
         core: Option<usize>,
     ) -> Result<Self, BoxError> {
         let log = dir.join(format!("service-{name}.log"));
@@ -736,7 +1500,7 @@ impl Service {
             .env("X402_FACILITATOR_BIND", "127.0.0.1:0")
             .env("X402_FACILITATOR_NETWORKS", NETWORK_ID)
             .env("X402_FACILITATOR_DATABASE_URL", database_url)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -776,6 +1540,11 @@ impl Service {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The log's length so far, bytes (the service writes each line to it at once).
+    fn log_len(&self) -> u64 {
+        fs::metadata(&self.log).map_or(0, |metadata| metadata.len())
     }
 
     /// SIGTERM, then waits up to 10 s (SIGKILL after); returns whether it exited cleanly, and

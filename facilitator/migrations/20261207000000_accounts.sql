@@ -24,11 +24,13 @@ CREATE TABLE IF NOT EXISTS accounts (
     PRIMARY KEY (network, account)
 );
 
--- A verified seed-flow payment's reservation, until its settle or its expiry.
+-- A verified seed-flow payment's reservation, until its settle, its invoice's payment by
+-- anyone (its replay key recorded), or its expiry.
 CREATE TABLE IF NOT EXISTS holds (
     payment_hash TEXT NOT NULL,
     network      TEXT NOT NULL,
     account      TEXT NOT NULL,
+    replay_key   TEXT NOT NULL,
     amount_msat  BIGINT NOT NULL CHECK (amount_msat > 0),
     expires_at   BIGINT NOT NULL,
     PRIMARY KEY (payment_hash, network, account)

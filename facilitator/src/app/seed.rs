@@ -152,8 +152,8 @@ pub(crate) async fn settle(
     }
 }
 
-/// Steps 1–10: the library's checks against the recorded invoice and the node, then whether
-/// either flow already paid the invoice.
+/// Steps 1–9: the library's checks against the recorded invoice and the node. Steps 10 (paid
+/// by either flow) and 11 (funds) are the books', in that order, in the hold's transaction.
 async fn check(service: &Service, request: &Value) -> Result<Authorization, Failure> {
     let authorization = verify::authenticate(request, &service.policy.networks)?;
     let payment_hash = authorization.payment_hash_hex();
@@ -178,14 +178,6 @@ async fn check(service: &Service, request: &Value) -> Result<Authorization, Fail
         service.now(),
         service.policy.skew_secs,
     )?;
-    let paid = service
-        .store
-        .is_paid(&authorization.replay_key())
-        .await
-        .map_err(|err| Failure::Error(store_failed(&err)))?;
-    if paid {
-        return Err(authorization.reject(reason::DUPLICATE_SETTLEMENT).into());
-    }
     Ok(authorization)
 }
 

@@ -12,7 +12,7 @@ pub(crate) mod memo {
     pub(crate) const DEPOSIT: &str = "deposit";
     pub(crate) const PAYMENT_HOLD: &str = "payment verified";
     pub(crate) const PAYMENT_RELEASE: &str = "payment settled or refused";
-    pub(crate) const HOLD_EXPIRED: &str = "hold expired";
+    pub(crate) const HOLD_ENDED: &str = "hold expired, or its invoice paid";
     pub(crate) const PAYMENT: &str = "payment";
     pub(crate) const WITHDRAWAL_HOLD: &str = "withdrawal started";
     pub(crate) const WITHDRAWAL_RELEASE: &str = "withdrawal ended";
@@ -51,7 +51,8 @@ macro_rules! books_on_pool {
                 .transpose()
             }
 
-            /// Releases the account's expired holds (journaled); returns the balance after.
+            /// Releases the account's holds that ended (journaled): expired, or whose invoice was
+            /// paid (by another account, or in the lnbtc flow); returns the balance after.
             async fn release_expired(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 account: &$crate::books::AccountId,
@@ -62,7 +63,8 @@ macro_rules! books_on_pool {
                 let now = $crate::store::to_i64(now)?;
                 let expired: i64 = sqlx::query(
                     "SELECT CAST(COALESCE(SUM(amount_msat), 0) AS BIGINT) FROM holds \
-                     WHERE network = $1 AND account = $2 AND expires_at < $3",
+                     WHERE network = $1 AND account = $2 AND (expires_at < $3 \
+                     OR replay_key IN (SELECT replay_key FROM replay_keys))",
                 )
                 .bind(account.network.as_str())
                 .bind(account.account.as_str())
@@ -76,16 +78,18 @@ macro_rules! books_on_pool {
                 sqlx::query(
                     "INSERT INTO journal (network, account, kind, amount_msat, payment_hash, memo, at) \
                      SELECT network, account, 'release', amount_msat, payment_hash, $4, $3 FROM holds \
-                     WHERE network = $1 AND account = $2 AND expires_at < $3",
+                     WHERE network = $1 AND account = $2 AND (expires_at < $3 \
+                     OR replay_key IN (SELECT replay_key FROM replay_keys))",
                 )
                 .bind(account.network.as_str())
                 .bind(account.account.as_str())
                 .bind(now)
-                .bind($crate::store::books::memo::HOLD_EXPIRED)
+                .bind($crate::store::books::memo::HOLD_ENDED)
                 .execute(&mut **tx)
                 .await?;
                 sqlx::query(
-                    "DELETE FROM holds WHERE network = $1 AND account = $2 AND expires_at < $3",
+                    "DELETE FROM holds WHERE network = $1 AND account = $2 AND (expires_at < $3 \
+                     OR replay_key IN (SELECT replay_key FROM replay_keys))",
                 )
                 .bind(account.network.as_str())
                 .bind(account.account.as_str())
@@ -97,6 +101,18 @@ macro_rules! books_on_pool {
                     .held_msat
                     .saturating_sub($crate::store::to_u64(expired)?);
                 Ok(balance)
+            }
+
+            /// Locks the recorded invoice's row (after the account's: always in that order).
+            async fn lock_invoice(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                payment_hash: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("UPDATE invoices SET amount_msat = amount_msat WHERE payment_hash = $1")
+                    .bind(payment_hash)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
             }
 
             /// Adds `delta` (negative: subtracts) to the account's held amount.
@@ -308,6 +324,21 @@ macro_rules! books_on_pool {
             ) -> $crate::store::StoreFuture<'a, $crate::books::Outcome> {
                 use $crate::books::Outcome;
                 Box::pin(async move {
+                    // The account's live hold for this invoice (a verify's, seen by its settle):
+                    // nothing to write.
+                    let held = sqlx::query(
+                        "SELECT 1 FROM holds WHERE payment_hash = $1 AND network = $2 AND account = $3 \
+                         AND expires_at >= $4 AND replay_key NOT IN (SELECT replay_key FROM replay_keys)",
+                    )
+                    .bind(hold.payment_hash.as_str())
+                    .bind(hold.account.network.as_str())
+                    .bind(hold.account.account.as_str())
+                    .bind($crate::store::to_i64(now)?)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    if held.is_some() {
+                        return Ok(Outcome::Done);
+                    }
                     let mut tx = self.begin().await?;
                     let Some(balance) = Self::lock_account(&mut tx, &hold.account).await? else {
                         return Ok(if Self::replay_key_exists(&mut tx, &hold.replay_key).await? {
@@ -316,6 +347,9 @@ macro_rules! books_on_pool {
                             Outcome::InsufficientFunds
                         });
                     };
+                    // Holds and payments of one invoice take turns: a hold placed while the
+                    // invoice is being paid is seen (and ended) by the payment, or sees it paid.
+                    Self::lock_invoice(&mut tx, &hold.payment_hash).await?;
                     let balance = Self::release_expired(&mut tx, &hold.account, balance, now).await?;
                     let outcome = if Self::replay_key_exists(&mut tx, &hold.replay_key).await? {
                         Outcome::AlreadyPaid
@@ -325,12 +359,13 @@ macro_rules! books_on_pool {
                         Outcome::InsufficientFunds
                     } else {
                         sqlx::query(
-                            "INSERT INTO holds (payment_hash, network, account, amount_msat, expires_at) \
-                             VALUES ($1, $2, $3, $4, $5)",
+                            "INSERT INTO holds (payment_hash, network, account, replay_key, amount_msat, expires_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
                         )
                         .bind(hold.payment_hash.as_str())
                         .bind(hold.account.network.as_str())
                         .bind(hold.account.account.as_str())
+                        .bind(hold.replay_key.as_str())
                         .bind($crate::store::to_i64(hold.amount_msat)?)
                         .bind($crate::store::to_i64(hold.expires_at)?)
                         .execute(&mut *tx)
@@ -390,6 +425,7 @@ macro_rules! books_on_pool {
                             Outcome::InsufficientFunds
                         });
                     };
+                    Self::lock_invoice(&mut tx, &payment.payment_hash).await?;
                     let balance = Self::release_expired(&mut tx, &payment.account, balance, now).await?;
                     if Self::replay_key_exists(&mut tx, &payment.replay_key).await? {
                         tx.commit().await?;
