@@ -1,5 +1,5 @@
 //! The demo and the paying client as the README runs them: `cargo run --example demo` with its
-//! defaults (testnet, an upstream network, both flows, the embedded mock), then
+//! defaults (testnet, an upstream network, both flows, the embedded facilitator service), then
 //! `cargo run --example pay` with the default client policy (upstream's networks only), in both
 //! flows and for the POST route; and a browser's preflight from another origin.
 
@@ -11,7 +11,8 @@ use std::process::{Command, Output};
 use demo_process::{Demo, example_binary, start_demo};
 
 /// Runs the `pay` example against `demo` with `args`, as the README does (no `X402_NETWORK`:
-/// the default client policy).
+/// the default client policy), its wallet and the seed flow's facilitator (deposits) being the
+/// demo's embedded facilitator service.
 fn pay(demo: &Demo, args: &[&str]) -> Output {
     let pay = example_binary("pay").expect("the pay example builds");
     let mut command = Command::new(pay);
@@ -23,6 +24,7 @@ fn pay(demo: &Demo, args: &[&str]) -> Output {
     command
         .env("X402_DEMO_URL", &demo.url)
         .env("X402_PAY_URL", format!("{}/pay", demo.mock_url))
+        .env("X402_FACILITATOR_URL", &demo.mock_url)
         .args(args)
         .output()
         .expect("pay runs")

@@ -316,14 +316,85 @@ async fn another_network_is_invalid_network() {
 }
 
 #[tokio::test]
-async fn an_invoice_other_than_the_required_one_is_invalid_payment_requirements() {
+async fn an_invoice_other_than_the_required_one_is_invalid_payload() {
+    // PROTOCOL.md Part 3, step 4: `payload.invoice` = `requirements.extra.invoice`.
     let world = World::new().await;
     let mut request = world.paid_request().await;
     request.payment_requirements.extra.invoice = world.requirements().await.extra.invoice;
     assert_eq!(
         world.invalid_reason(&request).await,
-        reason::INVALID_PAYMENT_REQUIREMENTS
+        reason::INVALID_PAYLOAD
     );
+    let settled = world.facilitator.settle(&request).await.unwrap();
+    assert!(!settled.success);
+    assert_eq!(
+        settled.error_reason.as_deref(),
+        Some(reason::INVALID_PAYLOAD)
+    );
+    assert_eq!(world.mock.balance(world.wallet.public_key()), 1_000_000);
+}
+
+/// `s` → `n − s`: the high-S twin of a compact ECDSA signature (64 bytes, hex), which verifies
+/// under the same key with a non-strict verifier.
+fn high_s_twin(signature_hex: &str) -> String {
+    // secp256k1's group order n.
+    const ORDER: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xfe, 0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36,
+        0x41, 0x41,
+    ];
+    let compact: Vec<u8> = (0..signature_hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&signature_hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    assert_eq!(compact.len(), 64, "a compact signature");
+    let mut high = compact.clone();
+    let mut borrow = 0i16;
+    for index in (0..32).rev() {
+        let difference = i16::from(ORDER[index]) - i16::from(compact[32 + index]) - borrow;
+        borrow = i16::from(difference < 0);
+        high[32 + index] = u8::try_from(difference + 256 * borrow).expect("a byte");
+    }
+    high.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_high_s_signature_is_invalid_signature() {
+    // PROTOCOL.md Part 3, "Signatures": compact ECDSA, low-S. The high-S twin of a valid
+    // signature is refused, not accepted as the low-S one.
+    let world = World::new().await;
+    let mut request = world.paid_request().await;
+    let twin = high_s_twin(&request.payment_payload.payload.signature);
+    {
+        use bitcoin::hashes::{Hash as _, sha256};
+        use bitcoin::secp256k1::{Message, Secp256k1, ecdsa::Signature};
+        let bytes: Vec<u8> = (0..twin.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&twin[i..i + 2], 16).expect("hex"))
+            .collect();
+        let mut signature = Signature::from_compact(&bytes).expect("in range");
+        signature.normalize_s();
+        let digest = sha256::Hash::hash(request.payment_payload.payload.invoice.as_bytes());
+        Secp256k1::verification_only()
+            .verify_ecdsa(
+                &Message::from_digest(digest.to_byte_array()),
+                &signature,
+                &world.wallet.public_key(),
+            )
+            .expect("the twin is the same signature up to S");
+    }
+    request.payment_payload.payload.signature = twin;
+    assert_eq!(
+        world.invalid_reason(&request).await,
+        reason::INVALID_SIGNATURE
+    );
+    let settled = world.facilitator.settle(&request).await.unwrap();
+    assert!(!settled.success);
+    assert_eq!(
+        settled.error_reason.as_deref(),
+        Some(reason::INVALID_SIGNATURE)
+    );
+    assert_eq!(world.mock.balance(world.wallet.public_key()), 1_000_000);
 }
 
 #[tokio::test]
@@ -1135,13 +1206,14 @@ async fn a_call_refused_for_its_token_leaves_the_fault_for_the_next_one() {
 }
 
 #[tokio::test]
-async fn another_asset_is_invalid_payment_requirements() {
+async fn another_asset_is_invalid_payload() {
+    // PROTOCOL.md Part 3, step 4: the fields are well formed (`asset` is `"BTC"`).
     let world = World::new().await;
     let mut request = world.paid_request().await;
     request.payment_requirements.asset = "USDC".into();
     assert_eq!(
         world.invalid_reason(&request).await,
-        reason::INVALID_PAYMENT_REQUIREMENTS
+        reason::INVALID_PAYLOAD
     );
 }
 

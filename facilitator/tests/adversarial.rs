@@ -31,9 +31,9 @@ use x402_lightning::lnbtc::binding::RequestHash;
 use x402_lightning::lnbtc::invoice::{InvoiceTerms, decode};
 use x402_lightning::lnbtc::types::{LnbtcExtra, PaymentPayload, PaymentRequirements};
 use x402_lightning::mock::{InvoiceSpec, MockNode};
-use x402_lightning_facilitator::config::MAX_SKEW_SECONDS;
+use x402_lightning_facilitator::config::{Flow, MAX_SKEW_SECONDS};
 use x402_lightning_facilitator::node::SimulatedNode;
-use x402_lightning_facilitator::store::{ReplayStore, SqliteStore, redact_password};
+use x402_lightning_facilitator::store::{SqliteStore, Store, redact_password};
 use x402_lightning_facilitator::{Config, Service, serve};
 
 use self::common::{Instance, PgSchema, Proof, Started, command, postgres_url, sqlite_url};
@@ -56,7 +56,7 @@ struct Running {
     addr: std::net::SocketAddr,
     service: Arc<Service>,
     node: Arc<SimulatedNode>,
-    store: Arc<dyn ReplayStore>,
+    store: Arc<dyn Store>,
     clock: ManualClock,
     client: reqwest::Client,
     _dir: Option<tempfile::TempDir>,
@@ -66,7 +66,7 @@ impl Running {
     /// A simulated node (which also serves `/pay`), `configure`d.
     async fn simulated(configure: impl FnOnce(&mut Config)) -> Running {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store: Arc<dyn ReplayStore> = Arc::new(
+        let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&sqlite_url(dir.path()))
                 .await
                 .expect("opens"),
@@ -79,7 +79,7 @@ impl Running {
 
     /// A service on a store that may be shared with others, at `clock`.
     async fn on_store(
-        store: Arc<dyn ReplayStore>,
+        store: Arc<dyn Store>,
         clock: ManualClock,
         configure: impl FnOnce(&mut Config),
     ) -> Running {
@@ -699,7 +699,7 @@ async fn a_valid_proof_with_an_enormous_expiry_gets_a_verdict_not_a_store_outage
 }
 
 /// A storm of settles (64 proofs, each sent 4 times at once) against the binary on SQLite,
-/// SIGKILLed as soon as the first answer arrives; a new process on the same file then sees
+/// SIGKILLed as soon as the first success is answered; a new process on the same file then sees
 /// every proof again. No proof succeeds twice across the two lives, every proof that succeeded
 /// before the kill is a duplicate after it, and every proof ends up recorded exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -759,27 +759,37 @@ async fn one_proof_succeeds_at_most_once_across_a_sigkill_mid_storm_on_sqlite() 
 }
 
 /// Sends each proof 4 times at once, spread over `urls`; SIGKILLs `victims` once the first
-/// answer arrives; returns how many successes each proof got. Panics if a proof got two.
+/// success is answered (a `duplicate_settlement` may be answered before the success it follows:
+/// a success does more work before answering); returns how many successes each proof got.
+/// Panics if a proof got two, or if no success was answered at all.
 async fn storm_and_kill(urls: &[String], proofs: &[Proof], victims: Vec<Instance>) -> Vec<u32> {
     let client = reqwest::Client::new();
-    let (first_answer, answered) = tokio::sync::mpsc::channel::<()>(1024);
+    let (first_success, succeeded) = tokio::sync::mpsc::channel::<()>(1024);
     let mut tasks = Vec::new();
     for (i, proof) in proofs.iter().enumerate() {
         for copy in 0..4 {
             let request = client
                 .post(&urls[(i + copy) % urls.len()])
                 .json(&proof.settle_body());
-            let first_answer = first_answer.clone();
+            let first_success = first_success.clone();
             tasks.push(tokio::spawn(async move {
                 let answer = async { request.send().await?.json::<Value>().await }.await;
-                let _ = first_answer.try_send(());
+                if answer
+                    .as_ref()
+                    .is_ok_and(|answer| answer["success"] == true)
+                {
+                    let _ = first_success.try_send(());
+                }
                 (i, answer.ok())
             }));
         }
     }
-    drop(first_answer);
-    let mut answered = answered;
-    answered.recv().await.expect("a first answer");
+    drop(first_success);
+    let mut succeeded = succeeded;
+    succeeded
+        .recv()
+        .await
+        .expect("a success answered before the kill");
     for victim in victims {
         victim.kill();
     }
@@ -1406,7 +1416,6 @@ async fn requirements_refuse_hostile_fields_with_a_json_400_and_never_ask_the_no
         json!(format!("0x{}", "ab".repeat(31))),
         json!(12),
         json!(["ab"]),
-        Value::Null,
     ] {
         with("descriptionHash", description_hash);
     }
@@ -1455,6 +1464,23 @@ async fn requirements_refuse_hostile_fields_with_a_json_400_and_never_ask_the_no
         !metrics.contains("x402_facilitator_mints_total{"),
         "the node was never asked: {metrics}"
     );
+
+    // `descriptionHash: null` is no description hash: the seed flow's request (served by
+    // default: an invoice described by `d`, bound to no hash), refused when only lnbtc is.
+    let mut body = requirements_request(&hash);
+    body["descriptionHash"] = Value::Null;
+    let (status, answer) = service.post("/requirements", body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let invoice = answer["extra"]["invoice"].as_str().expect("an invoice");
+    assert_eq!(decode(invoice).expect("decodes").description_hash, None);
+    let lnbtc_only = Running::simulated(|config| {
+        config.api_keys = vec![KEY.into()];
+        config.flows = vec![Flow::Lnbtc];
+    })
+    .await;
+    let (status, answer) = lnbtc_only.post("/requirements", body.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer.get("extra").is_none(), "no invoice: {answer}");
 }
 
 /// An amount BOLT11 cannot carry (u64::MAX msat overflows pico-bitcoin) is the requester's
@@ -1627,7 +1653,9 @@ async fn hostile_pay_bodies_get_json_errors_and_pay_nothing() {
 /// a JSON 502 (no growth, no panic), and once they expire it mints again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulated_node_refuses_to_grow_past_its_bound_and_recovers_as_invoices_expire() {
-    use x402_lightning_facilitator::node::{InvoiceRequest, LightningNode as _};
+    use x402_lightning_facilitator::node::{
+        InvoiceDescription, InvoiceRequest, LightningNode as _,
+    };
     let service = Running::simulated(|config| config.api_keys = vec![KEY.into()]).await;
     let workers: Vec<_> = (0..2u32)
         .map(|worker| {
@@ -1644,7 +1672,7 @@ async fn the_simulated_node_refuses_to_grow_past_its_bound_and_recovers_as_invoi
                         node.create_invoice(&InvoiceRequest {
                             network: Network::Regtest,
                             amount_msat: 1,
-                            description_hash: hash,
+                            description: InvoiceDescription::Hash(hash),
                             expiry_secs: 86_400,
                         })
                         .await

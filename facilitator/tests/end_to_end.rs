@@ -36,13 +36,18 @@ struct Shop {
 
 /// The service binary on a fresh SQLite file in `dir`, requiring [`API_KEY`].
 fn start_service(dir: &std::path::Path) -> Instance {
-    Instance::start(
-        dir,
-        &[
-            ("X402_FACILITATOR_DATABASE_URL", &sqlite_url(dir)),
-            ("X402_FACILITATOR_API_KEYS", API_KEY),
-        ],
-    )
+    start_service_with(dir, &[])
+}
+
+/// [`start_service`] with more settings (`X402_FACILITATOR_FLOWS`, …).
+fn start_service_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Instance {
+    let database = sqlite_url(dir);
+    let mut settings = vec![
+        ("X402_FACILITATOR_DATABASE_URL", database.as_str()),
+        ("X402_FACILITATOR_API_KEYS", API_KEY),
+    ];
+    settings.extend_from_slice(env);
+    Instance::start(dir, &settings)
 }
 
 /// The layer of a resource server at `origin`: `GET /weather` costs 10,000 msat over lnbtc,
@@ -249,11 +254,11 @@ async fn a_fresh_layer_is_refused_a_spent_proof_by_the_services_replay_store() {
 
 #[tokio::test]
 async fn a_layer_offering_both_flows_offers_only_lnbtc_and_is_paid_through_the_service() {
-    // The README's app against the README's service: both flows by default, payTo not pinned.
-    // The service serves lnbtc alone: the start-up check says so, and the layer offers lnbtc
-    // only, with the node it learned from that kind, and takes the payment.
+    // The README's app (both flows by default, payTo not pinned) against a service told to
+    // serve lnbtc alone (X402_FACILITATOR_FLOWS=lnbtc): the start-up check says so, and the
+    // layer offers lnbtc only, with the node it learned from that kind, and takes the payment.
     let dir = tempfile::tempdir().expect("temp dir");
-    let service = start_service(dir.path());
+    let service = start_service_with(dir.path(), &[("X402_FACILITATOR_FLOWS", "lnbtc")]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -291,6 +296,70 @@ async fn a_layer_offering_both_flows_offers_only_lnbtc_and_is_paid_through_the_s
     assert!(challenge.headers().contains_key(PAYMENT_REQUIRED));
     let body: serde_json::Value = challenge.json().await.expect("JSON");
     assert_eq!(body["x402Version"], 2, "no seed-flow offer: {body}");
+
+    let proof = pay_for(&client, &url, &service).await;
+    let paid = client
+        .get(&url)
+        .header(PAYMENT_SIGNATURE, &proof)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(paid.status(), StatusCode::OK);
+    assert_eq!(paid.text().await.expect("text"), "sunny");
+}
+
+#[tokio::test]
+async fn a_layer_offering_both_flows_offers_both_against_the_default_service() {
+    // The README's app against the README's service: both flows by default on both sides. The
+    // start-up check passes, the 402 offers the seed flow (body) and lnbtc (header) with one
+    // invoice, and the lnbtc payment goes through.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = start_service(dir.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let facilitator = HttpFacilitator::builder(service.url(""))
+        .bearer_token(API_KEY)
+        .build()
+        .expect("facilitator client");
+    let layer = X402Layer::builder(facilitator, Network::Regtest)
+        .public_base_url(&origin)
+        .route("GET /weather", Price::msat(10_000))
+        .build()
+        .expect("layer builds");
+    layer
+        .check_facilitator()
+        .await
+        .expect("the default service serves both flows");
+    assert_eq!(layer.offered_flows(), Flows::BOTH);
+    let app = Router::new()
+        .route("/weather", get(|| async { "sunny" }))
+        .layer(layer);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let client = reqwest::Client::new();
+    let url = format!("{origin}/weather");
+    let challenge = client.get(&url).send().await.expect("GET");
+    assert_eq!(challenge.status(), StatusCode::PAYMENT_REQUIRED);
+    let required: PaymentRequired = decode_payment_required(
+        challenge
+            .headers()
+            .get(PAYMENT_REQUIRED)
+            .expect("PAYMENT-REQUIRED")
+            .as_bytes(),
+        64 * 1024,
+    )
+    .expect("decodes");
+    let body: serde_json::Value = challenge.json().await.expect("JSON");
+    assert_eq!(body["x402Version"], 1, "the seed-flow offer: {body}");
+    assert_eq!(body["accepts"][0]["network"], "lightning-regtest", "{body}");
+    assert_eq!(
+        body["accepts"][0]["extra"]["invoice"], required.accepts[0].extra["invoice"],
+        "one invoice per 402"
+    );
 
     let proof = pay_for(&client, &url, &service).await;
     let paid = client

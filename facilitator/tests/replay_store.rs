@@ -14,9 +14,13 @@ use serde_json::Value;
 use x402_lightning::Network;
 use x402_lightning::clock::{Clock, ManualClock};
 use x402_lightning::mock::MockNode;
+use x402_lightning_facilitator::books::{
+    AccountId, AuditRow, Balance, Books, DepositRecord, HoldRequest, InvoiceRecord, Outcome,
+    PaymentRequest, WithdrawalEnd, WithdrawalRecord, WithdrawalStart,
+};
 use x402_lightning_facilitator::config::MAX_SKEW_SECONDS;
 use x402_lightning_facilitator::store::{
-    Inserted, PostgresStore, ReplayEntry, ReplayStore, SqliteStore,
+    Inserted, PostgresStore, ReplayEntry, ReplayStore, SqliteStore, Store, StoreFuture,
 };
 use x402_lightning_facilitator::{Config, Service, serve};
 
@@ -255,7 +259,7 @@ async fn the_purge_never_drops_a_live_key_on_postgres() {
 async fn a_settled_proof_is_kept_until_an_hour_after_its_invoice_can_no_longer_pass() {
     // The service in process, its clock in the test's hand.
     let dir = tempfile::tempdir().expect("temp dir");
-    let store: Arc<dyn ReplayStore> = Arc::new(
+    let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&sqlite_url(dir.path()))
             .await
             .expect("opens"),
@@ -377,10 +381,7 @@ struct HeldStore {
 }
 
 impl ReplayStore for HeldStore {
-    fn insert_if_absent<'a>(
-        &'a self,
-        entry: &'a ReplayEntry,
-    ) -> x402_lightning_facilitator::store::StoreFuture<'a, Inserted> {
+    fn insert_if_absent<'a>(&'a self, entry: &'a ReplayEntry) -> StoreFuture<'a, Inserted> {
         Box::pin(async move {
             self.entered.notify_one();
             self.release.notified().await;
@@ -388,20 +389,120 @@ impl ReplayStore for HeldStore {
         })
     }
 
-    fn purge(&self, now: u64) -> x402_lightning_facilitator::store::StoreFuture<'_, u64> {
+    fn purge(&self, now: u64) -> StoreFuture<'_, u64> {
         self.inner.purge(now)
     }
 
-    fn count(&self) -> x402_lightning_facilitator::store::StoreFuture<'_, u64> {
+    fn count(&self) -> StoreFuture<'_, u64> {
         self.inner.count()
     }
 
-    fn ping(&self) -> x402_lightning_facilitator::store::StoreFuture<'_, ()> {
+    fn ping(&self) -> StoreFuture<'_, ()> {
         self.inner.ping()
     }
 
     fn close(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         self.inner.close()
+    }
+}
+
+/// The books are the inner store's, untouched: only the replay inserts are held.
+impl Books for HeldStore {
+    fn record_invoice<'a>(&'a self, invoice: &'a InvoiceRecord) -> StoreFuture<'a, ()> {
+        self.inner.record_invoice(invoice)
+    }
+
+    fn recorded_invoice<'a>(
+        &'a self,
+        payment_hash: &'a str,
+    ) -> StoreFuture<'a, Option<InvoiceRecord>> {
+        self.inner.recorded_invoice(payment_hash)
+    }
+
+    fn is_paid<'a>(&'a self, replay_key: &'a str) -> StoreFuture<'a, bool> {
+        self.inner.is_paid(replay_key)
+    }
+
+    fn hold<'a>(&'a self, hold: &'a HoldRequest, now: u64) -> StoreFuture<'a, Outcome> {
+        self.inner.hold(hold, now)
+    }
+
+    fn release<'a>(
+        &'a self,
+        account: &'a AccountId,
+        payment_hash: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        self.inner.release(account, payment_hash, now)
+    }
+
+    fn pay<'a>(&'a self, payment: &'a PaymentRequest, now: u64) -> StoreFuture<'a, Outcome> {
+        self.inner.pay(payment, now)
+    }
+
+    fn balance<'a>(&'a self, account: &'a AccountId, now: u64) -> StoreFuture<'a, Option<Balance>> {
+        self.inner.balance(account, now)
+    }
+
+    fn record_deposit<'a>(&'a self, deposit: &'a DepositRecord, now: u64) -> StoreFuture<'a, ()> {
+        self.inner.record_deposit(deposit, now)
+    }
+
+    fn deposit<'a>(&'a self, payment_hash: &'a str) -> StoreFuture<'a, Option<DepositRecord>> {
+        self.inner.deposit(payment_hash)
+    }
+
+    fn pending_deposits<'a>(
+        &'a self,
+        account: Option<&'a AccountId>,
+        expiring_from: u64,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<DepositRecord>> {
+        self.inner.pending_deposits(account, expiring_from, limit)
+    }
+
+    fn deposit_checked<'a>(&'a self, payment_hash: &'a str, now: u64) -> StoreFuture<'a, ()> {
+        self.inner.deposit_checked(payment_hash, now)
+    }
+
+    fn release_all<'a>(&'a self, payment_hash: &'a str, now: u64) -> StoreFuture<'a, ()> {
+        self.inner.release_all(payment_hash, now)
+    }
+
+    fn credit_deposit<'a>(&'a self, payment_hash: &'a str, now: u64) -> StoreFuture<'a, bool> {
+        self.inner.credit_deposit(payment_hash, now)
+    }
+
+    fn start_withdrawal<'a>(
+        &'a self,
+        withdrawal: &'a WithdrawalRecord,
+        now: u64,
+    ) -> StoreFuture<'a, WithdrawalStart> {
+        self.inner.start_withdrawal(withdrawal, now)
+    }
+
+    fn end_withdrawal<'a>(
+        &'a self,
+        payment_hash: &'a str,
+        end: &'a WithdrawalEnd,
+        now: u64,
+    ) -> StoreFuture<'a, Option<WithdrawalRecord>> {
+        self.inner.end_withdrawal(payment_hash, end, now)
+    }
+
+    fn withdrawal<'a>(
+        &'a self,
+        payment_hash: &'a str,
+    ) -> StoreFuture<'a, Option<WithdrawalRecord>> {
+        self.inner.withdrawal(payment_hash)
+    }
+
+    fn pending_withdrawals(&self) -> StoreFuture<'_, Vec<WithdrawalRecord>> {
+        self.inner.pending_withdrawals()
+    }
+
+    fn audit(&self) -> StoreFuture<'_, Vec<AuditRow>> {
+        self.inner.audit()
     }
 }
 

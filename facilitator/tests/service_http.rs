@@ -1,6 +1,7 @@
 //! The service's HTTP contract, route by route, over real HTTP: API keys, bounded bodies, JSON
-//! errors for malformed input, the seed flow's clear refusal, `/requirements` through a node
-//! (and a node that misbehaves), `/supported`, `/healthz`, `/metrics`, `/pay`.
+//! errors for malformed input, the seed flow served by default (and its clear refusal under
+//! `X402_FACILITATOR_FLOWS=lnbtc`), `/requirements` through a node (and a node that
+//! misbehaves), `/supported`, `/healthz`, `/metrics`, `/pay`.
 
 mod common;
 
@@ -13,10 +14,12 @@ use serde_json::{Value, json};
 use x402_lightning::Network;
 use x402_lightning::clock::ManualClock;
 use x402_lightning::mock::{InvoiceSpec, MockNode};
+use x402_lightning_facilitator::config::Flow;
 use x402_lightning_facilitator::node::{
-    InvoiceRequest, LightningNode, NodeError, NodeFuture, SimulatedNode,
+    Cancelled, InvoiceDescription, InvoiceLookup, InvoiceRequest, LightningNode, NodeError,
+    NodeFuture, PaymentRequest, PaymentStatus, SimulatedNode,
 };
-use x402_lightning_facilitator::store::{ReplayStore, SqliteStore};
+use x402_lightning_facilitator::store::{SqliteStore, Store};
 use x402_lightning_facilitator::{Config, Service, serve};
 
 use self::common::{Proof, sqlite_url};
@@ -27,7 +30,7 @@ const KEY: &str = "k3y-one";
 /// A service in process on a loopback port.
 struct Running {
     base: String,
-    store: Arc<dyn ReplayStore>,
+    store: Arc<dyn Store>,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
 }
@@ -44,10 +47,10 @@ impl Running {
     async fn serve(
         configure: impl FnOnce(&mut Config),
         clock: Arc<ManualClock>,
-        build: impl FnOnce(Arc<dyn ReplayStore>, &Config, Arc<ManualClock>) -> Service,
+        build: impl FnOnce(Arc<dyn Store>, &Config, Arc<ManualClock>) -> Service,
     ) -> Running {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store: Arc<dyn ReplayStore> = Arc::new(
+        let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&sqlite_url(dir.path()))
                 .await
                 .expect("opens"),
@@ -129,8 +132,11 @@ async fn settle_and_requirements_need_an_api_key_when_keys_are_set() {
     let service =
         Running::simulated(|config| config.api_keys = vec![KEY.into(), "other".into()]).await;
     let body = Proof::mint(&MockNode::random(), Network::Regtest, NOW).settle_body();
+    let seed_flow = json!({"x402Version": 1, "paymentPayload": {}, "paymentRequirements": {}});
     for (path, body) in [
         ("/settle", body),
+        ("/settle", seed_flow.clone()),
+        ("/verify", seed_flow),
         ("/requirements", requirements_request("lightning-regtest")),
     ] {
         let url = format!("{}{path}", service.base);
@@ -184,19 +190,9 @@ async fn settle_and_requirements_need_an_api_key_when_keys_are_set() {
 #[tokio::test]
 async fn malformed_settles_get_a_clear_json_error_and_consume_nothing() {
     let service = Running::simulated(|config| config.max_body_bytes = 4096).await;
-    let cases: [(&str, Value, &str); 6] = [
+    let cases: [(&str, Value, &str); 4] = [
         ("not JSON", json!(null), "not JSON"),
         ("an array", json!([1, 2]), "must be an object"),
-        (
-            "x402Version 1",
-            json!({"x402Version": 1, "paymentPayload": {}, "paymentRequirements": {}}),
-            "not supported by this facilitator",
-        ),
-        (
-            "a v1 payment",
-            json!({"x402Version": 2, "paymentPayload": {"x402Version": 1}, "paymentRequirements": {}}),
-            "not supported by this facilitator",
-        ),
         (
             "x402Version 3",
             json!({"x402Version": 3, "paymentPayload": {}, "paymentRequirements": {}}),
@@ -228,30 +224,85 @@ async fn malformed_settles_get_a_clear_json_error_and_consume_nothing() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(verdict["errorReason"], "invalid_x402_version");
+    // Either version saying 1 is the seed flow's request (served by default): a verdict from
+    // its ordered checks (versions first), not an error.
+    for body in [
+        json!({"x402Version": 1, "paymentPayload": {}, "paymentRequirements": {}}),
+        json!({"x402Version": 2, "paymentPayload": {"x402Version": 1}, "paymentRequirements": {}}),
+    ] {
+        let (status, verdict) = service.post("/settle", body.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{body}: {verdict}");
+        assert_eq!(verdict["success"], false, "{body}: {verdict}");
+        assert_eq!(
+            verdict["errorReason"], "invalid_x402_version",
+            "{body}: {verdict}"
+        );
+        assert_eq!(verdict["transaction"], "", "{body}: {verdict}");
+    }
     assert_eq!(service.store.count().await.expect("count"), 0);
+
+    // Without the seed flow (X402_FACILITATOR_FLOWS=lnbtc), version 1 is a 400.
+    let lnbtc_only = Running::simulated(|config| config.flows = vec![Flow::Lnbtc]).await;
+    for (case, body) in [
+        (
+            "x402Version 1",
+            json!({"x402Version": 1, "paymentPayload": {}, "paymentRequirements": {}}),
+        ),
+        (
+            "a v1 payment",
+            json!({"x402Version": 2, "paymentPayload": {"x402Version": 1}, "paymentRequirements": {}}),
+        ),
+    ] {
+        let (status, error) = lnbtc_only.post("/settle", body.to_string()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{case}");
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("not served by this facilitator"),
+            "{case}: {message}"
+        );
+    }
+    assert_eq!(lnbtc_only.store.count().await.expect("count"), 0);
 }
 
 #[tokio::test]
 async fn verify_and_unknown_routes_answer_json() {
+    // The seed flow (served by default) answers every JSON object at /verify with a verdict of
+    // its ordered checks; version first.
     let service = Running::simulated(|_| {}).await;
-    let (status, error) = service
-        .post("/verify", json!({"x402Version": 1}).to_string())
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        error["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("not supported by this facilitator"))
-    );
-    let (status, error) = service
-        .post("/verify", json!({"x402Version": 2}).to_string())
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        error["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("/settle"))
-    );
+    for body in [json!({"x402Version": 1}), json!({"x402Version": 2})] {
+        let (status, verdict) = service.post("/verify", body.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{body}: {verdict}");
+        assert_eq!(
+            verdict,
+            json!({"isValid": false, "invalidReason": "invalid_x402_version"}),
+            "{body}"
+        );
+    }
+    for (body, expected) in [
+        ("[]", "must be an object"),
+        ("{\"x402Version\": 1,", "not JSON"),
+    ] {
+        let (status, error) = service.post("/verify", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            error["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(expected)),
+            "{body}: {error}"
+        );
+    }
+    // Without the seed flow there is no /verify: lnbtc proofs are settled at once.
+    let lnbtc_only = Running::simulated(|config| config.flows = vec![Flow::Lnbtc]).await;
+    for body in [json!({"x402Version": 1}), json!({"x402Version": 2})] {
+        let (status, error) = lnbtc_only.post("/verify", body.to_string()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            error["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not served here") && e.contains("/settle")),
+            "{body}: {error}"
+        );
+    }
     let (status, _) = service.post("/nowhere", "{}").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let response = service.get("/settle").await;
@@ -308,10 +359,11 @@ async fn requirements_refuse_what_this_facilitator_cannot_mint() {
         .as_object_mut()
         .expect("object")
         .remove("descriptionHash");
+    request["description"] = json!("é".repeat(320));
     cases.push((
-        "no descriptionHash (the seed flow)",
+        "a seed-flow description over BOLT11's 639 bytes",
         request,
-        "not supported by this facilitator",
+        "at most 639 bytes",
     ));
     request = requirements_request("lightning-regtest");
     request["descriptionHash"] = json!("AB".repeat(32));
@@ -342,6 +394,51 @@ async fn requirements_refuse_what_this_facilitator_cannot_mint() {
         assert!(message.contains(expected), "{case}: {message}");
     }
     assert_eq!(service.mints().await, minted_before, "nothing minted");
+
+    // Without the seed flow, an invoice not bound to a request hash is not minted.
+    let lnbtc_only = Running::simulated(|config| config.flows = vec![Flow::Lnbtc]).await;
+    let mut request = requirements_request("lightning-regtest");
+    request
+        .as_object_mut()
+        .expect("object")
+        .remove("descriptionHash");
+    let (status, error) = lnbtc_only.post("/requirements", request.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    let message = error["error"].as_str().unwrap_or_default();
+    assert!(message.contains("descriptionHash is required"), "{message}");
+    assert_eq!(lnbtc_only.mints().await, "", "nothing minted");
+}
+
+#[tokio::test]
+async fn requirements_without_a_description_hash_mint_a_seed_flow_invoice() {
+    // The seed flow (on by default): the invoice's only description is BOLT11 `d` =
+    // `description`, its expiry maxTimeoutSeconds, its payee the node.
+    let service = Running::simulated(|_| {}).await;
+    let mut request = requirements_request("lightning-regtest");
+    request
+        .as_object_mut()
+        .expect("object")
+        .remove("descriptionHash");
+    let (status, requirements) = service.post("/requirements", request.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{requirements}");
+    let invoice = requirements["extra"]["invoice"].as_str().expect("invoice");
+    let decoded = x402_lightning::lnbtc::invoice::decode(invoice).expect("decodes");
+    assert_eq!(decoded.amount_msat, Some(10_000));
+    assert_eq!(decoded.description_hash, None);
+    assert_eq!(decoded.expiry_secs, 60);
+    assert_eq!(decoded.created_at, NOW);
+    assert_eq!(requirements["payTo"], decoded.payee.to_string());
+    assert_eq!(requirements["maxAmountRequired"], "10000");
+    assert_eq!(requirements["network"], "lightning-regtest");
+    assert_eq!(requirements["description"], "weather");
+    let parsed: lightning_invoice::Bolt11Invoice = invoice.parse().expect("BOLT11");
+    assert!(
+        matches!(
+            parsed.description(),
+            lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(d) if d.as_inner().0 == "weather"
+        ),
+        "d = description"
+    );
 }
 
 /// A node that answers what it is told to.
@@ -370,18 +467,25 @@ impl LightningNode for Misbehaving {
 
     fn create_invoice<'a>(&'a self, request: &'a InvoiceRequest) -> NodeFuture<'a, String> {
         Box::pin(async move {
+            let (description, description_hash) = match &request.description {
+                InvoiceDescription::Hash(hash) => (String::new(), Some(*hash)),
+                InvoiceDescription::Text(text) => (text.clone(), None),
+            };
             let mut spec = InvoiceSpec {
                 network: request.network,
                 amount_msat: request.amount_msat,
-                description: String::new(),
-                description_hash: Some(request.description_hash),
+                description,
+                description_hash,
                 created_at: Duration::from_secs(NOW),
                 expiry: Duration::from_secs(request.expiry_secs),
             };
             let mut signer = self.key.clone();
             match self.fault {
                 Fault::WrongAmount => spec.amount_msat += 1,
-                Fault::WrongHash => spec.description_hash = Some([0x22; 32]),
+                Fault::WrongHash if spec.description_hash.is_some() => {
+                    spec.description_hash = Some([0x22; 32]);
+                }
+                Fault::WrongHash => spec.description.push_str(" (altered)"),
                 Fault::OtherPayee => signer = MockNode::random(),
                 Fault::WrongExpiry => spec.expiry += Duration::from_secs(1),
                 Fault::NotAnInvoice => return Ok("lnbcrt1garbage".to_owned()),
@@ -390,6 +494,38 @@ impl LightningNode for Misbehaving {
             }
             Ok(signer.mint(&spec).expect("mints").invoice.to_string())
         })
+    }
+
+    // It only mints (`/requirements`): it knows no invoice and pays nothing.
+    fn lookup_invoice<'a>(
+        &'a self,
+        _payment_hash: &'a [u8; 32],
+    ) -> NodeFuture<'a, Option<InvoiceLookup>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn cancel_invoice<'a>(&'a self, _payment_hash: &'a [u8; 32]) -> NodeFuture<'a, Cancelled> {
+        Box::pin(async { Ok(Cancelled::Unknown) })
+    }
+
+    fn send_payment<'a>(
+        &'a self,
+        _request: PaymentRequest<'a>,
+        _wait: Duration,
+    ) -> NodeFuture<'a, PaymentStatus> {
+        Box::pin(async {
+            Ok(PaymentStatus::Failed {
+                reason: "FAILURE_REASON_NO_ROUTE".into(),
+            })
+        })
+    }
+
+    fn track_payment<'a>(
+        &'a self,
+        _payment_hash: &'a [u8; 32],
+        _wait: Duration,
+    ) -> NodeFuture<'a, Option<PaymentStatus>> {
+        Box::pin(async { Ok(None) })
     }
 }
 
@@ -448,11 +584,49 @@ async fn supported_lists_each_network_with_the_nodes_key() {
         json!({
             "kinds": [
                 {"x402Version": 2, "scheme": "exact", "network": "lnbtc:000000000019d6689c085ae165831e93", "extra": {"payTo": key}},
+                {"x402Version": 1, "scheme": "exact", "network": "lightning", "extra": {"payTo": key}},
                 {"x402Version": 2, "scheme": "exact", "network": "lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328", "extra": {"payTo": key}},
+                {"x402Version": 1, "scheme": "exact", "network": "lightning-regtest", "extra": {"payTo": key}},
             ],
             "extensions": [],
             "signers": {},
         })
+    );
+}
+
+#[tokio::test]
+async fn supported_lists_only_the_flows_served() {
+    let clock = Arc::new(ManualClock::at_unix(Duration::from_secs(NOW)));
+    let node = Arc::new(SimulatedNode::random(clock));
+    let key = node.pay_to().to_string();
+    let lnbtc_only = Running::start(node.clone(), |config| {
+        config.networks = vec![Network::Regtest];
+        config.flows = vec![Flow::Lnbtc];
+    })
+    .await;
+    let supported: Value = lnbtc_only
+        .get("/supported")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        supported["kinds"],
+        json!([
+            {"x402Version": 2, "scheme": "exact", "network": "lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328", "extra": {"payTo": key}},
+        ])
+    );
+    let v1_only = Running::start(node, |config| {
+        config.networks = vec![Network::Regtest];
+        config.flows = vec![Flow::V1];
+    })
+    .await;
+    let supported: Value = v1_only.get("/supported").await.json().await.expect("JSON");
+    assert_eq!(
+        supported["kinds"],
+        json!([
+            {"x402Version": 1, "scheme": "exact", "network": "lightning-regtest", "extra": {"payTo": key}},
+        ])
     );
 }
 
@@ -510,7 +684,7 @@ async fn healthz_is_503_when_the_store_does_not_answer() {
 #[tokio::test]
 async fn a_bad_configuration_is_refused_and_mainnet_invoices_are_never_paid() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store: Arc<dyn ReplayStore> = Arc::new(
+    let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&sqlite_url(dir.path()))
             .await
             .expect("opens"),

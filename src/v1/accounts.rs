@@ -1,7 +1,7 @@
-//! Wire types of the facilitator service's accounts (`PROTOCOL.md` Part 3): deposits, the
-//! signed account read and withdrawals. Amounts are msat, decimal strings on the wire; network
-//! ids are kept as written (either form: `lightning-regtest` or `lnbtc:…`), since answers echo
-//! the request's form.
+//! Wire types of the facilitator service's prepaid accounts: deposits, the signed account read
+//! and withdrawals. Amounts are msat, decimal strings on the wire; network ids are kept as
+//! written (either form: `lightning-regtest` or `lnbtc:…`), since answers echo the request's
+//! form.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,7 @@
-//! The seed scheme, `exact` on Lightning with x402 version 1, as a library (`PROTOCOL.md` Part 1
-//! and Part 3; the seed document `scheme_exact_lightning.md`): the client signs an authorization
-//! for the facilitator to pay one invoice from the client's prepaid account.
+//! The seed scheme, `exact` on Lightning with x402 version 1, as a library (the
+//! [wire contract](crate::protocol) and the facilitator service's prepaid accounts; the seed
+//! document `scheme_exact_lightning.md`): the client signs an authorization for the facilitator
+//! to pay one invoice from the client's prepaid account.
 //!
 //! One module per concern, each usable on its own, by the layer, the mock, the facilitator
 //! service and a paying client alike (as [`lnbtc`](crate::lnbtc) is for x402 version 2):

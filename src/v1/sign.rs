@@ -1,5 +1,6 @@
-//! The seed scheme's signatures (`PROTOCOL.md` Part 1 and Part 3, "Signatures"): 64-byte
-//! compact ECDSA (low-S), hex, over SHA-256 of a UTF-8 message, by an account key.
+//! The seed scheme's signatures (the [wire contract](crate::protocol)'s signing rule, and the
+//! accounts' messages): 64-byte compact ECDSA (low-S), hex, over SHA-256 of a UTF-8 message, by
+//! an account key.
 //!
 //! Each purpose signs its own message, so no signature serves another:
 //!

@@ -115,10 +115,15 @@ pub(crate) async fn settle(
         Ok(Ok(Inserted::New)) => {
             tracing::info!(%payment_hash, network = proof.network.lnbtc_id(), "settled");
             if service.flows.v1 {
-                // Seed-flow holds on this invoice end: it is paid.
-                if let Err(err) = service.store.release_all(&payment_hash, now).await {
-                    tracing::warn!(%payment_hash, %err, "releasing the holds of a paid invoice");
-                }
+                // Seed-flow holds on this invoice end: it is paid (off the answer's path; an
+                // account's next transaction would end them anyway).
+                let service = service.clone();
+                let payment_hash = payment_hash.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = service.store.release_all(&payment_hash, now).await {
+                        tracing::warn!(%payment_hash, %err, "releasing the holds of a paid invoice");
+                    }
+                });
             }
             service.metrics.settle(SettleOutcome::Success);
             Ok(answer(&proof.success_response()))
