@@ -404,7 +404,9 @@ async fn pay_v1(walk: &Walk) -> Result<(), Box<dyn Error>> {
         before.balance, before.held, before.available
     );
 
-    let payment = key.payment_header(requirements);
+    let payment = key
+        .payment_header(requirements)
+        .map_err(|err| format!("refusing to pay: {err}"))?;
     println!("4. signed the invoice with account {}", key.account());
     println!("   X-PAYMENT: {}...", payment.get(..48).unwrap_or(&payment));
 

@@ -209,7 +209,7 @@ async fn the_layer_takes_a_seed_flow_payment_from_a_prepaid_account_through_the_
 
     let (required, _) = setup.challenge().await;
     let requirements = &required.accepts[0];
-    let payment = key.payment_header(requirements);
+    let payment = key.payment_header(requirements).expect("a BOLT11 invoice");
     let paid = setup.get_with(X_PAYMENT, &payment).await;
     assert_eq!(paid.status(), 200);
     let settlement = decode_payment_response_header(
@@ -238,7 +238,11 @@ async fn an_account_without_funds_is_refused_and_nothing_is_served() {
     let key = AccountKey::from_secret_hex(&"43".repeat(32)).expect("a key");
     let (required, _) = setup.challenge().await;
     let refused = setup
-        .get_with(X_PAYMENT, &key.payment_header(&required.accepts[0]))
+        .get_with(
+            X_PAYMENT,
+            &key.payment_header(&required.accepts[0])
+                .expect("a BOLT11 invoice"),
+        )
         .await;
     assert_eq!(refused.status(), 402);
     let body: Value = refused.json().await.expect("JSON");
@@ -269,7 +273,11 @@ async fn an_invoice_paid_from_an_account_cannot_be_paid_over_lightning_too() {
     // One 402, one invoice offered through both flows.
     let (required, header) = setup.challenge().await;
     let paid = setup
-        .get_with(X_PAYMENT, &key.payment_header(&required.accepts[0]))
+        .get_with(
+            X_PAYMENT,
+            &key.payment_header(&required.accepts[0])
+                .expect("a BOLT11 invoice"),
+        )
         .await;
     assert_eq!(paid.status(), 200);
     // The node's invoice was cancelled by the seed-flow settle: no wallet can pay it now.
@@ -296,7 +304,11 @@ async fn an_invoice_paid_over_lightning_cannot_be_paid_from_an_account_too() {
         200
     );
     let refused = setup
-        .get_with(X_PAYMENT, &key.payment_header(&required.accepts[0]))
+        .get_with(
+            X_PAYMENT,
+            &key.payment_header(&required.accepts[0])
+                .expect("a BOLT11 invoice"),
+        )
         .await;
     assert_eq!(refused.status(), 402);
     assert_eq!(

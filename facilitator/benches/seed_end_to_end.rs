@@ -443,7 +443,10 @@ async fn cycle(client: &Client, samples: &mut Samples) -> Result<usize, String> 
         .find(|accept| accept.network == NETWORK)
         .ok_or("the 402 offers no seed-flow requirements on regtest")?;
     let challenged = Instant::now();
-    let header = client.key.payment_header(&requirements);
+    let header = client
+        .key
+        .payment_header(&requirements)
+        .map_err(|err| err.to_string())?;
     let signed = Instant::now();
     let paid = client
         .http
@@ -491,7 +494,13 @@ async fn direct(client: &Client, samples: &mut Samples) -> Result<usize, String>
     let minted = Instant::now();
     let requirements: PaymentRequirements = serde_json::from_value(answer)
         .map_err(|err| format!("POST /requirements: not PaymentRequirements: {err}"))?;
-    let body = VerifyRequest::new(client.key.authorize(&requirements), requirements);
+    let body = VerifyRequest::new(
+        client
+            .key
+            .authorize(&requirements)
+            .map_err(|err| err.to_string())?,
+        requirements,
+    );
     let signed = Instant::now();
     let verdict = post(client, "/verify", &body).await?;
     let verified = Instant::now();

@@ -1340,7 +1340,7 @@ async fn seed_jobs(
     for _ in 0..count {
         let requirements = mint_requirements(http, base).await?;
         let body = serde_json::to_vec(&VerifyRequest::new(
-            key.authorize(&requirements),
+            key.authorize(&requirements)?,
             requirements,
         ))?;
         let steps = if verify_first {

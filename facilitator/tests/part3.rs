@@ -414,7 +414,7 @@ fn body(key: &AccountKey, requirements: &Value) -> Value {
             "network": requirements["network"],
             "payload": {
                 "invoice": invoice,
-                "signature": key.sign_authorization(invoice),
+                "signature": sign_raw(key, invoice),
                 "from": key.account(),
             },
         },
@@ -451,7 +451,7 @@ fn paying(body: &Value, key: &AccountKey, invoice: &str) -> Value {
     with(
         &body,
         "/paymentPayload/payload/signature",
-        json!(key.sign_authorization(invoice)),
+        json!(sign_raw(key, invoice)),
     )
 }
 
@@ -463,7 +463,7 @@ fn signed_by(body: &Value, other: &AccountKey) -> Value {
     with(
         body,
         "/paymentPayload/payload/signature",
-        json!(other.sign_authorization(invoice)),
+        json!(sign_raw(other, invoice)),
     )
 }
 
@@ -2490,10 +2490,18 @@ async fn an_account_read_credits_a_paid_deposit_however_many_are_pending() {
     let dir = tempdir();
     let service = Svc::start(dir.path(), &[]);
     let key = random_key();
-    // Anyone may deposit to an account: 25 invoices asked for it and never paid.
-    unpaid_deposits(&service, &key.account(), 25).await;
+    // Anyone may deposit to an account: 16 invoices asked for it and never paid (the most an
+    // account may have), and the 17th refused.
+    unpaid_deposits(&service, &key.account(), 15).await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let deposit = service.deposit(REGTEST, &key.account(), 9_000).await;
+    let (status, refused) = service
+        .post(
+            "/accounts/deposits",
+            &json!({ "network": REGTEST, "account": key.account(), "amount": "1000" }),
+        )
+        .await;
+    assert_eq!(status, 429, "{refused}");
     assert_eq!(
         service
             .pay(deposit["invoice"].as_str().expect("invoice"))
@@ -3260,7 +3268,7 @@ async fn a_withdrawal_refuses_a_bad_signature() {
         ),
         (
             "a payment authorization of the invoice",
-            key.sign_authorization(&invoice),
+            sign_raw(&key, &invoice),
         ),
         ("tampered", tampered(&good)),
         ("the high-S twin", high_s_twin(&good)),
@@ -4142,4 +4150,19 @@ async fn assert_no_secret_logged_after_a_full_seed_flow(rust_log: &str) {
     for (what, secret) in &secrets {
         assert!(!log.contains(secret.as_str()), "the log holds {what}");
     }
+}
+
+/// Signs `message` with `key` as a payment authorization is signed (SHA-256, compact ECDSA,
+/// hex), whatever the message: the tests sign strings `AccountKey::sign_authorization` would
+/// refuse (not invoices).
+fn sign_raw(key: &AccountKey, message: &str) -> String {
+    use bitcoin::hashes::{Hash as _, sha256};
+    use bitcoin::hex::DisplayHex as _;
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let digest = bitcoin::secp256k1::Message::from_digest(
+        sha256::Hash::hash(message.as_bytes()).to_byte_array(),
+    );
+    secp.sign_ecdsa(&digest, key.secret_key())
+        .serialize_compact()
+        .to_lower_hex_string()
 }

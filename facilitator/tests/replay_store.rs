@@ -444,8 +444,13 @@ impl Books for HeldStore {
         self.inner.balance(account, now)
     }
 
-    fn record_deposit<'a>(&'a self, deposit: &'a DepositRecord, now: u64) -> StoreFuture<'a, ()> {
-        self.inner.record_deposit(deposit, now)
+    fn record_deposit<'a>(
+        &'a self,
+        deposit: &'a DepositRecord,
+        now: u64,
+        max_pending: u32,
+    ) -> StoreFuture<'a, bool> {
+        self.inner.record_deposit(deposit, now, max_pending)
     }
 
     fn deposit<'a>(&'a self, payment_hash: &'a str) -> StoreFuture<'a, Option<DepositRecord>> {

@@ -97,7 +97,8 @@ impl TestWallet {
 
     /// The signature authorizing payment of `invoice`: compact ECDSA, 128 hex characters.
     pub fn sign(&self, invoice: &str) -> String {
-        self.account_key().sign_authorization(invoice)
+        self.account_key()
+            .sign(&crate::v1::sign::authorization_message(invoice))
     }
 
     /// The payload authorizing payment of the requirements' invoice.

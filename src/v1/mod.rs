@@ -33,5 +33,5 @@ pub mod header {
     };
 }
 
-pub use self::sign::{AccountKey, InvalidAccountKey};
+pub use self::sign::{AccountKey, InvalidAccountKey, NotAnInvoice};
 pub use self::types::{X402_VERSION, reason};

@@ -107,36 +107,56 @@ impl AccountKey {
         self.public.serialize().to_lower_hex_string()
     }
 
-    /// Signs `message` (SHA-256 of its UTF-8 bytes): 128 lowercase hex characters.
-    pub fn sign(&self, message: &str) -> String {
+    /// Signs `message` (SHA-256 of its UTF-8 bytes): 128 lowercase hex characters. Private: the
+    /// public methods sign one purpose's message each, so that nothing a server sends can turn a
+    /// payment into a withdrawal.
+    pub(crate) fn sign(&self, message: &str) -> String {
         SECP.sign_ecdsa(&digest(message), &self.secret)
             .serialize_compact()
             .to_lower_hex_string()
     }
 
     /// The signature authorizing payment of `invoice`.
-    pub fn sign_authorization(&self, invoice: &str) -> String {
-        self.sign(&authorization_message(invoice))
+    ///
+    /// # Errors
+    /// [`NotAnInvoice`] when `invoice` is not a BOLT11 invoice (signature checked, one
+    /// spelling): an authorization signs the invoice's text itself, so signing anything else
+    /// (say, a withdrawal's message a hostile 402 passed off as an invoice) would hand out a
+    /// signature for another purpose.
+    pub fn sign_authorization(&self, invoice: &str) -> Result<String, NotAnInvoice> {
+        crate::lnbtc::invoice::decode(invoice).map_err(NotAnInvoice)?;
+        Ok(self.sign(&authorization_message(invoice)))
     }
 
     /// The payload authorizing payment of the requirements' invoice (`X-PAYMENT`, decoded).
-    pub fn authorize(&self, requirements: &PaymentRequirements) -> PaymentPayload {
+    /// Check the invoice against the requirements first (`crate::invoice::check_requirements_invoice`).
+    ///
+    /// # Errors
+    /// [`NotAnInvoice`] when `extra.invoice` is not a BOLT11 invoice.
+    pub fn authorize(
+        &self,
+        requirements: &PaymentRequirements,
+    ) -> Result<PaymentPayload, NotAnInvoice> {
         let invoice = requirements.extra.invoice.clone();
-        PaymentPayload {
+        let signature = self.sign_authorization(&invoice)?;
+        Ok(PaymentPayload {
             x402_version: X402_VERSION,
             scheme: requirements.scheme,
             network: requirements.network,
-            payload: ExactLightningPayload::new(
-                invoice.clone(),
-                self.sign_authorization(&invoice),
-                self.account(),
-            ),
-        }
+            payload: ExactLightningPayload::new(invoice, signature, self.account()),
+        })
     }
 
     /// The `X-PAYMENT` header value paying the requirements' invoice.
-    pub fn payment_header(&self, requirements: &PaymentRequirements) -> String {
-        encode_payment_header(&self.authorize(requirements))
+    ///
+    /// # Errors
+    /// [`NotAnInvoice`] when `extra.invoice` is not a BOLT11 invoice.
+    pub fn payment_header(
+        &self,
+        requirements: &PaymentRequirements,
+    ) -> Result<String, NotAnInvoice> {
+        self.authorize(requirements)
+            .map(|payload| encode_payment_header(&payload))
     }
 
     /// The signature of a withdrawal paying `invoice` with at most `max_fee_msat` of fees.
@@ -151,6 +171,11 @@ impl AccountKey {
         format!("{unix_secs}.{}", self.sign(&message))
     }
 }
+
+/// What was to be authorized is not a BOLT11 invoice (why, in the decoder's words).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a BOLT11 invoice, refusing to sign it: {0}")]
+pub struct NotAnInvoice(pub String);
 
 /// Why a signature does not check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -238,8 +263,13 @@ mod tests {
         let key = key();
         let account = key.account();
         let invoice = "lnbcrt10n1example";
-        let authorization = key.sign_authorization(invoice);
+        let authorization = key.sign(&authorization_message(invoice));
         assert!(verify(&authorization_message(invoice), &authorization, &account).is_ok());
+        assert!(key.sign_authorization(invoice).is_err(), "not an invoice");
+        assert!(
+            key.sign_authorization(&withdrawal_message(invoice, 1))
+                .is_err()
+        );
         let withdrawal = key.sign_withdrawal(invoice, 10);
         assert!(verify(&withdrawal_message(invoice, 10), &withdrawal, &account).is_ok());
         assert_eq!(
@@ -255,7 +285,7 @@ mod tests {
     #[test]
     fn a_high_s_twin_is_refused() {
         let key = key();
-        let signature = key.sign_authorization("x");
+        let signature = key.sign("x");
         let mut parsed =
             Signature::from_compact(&<[u8; 64]>::from_hex(&signature).expect("hex")).expect("sig");
         let low = parsed.serialize_compact();

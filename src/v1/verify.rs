@@ -258,7 +258,7 @@ mod tests {
     fn body(key: &AccountKey, requirements: &PaymentRequirements) -> Value {
         json!({
             "x402Version": 1,
-            "paymentPayload": key.authorize(requirements),
+            "paymentPayload": key.authorize(requirements).expect("an invoice"),
             "paymentRequirements": requirements,
         })
     }
@@ -330,8 +330,11 @@ mod tests {
         // Another key's signature: no payer named.
         let other = AccountKey::from_secret_hex(&"08".repeat(32)).expect("a key");
         let mut wrong = body(&key, &requirements);
-        wrong["paymentPayload"]["payload"]["signature"] =
-            json!(other.sign_authorization(&requirements.extra.invoice));
+        wrong["paymentPayload"]["payload"]["signature"] = json!(
+            other
+                .sign_authorization(&requirements.extra.invoice)
+                .expect("an invoice")
+        );
         assert_eq!(
             authenticate(&wrong, &networks).map(|_| ()),
             Err(Rejection::new(reason::INVALID_SIGNATURE))

@@ -40,8 +40,12 @@ use crate::node::{
     InvoiceDescription, InvoiceRequest, InvoiceState, PaymentRequest, PaymentStatus,
 };
 
-/// How many pending deposits of an account a read checks with the node.
-const DEPOSITS_CHECKED_PER_READ: u32 = 20;
+/// How many unexpired pending deposits an account may have: a new one is a 429 beyond.
+const MAX_PENDING_DEPOSITS: u32 = 16;
+
+/// How many pending deposits of an account a read checks with the node: all of them (twice the
+/// bound, for the few concurrent requests that may pass it together).
+const DEPOSITS_CHECKED_PER_READ: u32 = 2 * MAX_PENDING_DEPOSITS;
 
 /// How long after its expiry a pending deposit is still checked with the node, in seconds.
 pub(crate) const DEPOSIT_GRACE_SECS: u64 = 3600;
@@ -96,9 +100,10 @@ pub(crate) async fn deposit(
             "account must be a compressed secp256k1 public key, 66 lowercase hex characters",
         ));
     }
-    if !(1..=MAX_AMOUNT_MSAT).contains(&request.amount) {
+    let most = MAX_AMOUNT_MSAT.min(crate::books::MAX_BALANCE_MSAT);
+    if !(1..=most).contains(&request.amount) {
         return Err(ApiError::bad_request(format!(
-            "amount must be 1 to {MAX_AMOUNT_MSAT} msat"
+            "amount must be 1 to {most} msat"
         )));
     }
     let asked = InvoiceRequest {
@@ -144,11 +149,22 @@ pub(crate) async fn deposit(
         expires_at: decoded.end(),
         state: DepositState::Pending,
     };
-    service
+    let recorded = service
         .store
-        .record_deposit(&record, service.now())
+        .record_deposit(&record, service.now(), MAX_PENDING_DEPOSITS)
         .await
         .map_err(|err| store_failed(&err))?;
+    if !recorded {
+        // The node's invoice stays unpaid and expires; nobody is told of it.
+        let _ = service.node.cancel_invoice(&decoded.payment_hash).await;
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "this account has {MAX_PENDING_DEPOSITS} unpaid deposit invoices: pay one, or \
+                 wait until they expire"
+            ),
+        ));
+    }
     tracing::info!(payment_hash = %record.payment_hash, account = %request.account, amount_msat = request.amount, "deposit invoice");
     service.metrics.deposit("created");
     let mut response = (
@@ -502,7 +518,10 @@ async fn pay_withdrawal(
             tracing::warn!(payment_hash = %record.payment_hash, %err, "sending a withdrawal failed; asking the node");
             let hash = parse_payment_hash(&record.payment_hash)?;
             match service.node.track_payment(&hash, Duration::ZERO).await {
-                Ok(status) => status,
+                // Only a success is this attempt's for sure (a failure may be an earlier
+                // attempt's): anything else is left to the tracker.
+                Ok(Some(succeeded @ PaymentStatus::Succeeded { .. })) => Some(succeeded),
+                Ok(_) => None,
                 Err(err) => {
                     tracing::warn!(payment_hash = %record.payment_hash, %err, "the node cannot say; the withdrawal stays pending");
                     None
@@ -550,6 +569,18 @@ async fn end(
         .await
     {
         Ok(ended) => {
+            if let (Some(ended), WithdrawalEnd::Succeeded { .. }) = (&ended, &end)
+                && ended.state == WithdrawalState::Failed
+            {
+                // Never expected: every path above records a failure only once it is sure.
+                tracing::error!(
+                    payment_hash = %ended.payment_hash,
+                    account = %ended.account.account,
+                    amount_msat = ended.amount_msat,
+                    "a withdrawal recorded as failed was paid by the node: its amount is not debited, reconcile it by hand"
+                );
+                service.metrics.withdrawal("error", "paid_after_failed");
+            }
             if let Some(ended) = &ended {
                 let outcome = match ended.state {
                     WithdrawalState::Succeeded => "succeeded",
@@ -586,9 +617,11 @@ pub(crate) fn spawn_tracker(service: Arc<Service>, payment_hash: String) {
 }
 
 /// Asks the node about a pending withdrawal and records its outcome once decided. `Ok(true)`
-/// once it is no longer pending. A payment the node never started is failed (it is safe to try
-/// again) only once the withdrawal is stale: unchanged for longer than a sender takes to reach
-/// the node, so that its sender is surely gone (a crash, a stopped instance) or done.
+/// once it is no longer pending. A success is recorded at once; a failure, or a payment the
+/// node never started (it is safe to try again), only once the withdrawal is stale: unchanged
+/// for longer than a sender takes to reach the node, so that its sender is surely gone (a
+/// crash, a stopped instance) or done, and what the node says is this attempt's, not an earlier
+/// failed one's.
 pub(crate) async fn resolve(
     service: &Service,
     payment_hash: &str,
@@ -616,11 +649,15 @@ pub(crate) async fn resolve(
         .await
         .map_err(|err| err.to_string())?
     {
-        Some(status) => status,
+        // A success is final for the payment hash, whichever attempt it was.
+        Some(succeeded @ PaymentStatus::Succeeded { .. }) => succeeded,
+        // A failure may be an earlier attempt's (a failed withdrawal tried again) until this
+        // attempt has had the time to reach the node.
+        Some(failed @ PaymentStatus::Failed { .. }) if stale => failed,
         None if stale => PaymentStatus::Failed {
             reason: "the node never started this payment".to_owned(),
         },
-        None => return Ok(false),
+        Some(_) | None => return Ok(false),
     };
     Ok(end(service, &record, status)
         .await

@@ -23,6 +23,10 @@ use x402_lightning::Network;
 
 use crate::store::StoreFuture;
 
+/// The largest balance an account may hold, msat: 21 million bitcoin. A deposit that would
+/// pass it is not credited (it stays pending, and the error is logged).
+pub const MAX_BALANCE_MSAT: u64 = 2_100_000_000_000_000_000;
+
 /// An account: a compressed public key (66 lowercase hex) on one network.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AccountId {
@@ -294,8 +298,16 @@ pub trait Books: Send + Sync {
     /// The account's balance (releasing its expired holds first); `None` if it does not exist.
     fn balance<'a>(&'a self, account: &'a AccountId, now: u64) -> StoreFuture<'a, Option<Balance>>;
 
-    /// Records a deposit invoice (pending).
-    fn record_deposit<'a>(&'a self, deposit: &'a DepositRecord, now: u64) -> StoreFuture<'a, ()>;
+    /// Records a deposit invoice (pending), unless its account already has `max_pending`
+    /// unexpired pending deposits: `false` then (anyone may deposit to any account, so a flood
+    /// of unpaid ones must not grow without bound, nor hide a paid one from the account's
+    /// reads).
+    fn record_deposit<'a>(
+        &'a self,
+        deposit: &'a DepositRecord,
+        now: u64,
+        max_pending: u32,
+    ) -> StoreFuture<'a, bool>;
 
     /// The deposit of `payment_hash`.
     fn deposit<'a>(&'a self, payment_hash: &'a str) -> StoreFuture<'a, Option<DepositRecord>>;

@@ -504,11 +504,14 @@ macro_rules! books_on_pool {
                 &'a self,
                 deposit: &'a $crate::books::DepositRecord,
                 now: u64,
-            ) -> $crate::store::StoreFuture<'a, ()> {
+                max_pending: u32,
+            ) -> $crate::store::StoreFuture<'a, bool> {
                 Box::pin(async move {
-                    sqlx::query(
+                    let inserted = sqlx::query(
                         "INSERT INTO deposits (payment_hash, network, network_id, account, amount_msat, invoice, expires_at, state, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
+                         SELECT $1, $2, $3, $4, $5, $6, $7, 'pending', $8 \
+                         WHERE (SELECT COUNT(*) FROM deposits WHERE network = $2 AND account = $4 \
+                         AND state = 'pending' AND expires_at >= $8) < $9",
                     )
                     .bind(deposit.payment_hash.as_str())
                     .bind(deposit.account.network.as_str())
@@ -518,9 +521,11 @@ macro_rules! books_on_pool {
                     .bind(deposit.invoice.as_str())
                     .bind($crate::store::to_i64(deposit.expires_at)?)
                     .bind($crate::store::to_i64(now)?)
+                    .bind(i64::from(max_pending))
                     .execute(&self.pool)
-                    .await?;
-                    Ok(())
+                    .await?
+                    .rows_affected();
+                    Ok(inserted == 1)
                 })
             }
 
@@ -642,17 +647,29 @@ macro_rules! books_on_pool {
                         account: row.try_get(1)?,
                     };
                     let amount: i64 = row.try_get(2)?;
-                    sqlx::query(
+                    // No balance passes all the bitcoin there is: the sums stay far from BIGINT's
+                    // limit on both databases.
+                    let credited = sqlx::query(
                         "INSERT INTO accounts (network, account, balance_msat, held_msat, created_at) \
                          VALUES ($1, $2, $3, 0, $4) ON CONFLICT (network, account) \
-                         DO UPDATE SET balance_msat = accounts.balance_msat + excluded.balance_msat",
+                         DO UPDATE SET balance_msat = accounts.balance_msat + excluded.balance_msat \
+                         WHERE accounts.balance_msat + excluded.balance_msat <= $5",
                     )
                     .bind(account.network.as_str())
                     .bind(account.account.as_str())
                     .bind(amount)
                     .bind($crate::store::to_i64(now)?)
+                    .bind($crate::store::to_i64($crate::books::MAX_BALANCE_MSAT)?)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                    if credited != 1 || $crate::store::to_u64(amount)? > $crate::books::MAX_BALANCE_MSAT {
+                        tx.rollback().await?;
+                        return Err($crate::store::StoreError::Corrupt(format!(
+                            "deposit {payment_hash}: the balance would pass {} msat",
+                            $crate::books::MAX_BALANCE_MSAT
+                        )));
+                    }
                     Self::journal(&mut tx, &account, "credit", $crate::store::to_u64(amount)?, payment_hash,
                         $crate::store::books::memo::DEPOSIT, now).await?;
                     tx.commit().await?;

@@ -411,7 +411,7 @@ pub mod seed {
     pub fn payment_body(key: &AccountKey, requirements: &PaymentRequirements) -> Value {
         json!({
             "x402Version": 1,
-            "paymentPayload": key.authorize(requirements),
+            "paymentPayload": key.authorize(requirements).expect("a BOLT11 invoice"),
             "paymentRequirements": requirements,
         })
     }
