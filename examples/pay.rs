@@ -10,14 +10,15 @@
 //! cargo run --example pay -- /ai/infer '{"prompt":"hello lightning"}'   # POST with a body
 //! cargo run --example pay -- --withdraw 20000                # the seed flow's account pays
 //!                                                            # 20,000 msat to another node
+//! cargo run --example pay -- --balance                       # the account's signed read
 //! ```
 //!
 //! Environment:
 //! - `X402_DEMO_URL`: where the demo listens (default `http://127.0.0.1:3000`);
-//! - `X402_PAY_URL`: the Lightning "wallet" of the lnbtc flow: an endpoint that pays a BOLT11
-//!   invoice and returns its preimage, `POST {"invoice": …}` → `{"preimage", "paymentHash",
-//!   "amountMsat"}` (default `http://127.0.0.1:4021/pay`: the demo's embedded mock, or the
-//!   facilitator service's simulated node);
+//! - `X402_PAY_URL`: the Lightning "wallet": an endpoint that pays a BOLT11 invoice and returns
+//!   its preimage, `POST {"invoice": …}` → `{"preimage", "paymentHash", "amountMsat"}` (default
+//!   `X402_FACILITATOR_URL` + `/pay`: the simulated node of the demo's embedded facilitator
+//!   service, or of one you run);
 //! - `X402_WALLET_KEY`: the seed flow's account key, 64 hex (default: the public demo key,
 //!   `x402_lightning::mock::DEMO_WALLET_SECRET`: for demos only);
 //! - `X402_FACILITATOR_URL`: the facilitator holding the seed flow's account (default
@@ -85,28 +86,43 @@ async fn run() -> Result<(), Box<dyn Error>> {
         println!(
             "usage: cargo run --example pay -- [--flow lnbtc|v1] [PATH] [JSON BODY]\n\
                     cargo run --example pay -- --withdraw MSAT [--network NETWORK]\n\
-             env: X402_DEMO_URL (http://127.0.0.1:3000), X402_PAY_URL \
-             (http://127.0.0.1:4021/pay), X402_FACILITATOR_URL (http://127.0.0.1:4021, the seed \
-             flow's account), X402_WALLET_KEY (the public demo key), X402_NETWORK (a network to \
-             pay on besides mainnet and testnet)"
+                    cargo run --example pay -- --balance [--network NETWORK]\n\
+             env: X402_DEMO_URL (http://127.0.0.1:3000), X402_FACILITATOR_URL \
+             (http://127.0.0.1:4021: the seed flow's account), X402_PAY_URL (X402_FACILITATOR_URL \
+             + /pay: the Lightning payer), X402_WALLET_KEY (the public demo key), X402_NETWORK (a \
+             network to pay on besides mainnet and testnet)"
         );
         return Ok(());
     }
     let base = std::env::var("X402_DEMO_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
     let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let network = match args.iter().position(|arg| arg == "--network") {
+        Some(at) => args
+            .get(at + 1)
+            .cloned()
+            .ok_or("--network takes a network")?,
+        None => Network::Testnet.as_str().to_owned(),
+    };
     if let Some(at) = args.iter().position(|arg| arg == "--withdraw") {
         let amount = args
             .get(at + 1)
             .and_then(|amount| amount.parse::<u64>().ok())
             .ok_or("--withdraw takes an amount in msat")?;
-        let network = match args.iter().position(|arg| arg == "--network") {
-            Some(at) => args
-                .get(at + 1)
-                .cloned()
-                .ok_or("--network takes a network")?,
-            None => Network::Testnet.as_str().to_owned(),
-        };
         return withdraw(amount, &network).await;
+    }
+    if args.iter().any(|arg| arg == "--balance") {
+        let (key, facilitator) = account_settings()?;
+        let client = reqwest::Client::new();
+        let balance = Account {
+            client: &client,
+            facilitator: &facilitator,
+            key: &key,
+            network: &network,
+        }
+        .balance()
+        .await?;
+        println!("{}", serde_json::to_string(&balance)?);
+        return Ok(());
     }
     let flow = match args.iter().position(|arg| arg == "--flow") {
         Some(at) if at + 1 < args.len() => {
@@ -151,8 +167,7 @@ struct Paid {
 /// invoice over Lightning, send the preimage in `PAYMENT-SIGNATURE`.
 async fn pay_lnbtc(walk: &Walk) -> Result<(), Box<dyn Error>> {
     let (method, url) = (&walk.method, &walk.url);
-    let pay_url =
-        std::env::var("X402_PAY_URL").unwrap_or_else(|_| "http://127.0.0.1:4021/pay".into());
+    let pay_url = payer_url()?;
     println!("1. {method} {url} without payment");
     let response = walk
         .send(None)
@@ -250,7 +265,7 @@ async fn pay_lnbtc(walk: &Walk) -> Result<(), Box<dyn Error>> {
         .await
         .map_err(|err| format!("cannot reach the Lightning payer at {pay_url}: {err}"))?;
     if !paying.status().is_success() {
-        return Err(format!("the payer refused: {}", paying.text().await?).into());
+        return Err(format!("the payer at {pay_url} refused: {}", refusal(paying).await).into());
     }
     let paid: Paid = paying.json().await?;
     println!("3. paid the invoice through {pay_url}");
@@ -312,7 +327,7 @@ async fn pay_lnbtc(walk: &Walk) -> Result<(), Box<dyn Error>> {
 /// pays it from the account.
 async fn pay_v1(walk: &Walk) -> Result<(), Box<dyn Error>> {
     let (key, facilitator) = account_settings()?;
-    let pay_url = std::env::var("X402_PAY_URL").unwrap_or_else(|_| format!("{facilitator}/pay"));
+    let pay_url = payer_url()?;
     let (method, url) = (&walk.method, &walk.url);
     println!("1. {method} {url} without payment");
     let response = walk
@@ -393,7 +408,11 @@ async fn pay_v1(walk: &Walk) -> Result<(), Box<dyn Error>> {
         .await
         .map_err(|err| format!("cannot reach the Lightning payer at {pay_url}: {err}"))?;
     if !paying.status().is_success() {
-        return Err(format!("the payer refused the deposit: {}", paying.text().await?).into());
+        return Err(format!(
+            "the payer at {pay_url} refused the deposit: {}",
+            refusal(paying).await
+        )
+        .into());
     }
     println!("   paid it through {pay_url}");
     let state = account.deposit_state(&deposit.payment_hash).await?;
@@ -505,6 +524,23 @@ async fn withdraw(amount_msat: u64, network: &str) -> Result<(), Box<dyn Error>>
         return Err(format!("the withdrawal was refused: {status}").into());
     }
     Ok(())
+}
+
+/// The Lightning payer: `X402_PAY_URL`, or the facilitator's simulated node.
+fn payer_url() -> Result<String, Box<dyn Error>> {
+    match std::env::var("X402_PAY_URL") {
+        Ok(url) => Ok(url),
+        Err(_) => Ok(format!("{}/pay", account_settings()?.1)),
+    }
+}
+
+/// What a payer or facilitator answered, for an error message: its status and the start of its
+/// body.
+async fn refusal(response: reqwest::Response) -> String {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let text: String = text.chars().take(200).collect();
+    format!("{status}: {}", text.trim())
 }
 
 /// The seed flow's account key (`X402_WALLET_KEY`, or the public demo key) and facilitator
