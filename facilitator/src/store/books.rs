@@ -20,9 +20,11 @@ pub(crate) mod memo {
 }
 
 /// Implements [`Books`](crate::books::Books) for a store holding an sqlx `pool` of database
-/// `$db`, whose transactions begin with `$begin`.
+/// `$db`, whose transactions begin with `$begin`; `$row_locks` says whether a transaction must
+/// lock the invoice's row (PostgreSQL) or already holds the whole database's write lock (SQLite,
+/// `BEGIN IMMEDIATE`).
 macro_rules! books_on_pool {
-    ($store:ty, $db:ty, $begin:expr) => {
+    ($store:ty, $db:ty, $begin:expr, $row_locks:expr) => {
         impl $store {
             async fn begin(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error> {
                 self.pool.begin_with($begin).await
@@ -103,16 +105,45 @@ macro_rules! books_on_pool {
                 Ok(balance)
             }
 
-            /// Locks the recorded invoice's row (after the account's: always in that order).
+            /// Locks the recorded invoice's row (after the account's: always in that order),
+            /// where the transaction does not hold the database's write lock already.
             async fn lock_invoice(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 payment_hash: &str,
             ) -> Result<(), $crate::store::StoreError> {
-                sqlx::query("UPDATE invoices SET amount_msat = amount_msat WHERE payment_hash = $1")
+                if $row_locks {
+                    sqlx::query(
+                        "UPDATE invoices SET amount_msat = amount_msat WHERE payment_hash = $1",
+                    )
                     .bind(payment_hash)
                     .execute(&mut **tx)
                     .await?;
+                }
                 Ok(())
+            }
+
+            /// Whether the invoice is paid (its replay key recorded), and the account's hold
+            /// for it (msat, 0: none), in one statement.
+            async fn paid_and_held(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                replay_key: &str,
+                account: &$crate::books::AccountId,
+                payment_hash: &str,
+            ) -> Result<(bool, u64), $crate::store::StoreError> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "SELECT (SELECT COUNT(*) FROM replay_keys WHERE replay_key = $1), \
+                     (SELECT COALESCE(MAX(amount_msat), 0) FROM holds \
+                      WHERE payment_hash = $2 AND network = $3 AND account = $4)",
+                )
+                .bind(replay_key)
+                .bind(payment_hash)
+                .bind(account.network.as_str())
+                .bind(account.account.as_str())
+                .fetch_one(&mut **tx)
+                .await?;
+                let paid: i64 = row.try_get(0)?;
+                Ok((paid > 0, $crate::store::to_u64(row.try_get(1)?)?))
             }
 
             /// Adds `delta` (negative: subtracts) to the account's held amount.
@@ -351,9 +382,11 @@ macro_rules! books_on_pool {
                     // invoice is being paid is seen (and ended) by the payment, or sees it paid.
                     Self::lock_invoice(&mut tx, &hold.payment_hash).await?;
                     let balance = Self::release_expired(&mut tx, &hold.account, balance, now).await?;
-                    let outcome = if Self::replay_key_exists(&mut tx, &hold.replay_key).await? {
+                    let (paid, held) =
+                        Self::paid_and_held(&mut tx, &hold.replay_key, &hold.account, &hold.payment_hash).await?;
+                    let outcome = if paid {
                         Outcome::AlreadyPaid
-                    } else if Self::own_hold(&mut tx, &hold.account, &hold.payment_hash).await? > 0 {
+                    } else if held > 0 {
                         Outcome::Done
                     } else if balance.available_msat() < hold.amount_msat {
                         Outcome::InsufficientFunds
@@ -427,11 +460,17 @@ macro_rules! books_on_pool {
                     };
                     Self::lock_invoice(&mut tx, &payment.payment_hash).await?;
                     let balance = Self::release_expired(&mut tx, &payment.account, balance, now).await?;
-                    if Self::replay_key_exists(&mut tx, &payment.replay_key).await? {
+                    let (paid, held) = Self::paid_and_held(
+                        &mut tx,
+                        &payment.replay_key,
+                        &payment.account,
+                        &payment.payment_hash,
+                    )
+                    .await?;
+                    if paid {
                         tx.commit().await?;
                         return Ok(Outcome::AlreadyPaid);
                     }
-                    let held = Self::own_hold(&mut tx, &payment.account, &payment.payment_hash).await?;
                     if balance.available_msat().saturating_add(held) < payment.amount_msat {
                         tx.commit().await?;
                         return Ok(Outcome::InsufficientFunds);
@@ -460,11 +499,20 @@ macro_rules! books_on_pool {
                         .bind(payment.account.account.as_str())
                         .execute(&mut *tx)
                         .await?;
-                        Self::add_held(&mut tx, &payment.account, -$crate::store::to_i64(held)?).await?;
                         Self::journal(&mut tx, &payment.account, "release", held, &payment.payment_hash,
                             $crate::store::books::memo::PAYMENT_RELEASE, now).await?;
                     }
-                    Self::add_balance(&mut tx, &payment.account, -$crate::store::to_i64(payment.amount_msat)?).await?;
+                    // The debit and the hold's release, in one statement.
+                    sqlx::query(
+                        "UPDATE accounts SET balance_msat = balance_msat - $3, held_msat = held_msat - $4 \
+                         WHERE network = $1 AND account = $2",
+                    )
+                    .bind(payment.account.network.as_str())
+                    .bind(payment.account.account.as_str())
+                    .bind($crate::store::to_i64(payment.amount_msat)?)
+                    .bind($crate::store::to_i64(held)?)
+                    .execute(&mut *tx)
+                    .await?;
                     Self::journal(&mut tx, &payment.account, "debit", payment.amount_msat, &payment.payment_hash,
                         $crate::store::books::memo::PAYMENT, now).await?;
                     sqlx::query(

@@ -48,4 +48,4 @@ impl PostgresStore {
 }
 
 super::replay_store_on_pool!(PostgresStore);
-super::books::books_on_pool!(PostgresStore, sqlx::Postgres, "BEGIN");
+super::books::books_on_pool!(PostgresStore, sqlx::Postgres, "BEGIN", true);

@@ -57,4 +57,4 @@ impl SqliteStore {
 }
 
 super::replay_store_on_pool!(SqliteStore);
-super::books::books_on_pool!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE");
+super::books::books_on_pool!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE", false);
