@@ -61,6 +61,26 @@ pub enum SettleOutcome {
     Error,
 }
 
+impl SettleOutcome {
+    /// Its labels; `error` is the reason of a settle without a verdict.
+    fn labels(self, error: &'static str) -> SettleLabels {
+        match self {
+            Self::Success => SettleLabels {
+                outcome: "success",
+                reason: "none",
+            },
+            Self::Failure(reason) => SettleLabels {
+                outcome: "failure",
+                reason,
+            },
+            Self::Error => SettleLabels {
+                outcome: "error",
+                reason: error,
+            },
+        }
+    }
+}
+
 /// How a mint ended, for [`Metrics::mint`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MintOutcome {
@@ -152,40 +172,16 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts a settle.
     pub fn settle(&self, outcome: SettleOutcome) {
-        let labels = match outcome {
-            SettleOutcome::Success => SettleLabels {
-                outcome: "success",
-                reason: "none",
-            },
-            SettleOutcome::Failure(reason) => SettleLabels {
-                outcome: "failure",
-                reason,
-            },
-            SettleOutcome::Error => SettleLabels {
-                outcome: "error",
-                reason: "store_unavailable",
-            },
-        };
-        self.settles.get_or_create(&labels).inc();
+        self.settles
+            .get_or_create(&outcome.labels("store_unavailable"))
+            .inc();
     }
 
     /// Counts a seed-flow settle.
     pub fn seed_settle(&self, outcome: SettleOutcome) {
-        let labels = match outcome {
-            SettleOutcome::Success => SettleLabels {
-                outcome: "success",
-                reason: "none",
-            },
-            SettleOutcome::Failure(reason) => SettleLabels {
-                outcome: "failure",
-                reason,
-            },
-            SettleOutcome::Error => SettleLabels {
-                outcome: "error",
-                reason: "unavailable",
-            },
-        };
-        self.seed_settles.get_or_create(&labels).inc();
+        self.seed_settles
+            .get_or_create(&outcome.labels("unavailable"))
+            .inc();
     }
 
     /// Counts a seed-flow verify: `held`, `refused` (with its reason) or `error`.

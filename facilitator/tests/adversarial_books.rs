@@ -12,6 +12,8 @@
 //! `X402_FACILITATOR_TEST_POSTGRES_URL`.
 
 mod common;
+
+use common::seed::sign_raw;
 mod lnd_sim;
 
 use std::path::Path;
@@ -1712,18 +1714,4 @@ async fn the_trace_log_holds_no_seed_flow_secret() {
         !log.contains(&preimage),
         "the trace log holds the settle's preimage"
     );
-}
-
-/// Signs any message with `key` (SHA-256, compact ECDSA, hex), as a client of another library
-/// might: the account key's own API signs one purpose's message each.
-fn sign_raw(key: &x402_lightning::v1::AccountKey, message: &str) -> String {
-    use bitcoin::hashes::{Hash as _, sha256};
-    use bitcoin::hex::DisplayHex as _;
-    let secp = bitcoin::secp256k1::Secp256k1::new();
-    let digest = bitcoin::secp256k1::Message::from_digest(
-        sha256::Hash::hash(message.as_bytes()).to_byte_array(),
-    );
-    secp.sign_ecdsa(&digest, key.secret_key())
-        .serialize_compact()
-        .to_lower_hex_string()
 }

@@ -14,6 +14,8 @@
 
 mod common;
 
+use common::seed::sign_raw;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -4150,19 +4152,4 @@ async fn assert_no_secret_logged_after_a_full_seed_flow(rust_log: &str) {
     for (what, secret) in &secrets {
         assert!(!log.contains(secret.as_str()), "the log holds {what}");
     }
-}
-
-/// Signs `message` with `key` as a payment authorization is signed (SHA-256, compact ECDSA,
-/// hex), whatever the message: the tests sign strings `AccountKey::sign_authorization` would
-/// refuse (not invoices).
-fn sign_raw(key: &AccountKey, message: &str) -> String {
-    use bitcoin::hashes::{Hash as _, sha256};
-    use bitcoin::hex::DisplayHex as _;
-    let secp = bitcoin::secp256k1::Secp256k1::new();
-    let digest = bitcoin::secp256k1::Message::from_digest(
-        sha256::Hash::hash(message.as_bytes()).to_byte_array(),
-    );
-    secp.sign_ecdsa(&digest, key.secret_key())
-        .serialize_compact()
-        .to_lower_hex_string()
 }

@@ -146,38 +146,34 @@ macro_rules! books_on_pool {
                 Ok((paid > 0, $crate::store::to_u64(row.try_get(1)?)?))
             }
 
+            /// Adds `balance` and `held` (negative: subtracts) to the account's row, in one
+            /// statement (its CHECK constraints hold after it, or the transaction fails).
+            async fn adjust(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                account: &$crate::books::AccountId,
+                balance: i64,
+                held: i64,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "UPDATE accounts SET balance_msat = balance_msat + $3, held_msat = held_msat + $4 \
+                     WHERE network = $1 AND account = $2",
+                )
+                .bind(account.network.as_str())
+                .bind(account.account.as_str())
+                .bind(balance)
+                .bind(held)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
             /// Adds `delta` (negative: subtracts) to the account's held amount.
             async fn add_held(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 account: &$crate::books::AccountId,
                 delta: i64,
             ) -> Result<(), $crate::store::StoreError> {
-                sqlx::query(
-                    "UPDATE accounts SET held_msat = held_msat + $3 WHERE network = $1 AND account = $2",
-                )
-                .bind(account.network.as_str())
-                .bind(account.account.as_str())
-                .bind(delta)
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
-            }
-
-            /// Adds `delta` (negative: subtracts) to the account's balance.
-            async fn add_balance(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                account: &$crate::books::AccountId,
-                delta: i64,
-            ) -> Result<(), $crate::store::StoreError> {
-                sqlx::query(
-                    "UPDATE accounts SET balance_msat = balance_msat + $3 WHERE network = $1 AND account = $2",
-                )
-                .bind(account.network.as_str())
-                .bind(account.account.as_str())
-                .bind(delta)
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
+                Self::adjust(tx, account, 0, delta).await
             }
 
             /// Appends a journal row.
@@ -503,15 +499,12 @@ macro_rules! books_on_pool {
                             $crate::store::books::memo::PAYMENT_RELEASE, now).await?;
                     }
                     // The debit and the hold's release, in one statement.
-                    sqlx::query(
-                        "UPDATE accounts SET balance_msat = balance_msat - $3, held_msat = held_msat - $4 \
-                         WHERE network = $1 AND account = $2",
+                    Self::adjust(
+                        &mut tx,
+                        &payment.account,
+                        -$crate::store::to_i64(payment.amount_msat)?,
+                        -$crate::store::to_i64(held)?,
                     )
-                    .bind(payment.account.network.as_str())
-                    .bind(payment.account.account.as_str())
-                    .bind($crate::store::to_i64(payment.amount_msat)?)
-                    .bind($crate::store::to_i64(held)?)
-                    .execute(&mut *tx)
                     .await?;
                     Self::journal(&mut tx, &payment.account, "debit", payment.amount_msat, &payment.payment_hash,
                         $crate::store::books::memo::PAYMENT, now).await?;
@@ -870,7 +863,7 @@ macro_rules! books_on_pool {
                         $crate::store::books::memo::WITHDRAWAL_RELEASE, now).await?;
                     if state == WithdrawalState::Succeeded {
                         let debit = record.amount_msat.saturating_add(fee_msat);
-                        Self::add_balance(&mut tx, &record.account, -$crate::store::to_i64(debit)?).await?;
+                        Self::adjust(&mut tx, &record.account, -$crate::store::to_i64(debit)?, 0).await?;
                         Self::journal(&mut tx, &record.account, "debit", debit, payment_hash,
                             $crate::store::books::memo::WITHDRAWAL, now).await?;
                     }

@@ -325,6 +325,21 @@ pub mod seed {
             .unwrap_or(0)
     }
 
+    /// Signs any `message` with `key` as the seed scheme signs (SHA-256, 64-byte compact
+    /// ECDSA, hex): for tests that sign what `AccountKey`'s purpose-bound methods refuse (a
+    /// string that is not an invoice, a message of another spelling).
+    pub fn sign_raw(key: &AccountKey, message: &str) -> String {
+        use bitcoin::hashes::{Hash as _, sha256};
+        use bitcoin::hex::DisplayHex as _;
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let digest = bitcoin::secp256k1::Message::from_digest(
+            sha256::Hash::hash(message.as_bytes()).to_byte_array(),
+        );
+        secp.sign_ecdsa(&digest, key.secret_key())
+            .serialize_compact()
+            .to_lower_hex_string()
+    }
+
     /// A fresh random account key.
     pub fn random_key() -> AccountKey {
         let secret: [u8; 32] = rand::random();
