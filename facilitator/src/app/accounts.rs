@@ -3,7 +3,7 @@
 //!
 //! | route | answers |
 //! |---|---|
-//! | `POST /accounts/deposits` | 201 the deposit invoice; 400 `{"error"}` for a bad request; 502/504 the node |
+//! | `POST /accounts/deposits` | 201 the deposit invoice; 400 `{"error"}` for a bad request; 429 when the account has 16 unpaid deposit invoices; 502/504 the node |
 //! | `GET /accounts/deposits/{paymentHash}` | 200 its state (`pending`, `credited`, `expired`), credited first if the node reports it paid; 404 unknown |
 //! | `GET /accounts/{network}/{account}` | 200 balance, held, available; 401 without a valid `X402-Account-Signature` (checked first); 404 no such account |
 //! | `POST /accounts/withdrawals` | 200 `succeeded` or `failed`, 202 `pending`; 400 `{"error", "reason"}`; 409 in flight |
