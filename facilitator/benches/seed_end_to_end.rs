@@ -28,13 +28,9 @@
 //! would cost if commits needed no fsync).
 
 use std::collections::HashMap;
-use std::error::Error;
-use std::fs::{self, File};
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::routing::get;
@@ -47,10 +43,14 @@ use x402_lightning::v1::AccountKey;
 use x402_lightning::v1::header::{X_PAYMENT, X_PAYMENT_RESPONSE, decode_payment_response_header};
 use x402_lightning::{Flows, HttpFacilitator, Network, Price, PriceTag, X402Layer};
 
-type BoxError = Box<dyn Error + Send + Sync>;
+#[path = "common/mod.rs"]
+mod common;
 
-/// The service binary, built by cargo (release, the `bench` profile) for the benchmark.
-const BINARY: &str = env!("CARGO_BIN_EXE_x402-lightning-facilitator");
+use common::{
+    BINARY, BoxError, Service, cpu_model, filesystem_of, ms, percentile, pin_this_process,
+    read_trimmed,
+};
+
 const NETWORK: Network = Network::Regtest;
 /// The network by its x402 v1 name, as the seed flow's accounts name it.
 const SEED_NETWORK_ID: &str = "lightning-regtest";
@@ -61,8 +61,6 @@ const DEFAULT_WARMUP: usize = 200;
 const DEFAULT_ROUNDS: usize = 5;
 /// How long one request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the service may take to print its address.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest `X-PAYMENT-RESPONSE` decoded.
 const MAX_HEADER_BYTES: usize = 8 * 1024;
 
@@ -76,7 +74,7 @@ fn main() -> ExitCode {
     };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     // Pin before the runtime (and any thread) exists: every later thread inherits the mask.
-    let pinned = settings.pin && cores >= 2 && pin_this_process(1);
+    let pinned = settings.pin && cores >= 2 && pin_this_process(1, "this process");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -257,7 +255,13 @@ async fn run(settings: &Settings, cores: usize, pinned: bool) -> Result<bool, Bo
     );
 
     let database_url = format!("sqlite://{}", temp.path().join("e2e.db").display());
-    let service = Service::start(temp.path(), &database_url, pinned.then_some(0))?;
+    let service = Service::start(
+        temp.path(),
+        "seed-e2e",
+        &database_url,
+        "warn",
+        pinned.then_some(0),
+    )?;
     let service_url = format!("http://{}", service.addr);
     let http = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
@@ -772,134 +776,6 @@ async fn expect_json(
 // ---------------------------------------------------------------------------------------------
 // The service process.
 
-/// A running service; killed when dropped.
-struct Service {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Service {
-    /// Starts the binary on `database_url` (an environment without inherited
-    /// `X402_FACILITATOR_*` variables, a free loopback port, regtest, both flows), pinned to
-    /// `core` if given, and waits for its `listening on http://ADDR` line.
-    fn start(dir: &Path, database_url: &str, core: Option<usize>) -> Result<Self, BoxError> {
-        let log = dir.join("service.log");
-        let stderr = File::create(&log)?;
-        let mut command = match core {
-            // taskset execs the binary: the child's pid is the service's.
-            Some(core) => {
-                let mut command = Command::new("taskset");
-                command.args(["-c", &core.to_string(), BINARY]);
-                command
-            }
-            None => Command::new(BINARY),
-        };
-        for (variable, _) in std::env::vars() {
-            if variable.starts_with("X402_FACILITATOR_") {
-                command.env_remove(variable);
-            }
-        }
-        command
-            .env("X402_FACILITATOR_BIND", "127.0.0.1:0")
-            .env("X402_FACILITATOR_NETWORKS", SEED_NETWORK_ID)
-            .env("X402_FACILITATOR_DATABASE_URL", database_url)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        let mut child = command.spawn()?;
-        let stdout = child.stdout.take().ok_or("stdout is piped")?;
-        let (lines, line) = mpsc::channel();
-        std::thread::spawn(move || {
-            for text in BufReader::new(stdout).lines() {
-                let Ok(text) = text else { break };
-                if lines.send(text).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match line.recv_timeout(left) {
-                Ok(text) => {
-                    if let Some(addr) = text.strip_prefix("listening on http://") {
-                        break addr.trim().parse()?;
-                    }
-                }
-                Err(err) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!(
-                        "the service did not print its address ({err}); its log:\n{}",
-                        fs::read_to_string(&log).unwrap_or_default()
-                    )
-                    .into());
-                }
-            }
-        };
-        Ok(Self { child, addr, log })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM, then waits up to 10 s (SIGKILL after, on drop); whether it exited cleanly, and
-    /// its log.
-    fn stop(mut self) -> (bool, String) {
-        let signalled = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .is_ok_and(|status| status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut clean = false;
-        while signalled && Instant::now() < deadline {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    clean = status.success();
-                    break;
-                }
-                // Polling the exit, after the measurements.
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(_) => break,
-            }
-        }
-        let log = fs::read_to_string(&self.log).unwrap_or_default();
-        (clean, log)
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Pins this process (its only thread so far: every later one inherits it) to `core`.
-fn pin_this_process(core: usize) -> bool {
-    let pinned = Command::new("taskset")
-        .args([
-            "-a",
-            "-p",
-            "-c",
-            &core.to_string(),
-            &std::process::id().to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !pinned {
-        println!("note: taskset could not pin this process: running unpinned");
-    }
-    pinned
-}
-
 // ---------------------------------------------------------------------------------------------
 // CPU accounting from /proc, and small helpers.
 
@@ -934,59 +810,4 @@ impl Threads {
             .sum();
         Duration::from_nanos(nanos)
     }
-}
-
-/// The nearest-rank percentile of sorted durations.
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (fraction * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
-}
-
-fn read_trimmed(path: &str) -> String {
-    fs::read_to_string(path).map_or_else(|_| "?".to_owned(), |text| text.trim().to_owned())
-}
-
-fn cpu_model() -> String {
-    fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "?".to_owned())
-}
-
-/// The device, filesystem type and mount options `path` lives on (`/proc/self/mounts`).
-fn filesystem_of(path: &Path) -> String {
-    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    mounts
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            match fields.as_slice() {
-                [device, mount, kind, options, ..] if path.starts_with(mount) => Some((
-                    mount.len(),
-                    format!("{device} ({kind}, {options}, mounted on {mount})"),
-                )),
-                _ => None,
-            }
-        })
-        .fold(
-            None,
-            |best: Option<(usize, String)>, candidate| match best {
-                Some(best) if best.0 > candidate.0 => Some(best),
-                _ => Some(candidate),
-            },
-        )
-        .map_or_else(|| "? (not in /proc/self/mounts)".to_owned(), |(_, fs)| fs)
 }
