@@ -47,13 +47,11 @@ use x402_lightning::{Flows, HttpFacilitator, Network, Price, PriceTag, X402Layer
 mod common;
 
 use common::{
-    BINARY, BoxError, Service, cpu_model, filesystem_of, ms, percentile, pin_this_process,
-    read_trimmed,
+    BINARY, BoxError, SEED_NETWORK_ID, Service, cpu_model, expect_json, filesystem_of, fund, ms,
+    percentile, pin_this_process, read_trimmed,
 };
 
 const NETWORK: Network = Network::Regtest;
-/// The network by its x402 v1 name, as the seed flow's accounts name it.
-const SEED_NETWORK_ID: &str = "lightning-regtest";
 /// The price of `GET /weather`, msat.
 const PRICE_MSAT: u64 = 10_000;
 const DEFAULT_REQUESTS: usize = 2_000;
@@ -664,53 +662,6 @@ fn report(samples: &Samples, settings: &Settings) {
     );
 }
 
-/// A deposit of `amount_msat` to `key`'s account, paid through the simulated node, read until
-/// credited.
-async fn fund(
-    http: &reqwest::Client,
-    base: &str,
-    key: &AccountKey,
-    amount_msat: u64,
-) -> Result<(), BoxError> {
-    let deposit = expect_json(
-        http.post(format!("{base}/accounts/deposits")).json(&json!({
-            "network": SEED_NETWORK_ID,
-            "account": key.account(),
-            "amount": amount_msat.to_string(),
-        })),
-        201,
-        "POST /accounts/deposits",
-    )
-    .await?;
-    let invoice = deposit["invoice"]
-        .as_str()
-        .ok_or_else(|| format!("a deposit without an invoice: {deposit}"))?;
-    let payment_hash = deposit["paymentHash"]
-        .as_str()
-        .ok_or_else(|| format!("a deposit without a payment hash: {deposit}"))?;
-    expect_json(
-        http.post(format!("{base}/pay"))
-            .json(&json!({ "invoice": invoice })),
-        200,
-        "POST /pay",
-    )
-    .await?;
-    for _ in 0..50 {
-        let state = expect_json(
-            http.get(format!("{base}/accounts/deposits/{payment_hash}")),
-            200,
-            "GET /accounts/deposits/{hash}",
-        )
-        .await?;
-        match state["state"].as_str() {
-            Some("credited") => return Ok(()),
-            Some("pending") => tokio::time::sleep(Duration::from_millis(20)).await,
-            _ => return Err(format!("the deposit is not credited: {state}").into()),
-        }
-    }
-    Err(format!("the deposit {payment_hash} stayed pending").into())
-}
-
 /// The account holds its deposit less every settle, and nothing is held.
 async fn audit(client: &Client, funded_msat: u64, settled: usize) -> Result<String, BoxError> {
     let now = SystemTime::now()
@@ -750,27 +701,6 @@ async fn audit(client: &Client, funded_msat: u64, settled: usize) -> Result<Stri
     Ok(format!(
         "balance {balance} msat = {funded_msat} deposited - {settled} settles x {PRICE_MSAT} msat, 0 held"
     ))
-}
-
-/// Sends `request`; its JSON answer if the status is `status`.
-async fn expect_json(
-    request: reqwest::RequestBuilder,
-    status: u16,
-    what: &str,
-) -> Result<Value, BoxError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|err| format!("{what}: {err}"))?;
-    let got = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|err| format!("{what}: HTTP {got}, body: {err}"))?;
-    if got.as_u16() != status {
-        return Err(format!("{what}: HTTP {got} (expected {status}): {text}").into());
-    }
-    serde_json::from_str(&text).map_err(|err| format!("{what}: not JSON ({err}): {text}").into())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bitcoin::hex::DisplayHex as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, PgPool};
@@ -70,15 +70,13 @@ use x402_lightning_facilitator::store::redact_password;
 mod common;
 
 use common::{
-    BINARY, BoxError, Service, cpu_model, filesystem_of, ms, percentile, pin_this_process,
-    read_trimmed,
+    BINARY, BoxError, SEED_NETWORK_ID, Service, cpu_model, expect_json, filesystem_of, fund, ms,
+    percentile, pin_this_process, read_trimmed,
 };
 
 /// Regtest: the network the proofs are minted on and the service settles.
 const NETWORK: Network = Network::Regtest;
 const NETWORK_ID: &str = "lnbtc:0f9188f13cb7b2c71f2a335e3a4fc328";
-/// The same network by its x402 v1 name, as the seed flow's accounts name it.
-const SEED_NETWORK_ID: &str = "lightning-regtest";
 /// The price of one invoice, in msat (the `lnbtc` proofs' and the seed flow's).
 const AMOUNT_MSAT: u64 = 10_000;
 /// The seed flow invoices' expiry (`maxTimeoutSeconds`): minted just before their round.
@@ -97,9 +95,6 @@ const BASELINE_COMMITS: usize = 200;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The warnings every service here logs at start (a simulated node, no API key).
 const STARTUP_WARNINGS: [&str; 2] = ["the node is SIMULATED", "no API key"];
-/// How many times a deposit is read before it must say `credited`, and the wait between reads.
-const DEPOSIT_READS: usize = 50;
-const DEPOSIT_READ_PAUSE: Duration = Duration::from_millis(20);
 
 fn main() -> ExitCode {
     let settings = match Settings::from_env() {
@@ -1278,53 +1273,6 @@ async fn fund_accounts(
     Ok(keys)
 }
 
-/// A deposit of `amount_msat` to `key`'s account, paid through the simulated node, read until
-/// credited (as tests/common `seed::fund`).
-async fn fund(
-    http: &reqwest::Client,
-    base: &str,
-    key: &AccountKey,
-    amount_msat: u64,
-) -> Result<(), BoxError> {
-    let deposit = expect_json(
-        http.post(format!("{base}/accounts/deposits")).json(&json!({
-            "network": SEED_NETWORK_ID,
-            "account": key.account(),
-            "amount": amount_msat.to_string(),
-        })),
-        201,
-        "POST /accounts/deposits",
-    )
-    .await?;
-    let invoice = deposit["invoice"]
-        .as_str()
-        .ok_or_else(|| format!("a deposit without an invoice: {deposit}"))?;
-    let payment_hash = deposit["paymentHash"]
-        .as_str()
-        .ok_or_else(|| format!("a deposit without a payment hash: {deposit}"))?;
-    expect_json(
-        http.post(format!("{base}/pay"))
-            .json(&json!({ "invoice": invoice })),
-        200,
-        "POST /pay",
-    )
-    .await?;
-    for _ in 0..DEPOSIT_READS {
-        let state = expect_json(
-            http.get(format!("{base}/accounts/deposits/{payment_hash}")),
-            200,
-            "GET /accounts/deposits/{hash}",
-        )
-        .await?;
-        match state["state"].as_str() {
-            Some("credited") => return Ok(()),
-            Some("pending") => tokio::time::sleep(DEPOSIT_READ_PAUSE).await,
-            _ => return Err(format!("the deposit is not credited: {state}").into()),
-        }
-    }
-    Err(format!("the deposit {payment_hash} stayed pending").into())
-}
-
 /// `count` jobs of `key`'s account: each a fresh recorded invoice (`POST /requirements`) and
 /// the authorization paying it; verified here (held) when `verify_first`, so that the job is
 /// the settle alone.
@@ -1436,27 +1384,6 @@ async fn audit(http: &reqwest::Client, config: &Config) -> Result<String, BoxErr
         config.accounts.len(),
         config.settled
     ))
-}
-
-/// Sends `request`; its JSON answer if the status is `status`.
-async fn expect_json(
-    request: reqwest::RequestBuilder,
-    status: u16,
-    what: &str,
-) -> Result<Value, BoxError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|err| format!("{what}: {err}"))?;
-    let got = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|err| format!("{what}: HTTP {got}, body: {err}"))?;
-    if got.as_u16() != status {
-        return Err(format!("{what}: HTTP {got} (expected {status}): {text}").into());
-    }
-    serde_json::from_str(&text).map_err(|err| format!("{what}: not JSON ({err}): {text}").into())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,11 +12,21 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+use x402_lightning::v1::AccountKey;
+
 /// The error of a benchmark step.
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
 /// The service binary, built by cargo for the benchmarks.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_x402-lightning-facilitator");
+
+/// The seed flow's network id in the benchmarks (regtest).
+pub const SEED_NETWORK_ID: &str = "lightning-regtest";
+
+/// How many times a deposit is read before it must say `credited`, and the wait between reads.
+const DEPOSIT_READS: usize = 50;
+const DEPOSIT_READ_PAUSE: Duration = Duration::from_millis(20);
 
 /// How long the service may take to print its address.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -214,4 +224,72 @@ pub fn filesystem_of(path: &Path) -> String {
             },
         )
         .map_or_else(|| "? (not in /proc/self/mounts)".to_owned(), |(_, fs)| fs)
+}
+
+/// A deposit of `amount_msat` to `key`'s account, paid through the simulated node, read until
+/// credited.
+pub async fn fund(
+    http: &reqwest::Client,
+    base: &str,
+    key: &AccountKey,
+    amount_msat: u64,
+) -> Result<(), BoxError> {
+    let deposit = expect_json(
+        http.post(format!("{base}/accounts/deposits")).json(&json!({
+            "network": SEED_NETWORK_ID,
+            "account": key.account(),
+            "amount": amount_msat.to_string(),
+        })),
+        201,
+        "POST /accounts/deposits",
+    )
+    .await?;
+    let invoice = deposit["invoice"]
+        .as_str()
+        .ok_or_else(|| format!("a deposit without an invoice: {deposit}"))?;
+    let payment_hash = deposit["paymentHash"]
+        .as_str()
+        .ok_or_else(|| format!("a deposit without a payment hash: {deposit}"))?;
+    expect_json(
+        http.post(format!("{base}/pay"))
+            .json(&json!({ "invoice": invoice })),
+        200,
+        "POST /pay",
+    )
+    .await?;
+    for _ in 0..DEPOSIT_READS {
+        let state = expect_json(
+            http.get(format!("{base}/accounts/deposits/{payment_hash}")),
+            200,
+            "GET /accounts/deposits/{hash}",
+        )
+        .await?;
+        match state["state"].as_str() {
+            Some("credited") => return Ok(()),
+            Some("pending") => tokio::time::sleep(DEPOSIT_READ_PAUSE).await,
+            _ => return Err(format!("the deposit is not credited: {state}").into()),
+        }
+    }
+    Err(format!("the deposit {payment_hash} stayed pending").into())
+}
+
+/// Sends `request`; its JSON answer if the status is `status`.
+pub async fn expect_json(
+    request: reqwest::RequestBuilder,
+    status: u16,
+    what: &str,
+) -> Result<Value, BoxError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|err| format!("{what}: {err}"))?;
+    let got = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|err| format!("{what}: HTTP {got}, body: {err}"))?;
+    if got.as_u16() != status {
+        return Err(format!("{what}: HTTP {got} (expected {status}): {text}").into());
+    }
+    serde_json::from_str(&text).map_err(|err| format!("{what}: not JSON ({err}): {text}").into())
 }
