@@ -29,6 +29,9 @@
 //!   its modules under their earlier names;
 //! - [`header`]: the payment header names of both flows, and the `X-PAYMENT` codec;
 //! - [`facilitator`]: the [`Facilitator`] trait and [`HttpFacilitator`], its HTTP client;
+//! - `client` (feature `client`): the paying client, a `reqwest-middleware` middleware that
+//!   pays a 402 in either flow within a budget, with wallets (LND, Nostr Wallet Connect, the
+//!   simulated node) and the seed flow's account;
 //! - [`clock`]: the layer's and the mock's time, injectable for tests ([`clock::ManualClock`]);
 //! - `mock` (feature `mock`): a mock facilitator that mints real signed invoices, in process or
 //!   as a real HTTP server, plays the Lightning network for the `lnbtc` flow, and a test wallet
@@ -64,6 +67,8 @@
 //! |---|---|
 //! | `axum` (default) | the [`VerifiedPayment`] extractor, and peer addresses from axum's `ConnectInfo` for the issuance limit (pulls in axum without its default features) |
 //! | `mock` | `mock::MockFacilitator` and `mock::TestWallet` (pulls in axum and tokio) |
+//! | `client` | the paying client `client::Payer` (a `reqwest-middleware` middleware), its budgets, receipts and wallets (`LndWallet`, `SimWallet`) and the seed flow's `Account` |
+//! | `nwc` | `client::wallet::NwcWallet`, Nostr Wallet Connect (rust-nostr's `nwc` 0.44, about 43 more crates) |
 //!
 //! For tests, list the crate a second time, under `[dev-dependencies]`, with the mock:
 //! `x402-lightning = { version = "0.1", features = ["mock"] }`.
@@ -71,6 +76,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 pub mod clock;
 pub mod facilitator;
 pub mod guide;
