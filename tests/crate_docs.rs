@@ -80,6 +80,10 @@ fn the_readme_links_to_doc_pages_and_sections_that_exist() {
                 assert!(lib.contains("pub mod protocol {}"), "no module protocol");
                 read("src/protocol.md")
             }
+            ["client"] => {
+                assert!(lib.contains("pub mod client;"), "no module client");
+                read("src/client/mod.rs")
+            }
             ["guide"] => {
                 assert!(lib.contains("pub mod guide;"), "no module guide");
                 guides.clone()
