@@ -1,0 +1,62 @@
+//! `x402-lightning`: pay priced HTTP routes over Lightning from the shell, with curl's habits and
+//! spend caps in sat, and manage the seed flow's prepaid account. `--help` lists every option
+//! with its environment variable, and the exit codes.
+
+mod account;
+mod amount;
+mod args;
+mod exit;
+mod pay;
+mod progress;
+mod wallets;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::args::{Cli, Command};
+
+/// A failed command: the message for stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // --help and --version print to stdout and succeed; usage errors exit 2.
+            let _ = err.print();
+            return exit::code(if err.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let result = match cli.command {
+        Command::Pay(args) => pay::run(*args).await,
+        Command::Deposit(args) => account::deposit(args).await,
+        Command::Balance(args) => account::balance(args).await,
+        Command::Withdraw(args) => account::withdraw(args).await,
+    };
+    match result {
+        Ok(()) => exit::code(exit::OK),
+        Err(failure) => {
+            eprintln!("x402-lightning: {}", failure.message);
+            exit::code(failure.code)
+        }
+    }
+}
