@@ -2772,6 +2772,37 @@ async fn a_withdrawal_succeeds_and_debits_the_amount_and_the_fee() {
 }
 
 #[tokio::test]
+async fn a_withdrawal_right_after_a_deposits_payment_counts_the_deposit() {
+    let dir = tempdir();
+    let service = Svc::start(dir.path(), &[]);
+    let key = random_key();
+    // Paid, but never read: the withdrawal itself asks the node about the deposit.
+    let (status, deposit) = service
+        .post(
+            "/accounts/deposits",
+            &json!({ "network": REGTEST, "account": key.account(), "amount": "30000" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{deposit}");
+    let (status, paid) = service
+        .post("/pay", &json!({ "invoice": deposit["invoice"] }))
+        .await;
+    assert_eq!(status, 200, "{paid}");
+    let (invoice, _) = service.external(20_000, REGTEST, "succeed").await;
+    let (status, withdrawn) = service.withdraw(&key, REGTEST, &invoice, 100).await;
+    assert_eq!(
+        (status, &withdrawn["state"]),
+        (200, &json!("succeeded")),
+        "{withdrawn}"
+    );
+    assert_eq!(
+        service.balances(&key, REGTEST).await,
+        (30_000 - 20_020, 0, 30_000 - 20_020)
+    );
+    service.audit().await;
+}
+
+#[tokio::test]
 async fn a_failed_withdrawal_leaves_the_balance_and_may_be_tried_again() {
     let dir = tempdir();
     let service = Svc::start(dir.path(), &[]);

@@ -301,6 +301,29 @@ fn check_read_signature(
     Ok(())
 }
 
+/// Credits the account's deposits that its node reports paid, so that a read or a withdrawal
+/// right after a deposit's payment counts it. A node that cannot be asked leaves them pending.
+async fn credit_paid_deposits(
+    service: &Arc<Service>,
+    id: &AccountId,
+) -> Result<(), crate::store::StoreError> {
+    let pending = service
+        .store
+        .pending_deposits(
+            Some(id),
+            service.now().saturating_sub(DEPOSIT_GRACE_SECS),
+            DEPOSITS_CHECKED_PER_READ,
+        )
+        .await?;
+    for record in &pending {
+        if let Err(err) = refresh_deposit(service, record).await {
+            tracing::warn!(payment_hash = %record.payment_hash, ?err, "a deposit could not be checked");
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// `GET /accounts/{network}/{account}`.
 pub(crate) async fn balance(
     State(service): State<Arc<Service>>,
@@ -316,22 +339,9 @@ pub(crate) async fn balance(
         account: account.clone(),
     };
     // A read right after a deposit's payment already sees it credited.
-    let pending = service
-        .store
-        .pending_deposits(
-            Some(&id),
-            service.now().saturating_sub(DEPOSIT_GRACE_SECS),
-            DEPOSITS_CHECKED_PER_READ,
-        )
+    credit_paid_deposits(&service, &id)
         .await
         .map_err(|err| store_failed(&err))?;
-    for record in &pending {
-        // A node that cannot be asked leaves the deposit pending: the read still answers.
-        if let Err(err) = refresh_deposit(&service, record).await {
-            tracing::warn!(payment_hash = %record.payment_hash, ?err, "a deposit could not be checked");
-            break;
-        }
-    }
     let balance = service
         .store
         .balance(&id, service.now())
@@ -452,6 +462,10 @@ async fn start_withdrawal(service: &Arc<Service>, body: &[u8]) -> Result<Respons
         reason: None,
         updated_at: service.now(),
     };
+    // A deposit paid a moment ago counts toward what the account may withdraw.
+    credit_paid_deposits(service, &record.account)
+        .await
+        .map_err(|err| store_failed(&err).into_response())?;
     let started = service
         .store
         .start_withdrawal(&record, service.now())
