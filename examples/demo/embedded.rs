@@ -30,13 +30,14 @@ pub async fn start(network: Network) -> Result<Embedded, Box<dyn Error>> {
     let service = Arc::new(Service::open(&config).await?);
     let listener = match tokio::net::TcpListener::bind(config.bind).await {
         Ok(listener) => listener,
-        // 4021 is taken: any free port will do (`pay` then needs X402_FACILITATOR_URL).
+        // 4021 is taken: any free port will do (clients are then told where it is).
         Err(_) => tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?,
     };
     let url = format!("http://{}", listener.local_addr()?);
     if listener.local_addr()? != config.bind {
         println!(
-            "127.0.0.1:4021 is taken: pay with X402_FACILITATOR_URL={url} cargo run --example pay"
+            "127.0.0.1:4021 is taken: pay with X402_WALLET_SIM_URL={url} \
+             X402_FACILITATOR_URL={url} (the CLI, or cargo run --example pay)"
         );
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

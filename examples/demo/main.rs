@@ -3,8 +3,10 @@
 //! ```text
 //! cargo run --example demo
 //! curl -i localhost:3000/weather        # 402: PAYMENT-REQUIRED header and v1 body, one invoice
-//! cargo run --example pay               # pays it over Lightning (lnbtc) and gets the weather
-//! cargo run --example pay -- --flow v1  # pays through the seed flow instead
+//! cargo run -p x402-lightning-cli -- pay http://127.0.0.1:3000/weather --wallet sim
+//!                                       # pays it over Lightning (lnbtc) and gets the weather
+//! cargo run --example pay               # the same with the paying client, in Rust
+//! cargo run --example pay -- --flow v1  # through the seed flow instead
 //! ```
 //!
 //! Environment:
@@ -207,7 +209,8 @@ x402 v1, the seed flow (the JSON body), paid from a prepaid account at the facil
      \"payload\":{\"invoice\":...,\"signature\":...,\"from\":<your 66-hex public key>}}
   3. The facilitator verifies and settles; the answer carries X-PAYMENT-RESPONSE.
 
-Or let the example client do it: cargo run --example pay [-- --flow v1]
+Or let the client do it: cargo run -p x402-lightning-cli -- pay http://127.0.0.1:3000/weather \\
+  --max-cost 20sat --wallet sim   (or --wallet account, for the seed flow; see --help)
 "
 }
 
