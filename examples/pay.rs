@@ -64,7 +64,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         payer.wallet(wallet)
     };
 
-    let client = payer.build()?.client(reqwest::Client::new());
+    // No redirects: a paid request's proof must not follow one to another URL.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let client = payer.build()?.client(http);
     let request = match args.get(1) {
         Some(body) => client
             .post(&url)

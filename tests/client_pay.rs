@@ -598,7 +598,7 @@ async fn a_refused_proof_is_reported_and_not_paid_again() {
 }
 
 #[tokio::test]
-async fn a_refused_seed_flow_payment_is_reported_and_costs_the_account_nothing() {
+async fn a_refused_seed_flow_payment_is_reported_and_counted_as_spent() {
     let facilitator = Facilitator::start().await;
     let proxy = proxy_setup(&facilitator).await;
     let account = facilitator.funded_account(15_000).await;
@@ -613,10 +613,10 @@ async fn a_refused_seed_flow_payment_is_reported_and_costs_the_account_nothing()
         matches!(&err, PayError::Refused { status: 402, .. }),
         "{err}"
     );
-    assert!(!err.may_have_paid());
-    // The proxy's own try paid once; the client's did not pay again.
+    // Whoever received the authorization had it paid: the client must not believe otherwise.
+    assert!(err.may_have_paid());
     let balance = account.balance("lightning-regtest").await.expect("a read");
-    assert_eq!(balance.balance, 5_000);
+    assert_eq!(balance.balance, 5_000, "paid once, by the proxy's own try");
 }
 
 #[tokio::test]

@@ -6,12 +6,12 @@ use x402_lightning::client::budget::default_max_fee_msat;
 use x402_lightning::client::wallet::PaymentOutcome;
 use x402_lightning::v1::accounts::{DepositState, WithdrawalState};
 
-use crate::Failure;
 use crate::amount::show_msat;
 use crate::args::{BalanceArgs, DepositArgs, WalletKind, WithdrawArgs};
 use crate::exit;
 use crate::progress::Spinner;
 use crate::wallets;
+use crate::{Failure, terminal_safe};
 
 /// An account call's failure: a refusal is a payment failure (4), the rest a server error (5).
 fn account_failure(err: AccountError) -> Failure {
@@ -36,13 +36,13 @@ pub async fn deposit(args: DepositArgs) -> Result<(), Failure> {
     eprintln!(
         "x402-lightning: deposit of {} to account {} on {}",
         show_msat(deposit.amount),
-        deposit.account,
-        deposit.network
+        terminal_safe(&deposit.account),
+        terminal_safe(&deposit.network)
     );
-    eprintln!("  payment hash: {}", deposit.payment_hash);
+    eprintln!("  payment hash: {}", terminal_safe(&deposit.payment_hash));
     let Some(wallet) = wallet else {
         eprintln!("  pay this invoice before {} (unix):", deposit.expires_at);
-        println!("{}", deposit.invoice);
+        println!("{}", terminal_safe(&deposit.invoice));
         return Ok(());
     };
     let max_fee_msat = args
@@ -109,8 +109,8 @@ pub async fn balance(args: BalanceArgs) -> Result<(), Failure> {
         .map_err(account_failure)?;
     eprintln!(
         "x402-lightning: account {} on {}: {} available ({} held)",
-        balance.account,
-        balance.network,
+        terminal_safe(&balance.account),
+        terminal_safe(&balance.network),
         show_msat(balance.available),
         show_msat(balance.held)
     );

@@ -112,8 +112,8 @@ pub struct WalletArgs {
     /// What pays: lnd, nwc, sim or account (the seed flow).
     #[arg(long = "wallet", env = "X402_WALLET", value_enum)]
     pub wallet: Option<WalletKind>,
-    /// A network to pay on besides mainnet and testnet: signet or regtest (either id form;
-    /// repeatable, or comma-separated in the environment).
+    /// A network to pay on besides mainnet and testnet: lightning-signet or lightning-regtest
+    /// (or its `lnbtc:` id; repeatable, or comma-separated in the environment).
     #[arg(
         long = "network",
         env = "X402_NETWORK",

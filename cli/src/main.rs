@@ -32,6 +32,21 @@ impl Failure {
     }
 }
 
+/// Text that may come from a server, as it may reach a terminal: control characters other than
+/// newlines replaced (no escape sequence passes), at most 2,000 characters.
+pub fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .take(2_000)
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -55,7 +70,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => exit::code(exit::OK),
         Err(failure) => {
-            eprintln!("x402-lightning: {}", failure.message);
+            eprintln!("x402-lightning: {}", terminal_safe(&failure.message));
             exit::code(failure.code)
         }
     }

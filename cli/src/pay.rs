@@ -7,17 +7,19 @@ use reqwest::{Method, Request, Response};
 use tokio::io::AsyncWriteExt as _;
 use x402_lightning::client::{Offer, PayError, PayEvent, Payer, Quote, Receipt};
 
-use crate::Failure;
 use crate::amount::show_msat;
 use crate::args::PayArgs;
 use crate::exit;
 use crate::progress::Spinner;
 use crate::wallets;
+use crate::{Failure, terminal_safe};
 
 pub async fn run(args: PayArgs) -> Result<(), Failure> {
     let spinner = Spinner::new();
     let verbose = args.verbose;
+    // curl's habit, and a proof never follows a redirect to another URL (`-L` is not offered).
     let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|err| Failure::new(exit::OTHER, format!("no HTTP client: {err}")))?;
     let request = build_request(&http, &args).await?;
@@ -227,24 +229,24 @@ async fn dry_run(payer: &Payer, http: &reqwest::Client, request: Request) -> Res
 /// The offer, on stderr.
 fn show_offer(offer: &Offer, max_fee_msat: u64) {
     eprintln!("x402-lightning: offer ({} flow)", offer.flow);
-    eprintln!("  resource:     {}", offer.resource);
+    eprintln!("  resource:     {}", terminal_safe(&offer.resource));
     if let Some(description) = &offer.description {
-        eprintln!("  description:  {description}");
+        eprintln!("  description:  {}", terminal_safe(description));
     }
-    eprintln!("  network:      {}", offer.network);
+    eprintln!("  network:      {}", terminal_safe(&offer.network));
     eprintln!(
         "  amount:       {} ({} msat)",
         show_msat(offer.amount_msat),
         offer.amount_msat
     );
     eprintln!("  fee cap:      {max_fee_msat} msat");
-    eprintln!("  payee:        {}", offer.pay_to);
+    eprintln!("  payee:        {}", terminal_safe(&offer.pay_to));
     eprintln!("  payment hash: {}", offer.payment_hash_hex());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |now| now.as_secs());
     eprintln!("  expires in:   {} s", offer.expires_at.saturating_sub(now));
-    eprintln!("  invoice:      {}", offer.invoice);
+    eprintln!("  invoice:      {}", terminal_safe(&offer.invoice));
 }
 
 /// The receipt, on stderr.
@@ -254,7 +256,7 @@ fn show_receipt(receipt: &Receipt) {
         show_msat(receipt.amount_msat),
         receipt.fee_msat,
         receipt.flow,
-        receipt.network
+        terminal_safe(&receipt.network)
     );
     eprintln!("  payment hash: {}", receipt.payment_hash);
     match &receipt.settlement {
@@ -262,16 +264,17 @@ fn show_receipt(receipt: &Receipt) {
             let payer = settled
                 .payer
                 .as_deref()
-                .map(|payer| format!(", payer {payer}"))
+                .map(|payer| format!(", payer {}", terminal_safe(payer)))
                 .unwrap_or_default();
             eprintln!(
                 "  settled:      transaction {} on {}{payer}",
-                settled.transaction, settled.network
+                terminal_safe(&settled.transaction),
+                terminal_safe(&settled.network)
             );
         }
         Some(settled) => eprintln!(
             "  not settled:  {}",
-            settled.error_reason.as_deref().unwrap_or("no reason given")
+            terminal_safe(settled.error_reason.as_deref().unwrap_or("no reason given"))
         ),
         None => eprintln!("  settled:      the server sent no settlement header"),
     }

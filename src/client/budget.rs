@@ -4,7 +4,8 @@
 //! A payment **reserves** its amount plus its fee cap from the period's total before the wallet
 //! is asked; once paid, the reservation shrinks to the amount plus the fee actually paid; a
 //! payment that failed for good gives it back; a payment whose outcome is unknown (in flight, a
-//! wallet error) keeps it, since it may still succeed.
+//! wallet error) keeps it, since it may still succeed. A seed-flow authorization counts in full
+//! as soon as it is signed: whoever receives it can have it paid.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -187,7 +188,7 @@ struct Ledger {
 
 /// An amount reserved from the period's total for one payment.
 #[derive(Debug)]
-#[must_use = "a reservation is settled, released or kept"]
+#[must_use = "a reservation is settled or released; one dropped stands until its period ends"]
 pub(crate) struct Reservation {
     id: u64,
 }
@@ -266,11 +267,6 @@ impl Spending {
             .entries
             .retain(|(_, _, id)| *id != reservation.id);
     }
-
-    /// The payment's outcome is unknown: the reservation stands until the period forgets it.
-    pub(crate) fn keep(&self, reservation: Reservation) {
-        let _ = reservation;
-    }
 }
 
 #[cfg(test)]
@@ -326,8 +322,8 @@ mod tests {
         // Paid with 10 msat of fees, failed: room again.
         spending.settle(first, 10_010);
         spending.release(second);
-        let third = spending.reserve(&budget, 10_000, 1_000).expect("21,010");
-        spending.keep(third);
+        // An unknown outcome: the reservation stands.
+        let _third = spending.reserve(&budget, 10_000, 1_000).expect("21,010");
         assert!(spending.reserve(&budget, 9_000, 1_000).is_err());
         clock.advance(Duration::from_secs(60));
         assert!(spending.reserve(&budget, 29_000, 1_000).is_ok());

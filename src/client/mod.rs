@@ -26,8 +26,12 @@
 //!     .wallet(SimWallet::new("http://127.0.0.1:4021/pay")?) // the demo's simulated node
 //!     .budget(Budget::default().max_per_payment_msat(20_000)) // 20 sat at most
 //!     .build()?;
+//! // No redirects: a paid request's proof must not follow one to another URL.
+//! let http = reqwest::Client::builder()
+//!     .redirect(reqwest::redirect::Policy::none())
+//!     .build()?;
 //! let weather = payer
-//!     .client(reqwest::Client::new())
+//!     .client(http)
 //!     .get("http://127.0.0.1:3000/weather")
 //!     .send()
 //!     .await?

@@ -23,12 +23,13 @@ use super::offer::{
     choose_lnbtc, choose_v1, hex,
 };
 use super::receipt::{PayError, Proof, Receipt, Settlement};
-use super::wallet::{PaymentOutcome, Wallet};
+use super::wallet::{PaymentOutcome, Wallet, WalletError};
 use crate::clock::{Clock, SystemClock};
 use crate::header::{PAYMENT_SIGNATURE, X_PAYMENT, X_PAYMENT_RESPONSE};
-use crate::lnbtc::client::{ClientPolicy, IntendedRequest, PayerResult, PayerStatus};
+use crate::lnbtc::client::{ClientPolicy, IntendedRequest, PayerResult, PayerStatus, Selected};
 use crate::lnbtc::header::{PAYMENT_RESPONSE, encode_payment_signature};
 use crate::network::Network;
+use crate::v1::types::PaymentRequirements as V1Requirements;
 
 /// Tries of a paid request (the first included) when the transport fails.
 pub const DEFAULT_DELIVERY_ATTEMPTS: u32 = 3;
@@ -80,8 +81,10 @@ type Observer = Arc<dyn Fn(&PayEvent<'_>) + Send + Sync>;
 ///     .wallet(SimWallet::new("http://127.0.0.1:4021/pay")?)
 ///     .budget(Budget::default().max_per_payment_msat(20_000))
 ///     .build()?;
-/// let client = payer.client(reqwest::Client::new());
-/// let response = client.get("http://127.0.0.1:3000/weather").send().await?;
+/// let http = reqwest::Client::builder()
+///     .redirect(reqwest::redirect::Policy::none())
+///     .build()?;
+/// let response = payer.client(http).get("http://127.0.0.1:3000/weather").send().await?;
 /// if let Some(receipt) = response.extensions().get::<Receipt>() {
 ///     eprintln!("paid {} msat (+{} fee)", receipt.amount_msat, receipt.fee_msat);
 /// }
@@ -115,8 +118,9 @@ struct Memory {
     paying: HashSet<[u8; 32]>,
     /// Paid (lnbtc): the proof, until the invoice expires.
     paid: HashMap<[u8; 32], (Proof, u64)>,
-    /// In flight or unknown: never paid again; asked of the wallet instead.
-    unresolved: HashMap<[u8; 32], u64>,
+    /// In flight or unknown: never paid again; asked of the wallet instead. With the invoice's
+    /// expiry and the budget's reservation, which stands until the outcome is known.
+    unresolved: HashMap<[u8; 32], (u64, Reservation)>,
 }
 
 impl Memory {
@@ -124,7 +128,8 @@ impl Memory {
     fn prune(&mut self, now: u64) {
         let keep = |expires_at: u64| expires_at.saturating_add(3_600) > now;
         self.paid.retain(|_, (_, expires_at)| keep(*expires_at));
-        self.unresolved.retain(|_, expires_at| keep(*expires_at));
+        self.unresolved
+            .retain(|_, (expires_at, _)| keep(*expires_at));
     }
 }
 
@@ -282,6 +287,12 @@ impl Payer {
     }
 
     /// `client` with this payer as its middleware.
+    ///
+    /// Give it a client that follows no redirect
+    /// (`reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())`): reqwest's
+    /// default follows ten, and a paid request answered with a redirect would carry its proof
+    /// header to the next URL (reqwest drops only `Authorization` and `Cookie` across origins).
+    /// A 402 reached through a redirect is never paid ([`REDIRECTED`]).
     pub fn client(&self, client: reqwest::Client) -> ClientWithMiddleware {
         reqwest_middleware::ClientBuilder::new(client)
             .with(self.clone())
@@ -296,6 +307,9 @@ impl Payer {
     ///
     /// [`PayError::Unpayable`], [`PayError::Budget`].
     pub async fn quote(&self, request: &Request, response: Response) -> Result<Quote, PayError> {
+        if response.url() != request.url() {
+            return Err(PayError::Unpayable(redirected(response.url())));
+        }
         let challenge = read_challenge(response).await;
         let (offer, max_fee_msat) = self.choose(request, &challenge)?;
         let reservation = self
@@ -393,176 +407,184 @@ impl Payer {
         })))
     }
 
-    /// Pays `offer` (or finds it paid already) and returns its proof, the fee paid and the
-    /// budget's reservation.
-    async fn pay(
-        &self,
-        offer: &Offer,
-        max_fee_msat: u64,
-    ) -> Result<(Proof, u64, Option<Reservation>), PayError> {
+    /// Pays `offer` (or finds it paid already) and returns its proof and the fee paid. The
+    /// budget counts the payment from here on: a proof that leaves this client can be spent by
+    /// whoever receives it, whatever the server then answers.
+    async fn pay(&self, offer: &Offer, max_fee_msat: u64) -> Result<(Proof, u64), PayError> {
         let hash = offer.payment_hash;
-        let hash_hex = || hex(&hash);
         let now = self.now();
         let unresolved = {
             let mut memory = self.memory();
             memory.prune(now);
             if let Some((proof, _)) = memory.paid.get(&hash) {
                 // Paid before, by this payer: send the same proof, never pay again.
-                return Ok((proof.clone(), 0, None));
+                return Ok((proof.clone(), 0));
             }
             if !memory.paying.insert(hash) {
                 return Err(PayError::AlreadyPaying {
-                    payment_hash: hash_hex(),
+                    payment_hash: hex(&hash),
                 });
             }
-            memory.unresolved.contains_key(&hash)
+            memory
+                .unresolved
+                .remove(&hash)
+                .map(|(_, reservation)| reservation)
         };
-        let result = self.pay_once(offer, max_fee_msat, unresolved).await;
+        let result = match &offer.terms {
+            Terms::V1(requirements) => self.sign(offer, requirements),
+            Terms::Lnbtc(selected) => {
+                self.pay_lnbtc(offer, selected, max_fee_msat, unresolved)
+                    .await
+            }
+        };
         let mut memory = self.memory();
         memory.paying.remove(&hash);
-        match &result {
-            Ok((proof, _, _)) if offer.flow == Flow::Lnbtc => {
-                memory.unresolved.remove(&hash);
-                memory.paid.insert(hash, (proof.clone(), offer.expires_at));
-            }
-            Err(PayError::InFlight { .. } | PayError::Wallet { .. }) => {
-                memory.unresolved.insert(hash, offer.expires_at);
-            }
-            Err(PayError::PaymentFailed { .. }) => {
-                memory.unresolved.remove(&hash);
-            }
-            _ => {}
+        if let Ok((proof, _)) = &result {
+            memory.paid.insert(hash, (proof.clone(), offer.expires_at));
         }
         result
     }
 
-    async fn pay_once(
+    /// The seed flow: the account signs the invoice. The amount counts against the budget at
+    /// once: the authorization pays the invoice for whoever brings it to the facilitator.
+    fn sign(&self, offer: &Offer, requirements: &V1Requirements) -> Result<(Proof, u64), PayError> {
+        let inner = &self.inner;
+        let account = inner
+            .account
+            .as_ref()
+            .ok_or(PayError::Unpayable(Unpayable {
+                flow: Some(Flow::V1),
+                reason: NO_OFFER,
+                detail: "no account to sign with".into(),
+            }))?;
+        let value = account.key().payment_header(requirements).map_err(|err| {
+            PayError::Unpayable(Unpayable {
+                flow: Some(Flow::V1),
+                reason: crate::v1::types::reason::INVALID_PAYLOAD,
+                detail: err.to_string(),
+            })
+        })?;
+        let reservation = inner
+            .spending
+            .reserve(&inner.budget, offer.amount_msat, 0)
+            .map_err(PayError::Budget)?;
+        inner.spending.settle(reservation, offer.amount_msat);
+        self.emit(&PayEvent::Paying {
+            offer,
+            max_fee_msat: 0,
+        });
+        self.emit(&PayEvent::Paid { offer, fee_msat: 0 });
+        Ok((
+            Proof {
+                header: X_PAYMENT,
+                value,
+            },
+            0,
+        ))
+    }
+
+    /// The lnbtc flow: the wallet pays the invoice, or, for a payment whose outcome was unknown
+    /// (`unresolved`, with its reservation), is asked how it went; a payment that failed for good
+    /// may be made again.
+    async fn pay_lnbtc(
         &self,
         offer: &Offer,
+        selected: &Selected,
         max_fee_msat: u64,
-        unresolved: bool,
-    ) -> Result<(Proof, u64, Option<Reservation>), PayError> {
+        unresolved: Option<Reservation>,
+    ) -> Result<(Proof, u64), PayError> {
         let inner = &self.inner;
+        let wallet = inner.wallet.as_ref().ok_or(PayError::Unpayable(Unpayable {
+            flow: Some(Flow::Lnbtc),
+            reason: NO_OFFER,
+            detail: "no wallet to pay with".into(),
+        }))?;
         let payment_hash = offer.payment_hash_hex();
-        match &offer.terms {
-            Terms::V1(requirements) => {
-                let account = inner
-                    .account
-                    .as_ref()
-                    .ok_or(PayError::Unpayable(Unpayable {
-                        flow: Some(Flow::V1),
-                        reason: NO_OFFER,
-                        detail: "no account to sign with".into(),
-                    }))?;
-                let value = account.key().payment_header(requirements).map_err(|err| {
-                    PayError::Unpayable(Unpayable {
-                        flow: Some(Flow::V1),
-                        reason: crate::v1::types::reason::INVALID_PAYLOAD,
-                        detail: err.to_string(),
-                    })
-                })?;
-                let reservation = inner
-                    .spending
-                    .reserve(&inner.budget, offer.amount_msat, 0)
-                    .map_err(PayError::Budget)?;
-                self.emit(&PayEvent::Paying {
-                    offer,
-                    max_fee_msat: 0,
+        let pay = |reservation| async move {
+            self.emit(&PayEvent::Paying {
+                offer,
+                max_fee_msat,
+            });
+            (wallet.pay(&offer.invoice, max_fee_msat).await, reservation)
+        };
+        let reserve = || {
+            inner
+                .spending
+                .reserve(&inner.budget, offer.amount_msat, max_fee_msat)
+                .map_err(PayError::Budget)
+        };
+        let (outcome, reservation) = match unresolved {
+            None => pay(reserve()?).await,
+            // Asked, never paid again while its outcome may still be a success.
+            Some(reservation) => match wallet.track(&offer.payment_hash).await {
+                Ok(Some(PaymentOutcome::Failed { .. })) => {
+                    inner.spending.release(reservation);
+                    pay(reserve()?).await
+                }
+                Ok(Some(outcome)) => (Ok(outcome), reservation),
+                Ok(None) => (Ok(PaymentOutcome::InFlight), reservation),
+                Err(err) => (Err(err), reservation),
+            },
+        };
+        let unknown = |reservation| {
+            self.memory()
+                .unresolved
+                .insert(offer.payment_hash, (offer.expires_at, reservation));
+        };
+        let (preimage, fee_msat) = match outcome {
+            Ok(PaymentOutcome::Paid { preimage, fee_msat }) => (preimage, fee_msat),
+            Ok(PaymentOutcome::Failed { reason }) => {
+                inner.spending.release(reservation);
+                return Err(PayError::PaymentFailed {
+                    payment_hash,
+                    reason: printable(&reason),
                 });
-                self.emit(&PayEvent::Paid { offer, fee_msat: 0 });
-                let proof = Proof {
-                    header: X_PAYMENT,
-                    value,
-                };
-                Ok((proof, 0, Some(reservation)))
             }
-            Terms::Lnbtc(selected) => {
-                let wallet = inner.wallet.as_ref().ok_or(PayError::Unpayable(Unpayable {
-                    flow: Some(Flow::Lnbtc),
-                    reason: NO_OFFER,
-                    detail: "no wallet to pay with".into(),
-                }))?;
-                let reservation = inner
-                    .spending
-                    .reserve(&inner.budget, offer.amount_msat, max_fee_msat)
-                    .map_err(PayError::Budget)?;
-                let outcome = if unresolved {
-                    // Paid before with an unknown outcome: ask, never pay again.
-                    match wallet.track(&offer.payment_hash).await {
-                        Ok(Some(PaymentOutcome::Failed { .. })) => {
-                            self.emit(&PayEvent::Paying {
-                                offer,
-                                max_fee_msat,
-                            });
-                            wallet.pay(&offer.invoice, max_fee_msat).await
-                        }
-                        Ok(Some(outcome)) => Ok(outcome),
-                        Ok(None) => Ok(PaymentOutcome::InFlight),
-                        Err(err) => Err(err),
-                    }
-                } else {
-                    self.emit(&PayEvent::Paying {
-                        offer,
-                        max_fee_msat,
-                    });
-                    wallet.pay(&offer.invoice, max_fee_msat).await
-                };
-                let (preimage, fee_msat) = match outcome {
-                    Ok(PaymentOutcome::Paid { preimage, fee_msat }) => (preimage, fee_msat),
-                    Ok(PaymentOutcome::Failed { reason }) => {
-                        inner.spending.release(reservation);
-                        return Err(PayError::PaymentFailed {
-                            payment_hash,
-                            reason,
-                        });
-                    }
-                    Ok(PaymentOutcome::InFlight) => {
-                        inner.spending.keep(reservation);
-                        return Err(PayError::InFlight { payment_hash });
-                    }
-                    Err(source) => {
-                        inner.spending.keep(reservation);
-                        return Err(PayError::Wallet {
-                            payment_hash,
-                            source,
-                        });
-                    }
-                };
-                let result = PayerResult {
-                    status: PayerStatus::Paid,
-                    invoice: offer.invoice.clone(),
-                    payment_hash: payment_hash.clone(),
-                    amount_msat: offer.amount_msat,
-                    preimage: Some(hex(&preimage)),
-                };
-                let payment = match selected.as_ref().clone().into_payment(&result) {
-                    Ok(payment) => payment,
-                    Err(err) => {
-                        // A wallet that says "paid" with a preimage that does not prove it:
-                        // the money may be gone, the outcome is unknown.
-                        inner.spending.keep(reservation);
-                        return Err(PayError::Wallet {
-                            payment_hash,
-                            source: super::wallet::WalletError::Garbage(err.to_string()),
-                        });
-                    }
-                };
-                inner
-                    .spending
-                    .settle(reservation, offer.amount_msat.saturating_add(fee_msat));
-                self.emit(&PayEvent::Paid { offer, fee_msat });
-                let proof = Proof {
-                    header: PAYMENT_SIGNATURE,
-                    value: encode_payment_signature(&payment),
-                };
-                Ok((proof, fee_msat, None))
+            Ok(PaymentOutcome::InFlight) => {
+                unknown(reservation);
+                return Err(PayError::InFlight { payment_hash });
             }
-        }
+            Err(source) => {
+                unknown(reservation);
+                return Err(PayError::Wallet {
+                    payment_hash,
+                    source,
+                });
+            }
+        };
+        let result = PayerResult {
+            status: PayerStatus::Paid,
+            invoice: offer.invoice.clone(),
+            payment_hash: payment_hash.clone(),
+            amount_msat: offer.amount_msat,
+            preimage: Some(hex(&preimage)),
+        };
+        let payment = match selected.clone().into_payment(&result) {
+            Ok(payment) => payment,
+            Err(err) => {
+                // A wallet that says "paid" with a preimage that does not prove it: the money
+                // may be gone, the outcome is unknown.
+                unknown(reservation);
+                return Err(PayError::Wallet {
+                    payment_hash,
+                    source: WalletError::Garbage(err.to_string()),
+                });
+            }
+        };
+        inner
+            .spending
+            .settle(reservation, offer.amount_msat.saturating_add(fee_msat));
+        self.emit(&PayEvent::Paid { offer, fee_msat });
+        let proof = Proof {
+            header: PAYMENT_SIGNATURE,
+            value: encode_payment_signature(&payment),
+        };
+        Ok((proof, fee_msat))
     }
 
     /// Sends `request` with `proof`, again with the same proof after a transport failure or a
-    /// 409 (another request settling the same payment), and reads the settlement.
-    #[allow(clippy::too_many_arguments)]
+    /// 409 (another request settling the same payment), and reads the settlement. A paid request
+    /// that never got an answer but 409 is [`PayError::Undelivered`], with its proof.
     async fn deliver(
         &self,
         request: Request,
@@ -571,7 +593,6 @@ impl Payer {
         offer: &Offer,
         proof: Proof,
         fee_msat: u64,
-        reservation: Option<Reservation>,
     ) -> Result<Response, PayError> {
         let inner = &self.inner;
         let mut receipt = Receipt {
@@ -583,11 +604,18 @@ impl Payer {
             url: request.url().to_string(),
             settlement: None,
         };
-        let value = HeaderValue::from_str(&proof.value).map_err(|err| PayError::Undelivered {
-            detail: format!("the proof is not a header value: {err}"),
-            receipt: Box::new(receipt.clone()),
-            proof: proof.clone(),
-        })?;
+        let undelivered = |detail: String, receipt: Receipt, proof: Proof| PayError::Undelivered {
+            detail,
+            receipt: Box::new(receipt),
+            proof,
+        };
+        let value = match HeaderValue::from_str(&proof.value) {
+            Ok(value) => value,
+            Err(err) => {
+                let detail = format!("the proof is not a header value: {err}");
+                return Err(undelivered(detail, receipt, proof));
+            }
+        };
         let mut wait = inner.backoff;
         let mut attempt = 1;
         let response = loop {
@@ -597,60 +625,46 @@ impl Payer {
             };
             paid.headers_mut().insert(proof.header, value.clone());
             let last = attempt >= inner.attempts;
-            match next.clone().run(paid, extensions).await {
-                Ok(response) if response.status() == StatusCode::CONFLICT && !last => {}
+            let detail = match next.clone().run(paid, extensions).await {
+                Ok(response) if response.status() == StatusCode::CONFLICT => {
+                    "the server answered 409 (the payment is being settled) to every try".into()
+                }
                 Ok(response) => break response,
-                Err(err) if last => {
-                    if let Some(reservation) = reservation {
-                        inner.spending.keep(reservation);
-                    }
-                    return Err(PayError::Undelivered {
-                        detail: err.to_string(),
-                        receipt: Box::new(receipt),
-                        proof,
-                    });
-                }
-                Err(err) => {
-                    tracing::debug!(
-                        payment_hash = %receipt.payment_hash,
-                        attempt,
-                        error = %err,
-                        "the paid request was lost; sending it again with the same proof"
-                    );
-                }
+                Err(err) => err.to_string(),
+            };
+            if last {
+                return Err(undelivered(detail, receipt, proof));
             }
+            tracing::debug!(
+                payment_hash = %receipt.payment_hash,
+                attempt,
+                %detail,
+                "the paid request got no answer; sending it again with the same proof"
+            );
             tokio::time::sleep(wait).await;
             wait = wait.saturating_mul(2);
             attempt += 1;
         };
         receipt.settlement = settlement(&response, offer.flow);
         let status = response.status();
-        let refused = status == StatusCode::PAYMENT_REQUIRED
-            || (status == StatusCode::BAD_REQUEST && offer.flow == Flow::Lnbtc);
-        if let Some(reservation) = reservation {
-            // The seed flow pays at the server: settled only when it says so.
-            match &receipt.settlement {
-                Some(settled) if settled.success => {
-                    inner.spending.settle(reservation, offer.amount_msat);
-                }
-                _ if refused || status.is_client_error() => inner.spending.release(reservation),
-                _ => inner.spending.keep(reservation),
-            }
-        }
-        if refused {
+        if status == StatusCode::PAYMENT_REQUIRED
+            || (status == StatusCode::BAD_REQUEST && offer.flow == Flow::Lnbtc)
+        {
             let reason = receipt
                 .settlement
                 .as_ref()
                 .and_then(|settled| settled.error_reason.clone());
             let headers = response.headers().clone();
-            let body = read_capped(response).await;
+            let body = tokio::time::timeout(CHALLENGE_BODY_TIMEOUT, read_capped(response))
+                .await
+                .unwrap_or_default();
             let reason = reason
                 .or_else(|| refusal_reason(&body))
                 .or_else(|| Challenge::read(&headers, &body).error)
                 .unwrap_or_else(|| "no reason given".into());
             return Err(PayError::Refused {
                 status: status.as_u16(),
-                reason,
+                reason: printable(&reason),
                 receipt: Box::new(receipt),
             });
         }
@@ -658,6 +672,15 @@ impl Payer {
         response.extensions_mut().insert(receipt);
         Ok(response)
     }
+}
+
+/// Server or wallet text as it may be shown: at most 300 characters, control characters
+/// replaced, so it can neither flood nor drive a terminal.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .take(300)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }
 
 impl fmt::Debug for Payer {
@@ -692,17 +715,8 @@ impl Middleware for Payer {
             ));
         };
         if response.url() != request.url() {
-            // The 402 is another URL's: paying it here would pay whoever redirected to it,
-            // and the paid request would go to the first URL again.
             return Err(reqwest_middleware::Error::middleware(PayError::Unpayable(
-                Unpayable {
-                    flow: None,
-                    reason: REDIRECTED,
-                    detail: format!(
-                        "the 402 came from {} after a redirect: request it directly to pay it",
-                        response.url()
-                    ),
-                },
+                redirected(response.url()),
             )));
         }
         self.pay_and_send(request, response, extensions, next)
@@ -721,24 +735,32 @@ impl Payer {
     ) -> Result<Response, PayError> {
         let challenge = read_challenge(response).await;
         let (offer, max_fee_msat) = self.choose(&request, &challenge)?;
-        let (proof, fee_msat, reservation) = self.pay(&offer, max_fee_msat).await?;
-        self.deliver(
-            request,
-            extensions,
-            next,
-            &offer,
-            proof,
-            fee_msat,
-            reservation,
-        )
-        .await
+        let (proof, fee_msat) = self.pay(&offer, max_fee_msat).await?;
+        self.deliver(request, extensions, next, &offer, proof, fee_msat)
+            .await
     }
 }
 
-/// Reads a 402: its headers, and at most [`MAX_CHALLENGE_BYTES`] of its body.
+/// A 402 reached through a redirect is another URL's: paying it would pay whoever redirected
+/// to it, and the paid request would go to the first URL again.
+fn redirected(url: &reqwest::Url) -> Unpayable {
+    Unpayable {
+        flow: None,
+        reason: REDIRECTED,
+        detail: format!("the 402 came from {url} after a redirect: request it directly to pay it"),
+    }
+}
+
+/// How long a 402's body may take to arrive before it is read as empty.
+const CHALLENGE_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads a 402: its headers, and at most [`MAX_CHALLENGE_BYTES`] of its body within
+/// [`CHALLENGE_BODY_TIMEOUT`] (a body that stalls is read as none: the header may still do).
 async fn read_challenge(response: Response) -> Challenge {
     let headers = response.headers().clone();
-    let body = read_capped(response).await;
+    let body = tokio::time::timeout(CHALLENGE_BODY_TIMEOUT, read_capped(response))
+        .await
+        .unwrap_or_default();
     Challenge::read(&headers, &body)
 }
 

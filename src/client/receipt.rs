@@ -120,8 +120,9 @@ pub enum PayError {
         /// The wallet's error.
         source: WalletError,
     },
-    /// Paid, but the server refused the proof (e.g. `duplicate_settlement`, a settle that
-    /// failed). Reported, never paid again.
+    /// The proof was sent and the server refused it (e.g. `duplicate_settlement`, a settle
+    /// that failed). Reported, never paid again; the budget counts it (see
+    /// [`may_have_paid`](Self::may_have_paid)).
     #[error("the server refused the payment ({status}): {reason}")]
     Refused {
         /// The server's status (402, 400).
@@ -146,11 +147,17 @@ pub enum PayError {
 
 impl PayError {
     /// Whether money may have left the wallet or account: `false` when it certainly did not.
+    ///
+    /// A refused proof may have paid: the lnbtc payment was made before it was sent, and a
+    /// seed-flow authorization can be settled by whoever received it, whatever they answer.
     pub fn may_have_paid(&self) -> bool {
         matches!(
             self,
-            Self::InFlight { .. } | Self::Wallet { .. } | Self::Undelivered { .. }
-        ) || matches!(self, Self::Refused { receipt, .. } if receipt.flow == Flow::Lnbtc)
+            Self::InFlight { .. }
+                | Self::Wallet { .. }
+                | Self::Undelivered { .. }
+                | Self::Refused { .. }
+        )
     }
 
     /// The receipt, for errors that follow a payment.

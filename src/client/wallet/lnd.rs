@@ -447,7 +447,10 @@ impl LndWallet {
         if !status.is_success() {
             return Err(WalletError::Status {
                 status: status.as_u16(),
-                message: body.map_or_else(|_| reason(status), |body| lnd_message(status, &body)),
+                message: body.map_or_else(
+                    |_| reason(status),
+                    |body| lnd_message(status, &body, &self.macaroon),
+                ),
             });
         }
         serde_json::from_slice(&body?)
@@ -506,7 +509,10 @@ impl LndWallet {
             let body = self.read_capped(response).await;
             return Err(WalletError::Status {
                 status: status.as_u16(),
-                message: body.map_or_else(|_| reason(status), |body| lnd_message(status, &body)),
+                message: body.map_or_else(
+                    |_| reason(status),
+                    |body| lnd_message(status, &body, &self.macaroon),
+                ),
             });
         }
         let mut read = 0;
@@ -775,10 +781,20 @@ struct LndError {
 
 /// The `message` of LND's error body, control characters replaced and truncated; else the
 /// status's reason.
-fn lnd_message(status: StatusCode, body: &[u8]) -> String {
+fn lnd_message(status: StatusCode, body: &[u8], macaroon: &HeaderValue) -> String {
+    let macaroon = macaroon.to_str().unwrap_or_default();
     serde_json::from_slice::<LndError>(body)
         .ok()
         .and_then(|error| error.message.or(error.error.map(|status| status.message)))
+        // A node (or a proxy before it) that echoes the request never gets the macaroon into
+        // an error message.
+        .map(|message| {
+            if macaroon.is_empty() {
+                message
+            } else {
+                message.replace(macaroon, "<macaroon>")
+            }
+        })
         .as_deref()
         .and_then(clean_message)
         .unwrap_or_else(|| reason(status))
