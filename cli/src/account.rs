@@ -24,13 +24,13 @@ fn account_failure(err: AccountError) -> Failure {
 }
 
 pub async fn deposit(args: DepositArgs) -> Result<(), Failure> {
-    let account = wallets::account(&args.account)?;
+    let account = wallets::account(&args.at.account)?;
     let wallet = match args.wallet.wallet {
         Some(WalletKind::None) => None,
         _ => Some(wallets::lightning_wallet(&args.wallet)?),
     };
     let deposit = account
-        .deposit(&args.network, args.amount_msat)
+        .deposit(&args.at.network, args.amount_msat)
         .await
         .map_err(account_failure)?;
     eprintln!(
@@ -102,9 +102,9 @@ pub async fn deposit(args: DepositArgs) -> Result<(), Failure> {
 }
 
 pub async fn balance(args: BalanceArgs) -> Result<(), Failure> {
-    let account = wallets::account(&args.account)?;
+    let account = wallets::account(&args.at.account)?;
     let balance = account
-        .balance(&args.network)
+        .balance(&args.at.network)
         .await
         .map_err(account_failure)?;
     eprintln!(
@@ -123,11 +123,11 @@ pub async fn balance(args: BalanceArgs) -> Result<(), Failure> {
 }
 
 pub async fn withdraw(args: WithdrawArgs) -> Result<(), Failure> {
-    let account = wallets::account(&args.account)?;
+    let account = wallets::account(&args.at.account)?;
     let spinner = Spinner::new();
     spinner.start("withdrawing…".into());
     let result = account
-        .withdraw(&args.network, &args.invoice, args.max_fee_msat)
+        .withdraw(&args.at.network, &args.invoice, args.max_fee_msat)
         .await;
     spinner.stop();
     let withdrawal = result.map_err(account_failure)?;

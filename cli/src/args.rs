@@ -168,11 +168,9 @@ pub struct AccountArgs {
     pub facilitator: String,
 }
 
+/// An account on one network: what `deposit`, `balance` and `withdraw` act on.
 #[derive(Debug, Args)]
-pub struct DepositArgs {
-    /// How much, e.g. 100sat.
-    #[arg(value_parser = parse_msat)]
-    pub amount_msat: u64,
+pub struct AccountOnNetwork {
     /// The account's network (either id form).
     #[arg(
         long = "account-network",
@@ -182,9 +180,18 @@ pub struct DepositArgs {
     )]
     pub network: String,
     #[command(flatten)]
-    pub wallet: WalletArgs,
-    #[command(flatten)]
     pub account: AccountArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DepositArgs {
+    /// How much, e.g. 100sat.
+    #[arg(value_parser = parse_msat)]
+    pub amount_msat: u64,
+    #[command(flatten)]
+    pub at: AccountOnNetwork,
+    #[command(flatten)]
+    pub wallet: WalletArgs,
     /// The most the deposit's Lightning routing may cost (default: 1% of the amount, at least
     /// 1sat).
     #[arg(long = "max-fee", env = "X402_MAX_FEE", value_name = "AMOUNT", value_parser = parse_msat)]
@@ -193,16 +200,8 @@ pub struct DepositArgs {
 
 #[derive(Debug, Args)]
 pub struct BalanceArgs {
-    /// The account's network (either id form).
-    #[arg(
-        long = "account-network",
-        env = "X402_ACCOUNT_NETWORK",
-        value_name = "NETWORK",
-        default_value = "lightning-testnet"
-    )]
-    pub network: String,
     #[command(flatten)]
-    pub account: AccountArgs,
+    pub at: AccountOnNetwork,
 }
 
 #[derive(Debug, Args)]
@@ -212,14 +211,6 @@ pub struct WithdrawArgs {
     /// The most the routing may cost, e.g. 10sat.
     #[arg(long = "max-fee", env = "X402_MAX_FEE", value_name = "AMOUNT", value_parser = parse_msat)]
     pub max_fee_msat: u64,
-    /// The account's network (either id form).
-    #[arg(
-        long = "account-network",
-        env = "X402_ACCOUNT_NETWORK",
-        value_name = "NETWORK",
-        default_value = "lightning-testnet"
-    )]
-    pub network: String,
     #[command(flatten)]
-    pub account: AccountArgs,
+    pub at: AccountOnNetwork,
 }

@@ -149,20 +149,7 @@ impl Account {
     ///
     /// [`AccountError`]; 404 when the account has never been credited on `network`.
     pub async fn balance(&self, network: &str) -> Result<AccountBalance, AccountError> {
-        let url = format!(
-            "{}/accounts/{}/{}",
-            self.facilitator,
-            path_segment(network),
-            self.id()
-        );
-        let signature = self
-            .key
-            .account_read_signature(network, SystemClock.unix_now().as_secs());
-        let request = self
-            .http
-            .get(&url)
-            .header(ACCOUNT_SIGNATURE_HEADER, signature);
-        self.call(request, &url, &[StatusCode::OK]).await
+        self.signed_read(network, "").await
     }
 
     /// `POST /accounts/withdrawals`: the facilitator's node pays `invoice` (of another node) from
@@ -207,12 +194,22 @@ impl Account {
         network: &str,
         payment_hash: &str,
     ) -> Result<Withdrawal, AccountError> {
+        let below = format!("/withdrawals/{}", path_segment(payment_hash));
+        self.signed_read(network, &below).await
+    }
+
+    /// A signed `GET /accounts/{network}/{account}{below}` (the account read's signature, at
+    /// this moment).
+    async fn signed_read<T: DeserializeOwned>(
+        &self,
+        network: &str,
+        below: &str,
+    ) -> Result<T, AccountError> {
         let url = format!(
-            "{}/accounts/{}/{}/withdrawals/{}",
+            "{}/accounts/{}/{}{below}",
             self.facilitator,
             path_segment(network),
-            self.id(),
-            path_segment(payment_hash)
+            self.id()
         );
         let signature = self
             .key
