@@ -93,15 +93,13 @@ impl Budget {
                 return Err(BudgetRefusal::Origin { origin });
             }
         }
-        if let Some(max_msat) = self.max_per_payment_msat
-            && amount_msat > max_msat
-        {
-            return Err(BudgetRefusal::PerPayment {
+        match self.max_per_payment_msat {
+            Some(max_msat) if amount_msat > max_msat => Err(BudgetRefusal::PerPayment {
                 amount_msat,
                 max_msat,
-            });
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
