@@ -4,6 +4,7 @@
 use x402_lightning::client::AccountError;
 use x402_lightning::client::budget::default_max_fee_msat;
 use x402_lightning::client::wallet::PaymentOutcome;
+use x402_lightning::v1::AccountKey;
 use x402_lightning::v1::accounts::{DepositState, WithdrawalState};
 
 use crate::amount::show_msat;
@@ -159,5 +160,24 @@ pub async fn withdraw(args: WithdrawArgs) -> Result<(), Failure> {
                 withdrawal.reason.as_deref().unwrap_or("no reason given")
             ),
         )),
+    }
+}
+
+/// `new-key`: a fresh secret from the operating system's randomness.
+pub fn new_key() -> Result<(), Failure> {
+    use rand::RngCore as _;
+    loop {
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let hex: String = secret.iter().map(|byte| format!("{byte:02x}")).collect();
+        // A 32-byte string is a valid secp256k1 secret but for about 1 in 2^128 of them.
+        if let Ok(key) = AccountKey::from_secret_hex(&hex) {
+            eprintln!(
+                "x402-lightning: a new account key; its account is {}",
+                key.account()
+            );
+            println!("{hex}");
+            return Ok(());
+        }
     }
 }

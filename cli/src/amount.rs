@@ -8,9 +8,13 @@ pub fn parse_msat(text: &str) -> Result<u64, String> {
         (digits, 1)
     } else if let Some(digits) = text.strip_suffix("sat") {
         (digits, 1_000)
-    } else {
+    } else if text.bytes().all(|byte| byte.is_ascii_digit()) {
         return Err(format!(
             "{text:?} has no unit: write it in sat or msat, e.g. 20sat or 20000msat"
+        ));
+    } else {
+        return Err(format!(
+            "{text:?}: the unit is sat or msat, e.g. 20sat or 20000msat"
         ));
     };
     let digits = digits.trim();

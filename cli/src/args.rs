@@ -29,6 +29,9 @@ pub enum Command {
     /// Withdraw from the seed flow's account: the facilitator pays INVOICE (of another node).
     #[command(after_help = crate::exit::TABLE)]
     Withdraw(WithdrawArgs),
+    /// Make a new account key for the seed flow: its secret (64 hex) on stdout, for
+    /// X402_WALLET_KEY, and its account (the public key) on stderr.
+    NewKey,
 }
 
 /// What pays.
@@ -158,7 +161,8 @@ pub struct AccountArgs {
         hide_env_values = true
     )]
     pub account_key: Option<String>,
-    /// The facilitator service holding the account.
+    /// The facilitator service holding the account (the seed flow: --wallet account, and the
+    /// account commands).
     #[arg(
         long = "facilitator",
         env = "X402_FACILITATOR_URL",
@@ -185,8 +189,8 @@ pub struct AccountOnNetwork {
 
 #[derive(Debug, Args)]
 pub struct DepositArgs {
-    /// How much, e.g. 100sat.
-    #[arg(value_parser = parse_msat)]
+    /// How much, e.g. 100sat or 100000msat.
+    #[arg(value_name = "AMOUNT", value_parser = parse_msat)]
     pub amount_msat: u64,
     #[command(flatten)]
     pub at: AccountOnNetwork,

@@ -12,15 +12,19 @@ pub const USAGE: u8 = 2;
 pub const BUDGET: u8 = 3;
 /// The payment failed, or was not made: an offer the client refuses (bad binding, payee,
 /// amount, expiry, network), a wallet that failed, a payment in flight or of unknown outcome, a
-/// proof the server refused, a deposit or withdrawal refused.
+/// proof the server refused, a 402 with no `--wallet` to pay it, a deposit, withdrawal or
+/// account read refused.
 pub const PAYMENT: u8 = 4;
-/// The server failed: unreachable, or a final answer of 400 or above.
+/// The server failed: unreachable, a final answer of 400 or above, or a paid request that never
+/// arrived (its proof is printed to send again).
 pub const SERVER: u8 = 5;
 
 /// The help text's table.
-pub const TABLE: &str = "exit codes: 0 paid and served (or nothing to pay); 1 other error; \
-2 usage; 3 refused by the budget (nothing paid); 4 payment failed or refused (offer refused, \
-wallet failure, in flight, proof refused); 5 server error (unreachable, or answered >= 400)";
+pub const TABLE: &str = "exit codes: 0 paid and served (or nothing to pay); 1 other error (a \
+file that cannot be read or written); 2 usage; 3 refused by the budget (nothing paid); 4 payment \
+failed or refused (an offer refused, a wallet failure, a payment in flight, a proof refused, a \
+402 with no --wallet to pay it, a deposit, withdrawal or account read refused); 5 server error \
+(unreachable, an answer >= 400, or a paid request that never arrived: its proof is printed)";
 
 /// An exit code as a process exit code.
 pub fn code(code: u8) -> ExitCode {

@@ -66,6 +66,7 @@ async fn main() -> ExitCode {
         Command::Deposit(args) => account::deposit(args).await,
         Command::Balance(args) => account::balance(args).await,
         Command::Withdraw(args) => account::withdraw(args).await,
+        Command::NewKey => account::new_key(),
     };
     match result {
         Ok(()) => exit::code(exit::OK),

@@ -23,6 +23,9 @@ pub async fn run(args: PayArgs) -> Result<(), Failure> {
         .build()
         .map_err(|err| Failure::new(exit::OTHER, format!("no HTTP client: {err}")))?;
     let request = build_request(&http, &args).await?;
+    // Where the body goes, opened before anything is paid: a payment never buys a body that
+    // cannot be written.
+    let mut out = output(&args).await?;
     if verbose {
         eprintln!("> {} {}", request.method(), request.url());
         for (name, value) in request.headers() {
@@ -50,7 +53,7 @@ pub async fn run(args: PayArgs) -> Result<(), Failure> {
                  or account (nothing was paid)",
             ));
         }
-        return finish(response, &args).await;
+        return finish(response, &args, &mut out).await;
     };
     if args.dry_run {
         return dry_run(&payer, &http, request).await;
@@ -67,9 +70,9 @@ pub async fn run(args: PayArgs) -> Result<(), Failure> {
         }
     };
     if let Some(receipt) = response.extensions().get::<Receipt>() {
-        show_receipt(receipt);
+        show_receipt(receipt, true);
     }
-    finish(response, &args).await
+    finish(response, &args, &mut out).await
 }
 
 /// The payer's progress: the spinner while paying, the offer with `-v`, the tries again.
@@ -98,12 +101,12 @@ fn observer(spinner: Spinner, verbose: bool) -> impl Fn(&PayEvent<'_>) + Send + 
 
 /// Writes the response out; an answer of 400 or above is a server error (after its body is
 /// written, as curl's `--fail-with-body` does).
-async fn finish(response: Response, args: &PayArgs) -> Result<(), Failure> {
+async fn finish(response: Response, args: &PayArgs, out: &mut Output) -> Result<(), Failure> {
     let status = response.status();
     if args.verbose {
         eprintln!("< {status}");
     }
-    write_response(response, args).await?;
+    write_response(response, args, out).await?;
     if status.as_u16() >= 400 {
         return Err(Failure::new(
             exit::SERVER,
@@ -142,7 +145,13 @@ async fn build_request(http: &reqwest::Client, args: &PayArgs) -> Result<Request
         None if body.is_some() => Method::POST,
         None => Method::GET,
     };
-    let mut builder = http.request(method, &args.url);
+    // curl's habit: a URL without a scheme is http.
+    let url = if args.url.contains("://") {
+        args.url.clone()
+    } else {
+        format!("http://{}", args.url)
+    };
+    let mut builder = http.request(method, &url);
     let mut has_content_type = false;
     for line in &args.headers {
         let (name, value) = line
@@ -250,9 +259,12 @@ fn show_offer(offer: &Offer, max_fee_msat: u64) {
 }
 
 /// The receipt, on stderr.
-fn show_receipt(receipt: &Receipt) {
+/// The receipt, on stderr: `served` after a paid answer; otherwise the proof was sent and
+/// refused or lost, and whether money moved is not known here.
+fn show_receipt(receipt: &Receipt, served: bool) {
+    let what = if served { "paid" } else { "sent a proof for" };
     eprintln!(
-        "x402-lightning: paid {} + {} msat fee ({} flow, {})",
+        "x402-lightning: {what} {} + {} msat fee ({} flow, {})",
         show_msat(receipt.amount_msat),
         receipt.fee_msat,
         receipt.flow,
@@ -289,7 +301,7 @@ fn pay_failure(err: &PayError) -> Failure {
         _ => exit::PAYMENT,
     };
     if let Some(receipt) = err.receipt() {
-        show_receipt(receipt);
+        show_receipt(receipt, false);
     }
     let mut message = err.to_string();
     if let PayError::Undelivered { proof, .. } = err {
@@ -304,8 +316,30 @@ fn pay_failure(err: &PayError) -> Failure {
     Failure::new(code, message)
 }
 
-/// The body (with the status line and headers for `-i`) to stdout or `-o FILE`.
-async fn write_response(mut response: Response, args: &PayArgs) -> Result<(), Failure> {
+/// Where the body goes: stdout, or the file of `-o`.
+type Output = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+/// Opens `-o FILE` (created now), or stdout.
+async fn output(args: &PayArgs) -> Result<Output, Failure> {
+    Ok(match &args.output {
+        Some(path) if path != Path::new("-") => {
+            Box::new(tokio::fs::File::create(path).await.map_err(|err| {
+                Failure::new(
+                    exit::OTHER,
+                    format!("cannot create {}: {err} (nothing was paid)", path.display()),
+                )
+            })?)
+        }
+        _ => Box::new(tokio::io::stdout()),
+    })
+}
+
+/// The body (with the status line and headers for `-i`) to `out`.
+async fn write_response(
+    mut response: Response,
+    args: &PayArgs,
+    out: &mut Output,
+) -> Result<(), Failure> {
     let mut head = Vec::new();
     if args.include {
         head.extend_from_slice(
@@ -321,17 +355,6 @@ async fn write_response(mut response: Response, args: &PayArgs) -> Result<(), Fa
     }
     let failed =
         |err: std::io::Error| Failure::new(exit::OTHER, format!("cannot write the body: {err}"));
-    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match &args.output {
-        Some(path) if path != Path::new("-") => {
-            Box::new(tokio::fs::File::create(path).await.map_err(|err| {
-                Failure::new(
-                    exit::OTHER,
-                    format!("cannot create {}: {err}", path.display()),
-                )
-            })?)
-        }
-        _ => Box::new(tokio::io::stdout()),
-    };
     out.write_all(&head).await.map_err(failed)?;
     while let Some(chunk) = response
         .chunk()

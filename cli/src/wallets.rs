@@ -16,8 +16,15 @@ pub fn lightning_wallet(args: &WalletArgs) -> Result<Arc<dyn Wallet>, Failure> {
     let usage = |message: String| Failure::new(exit::USAGE, message);
     match args.wallet {
         Some(WalletKind::Sim) => {
-            let url = format!("{}/pay", args.sim_url.trim_end_matches('/'));
-            let wallet = SimWallet::new(&url).map_err(|err| usage(format!("--sim-url: {err}")))?;
+            // The simulated node's base URL, or its `/pay` itself.
+            let base = args.sim_url.trim_end_matches('/');
+            let url = if base.ends_with("/pay") {
+                base.to_owned()
+            } else {
+                format!("{base}/pay")
+            };
+            let wallet = SimWallet::new(&url)
+                .map_err(|_| usage(format!("--sim-url: not an http(s) URL: {:?}", args.sim_url)))?;
             Ok(Arc::new(wallet))
         }
         Some(WalletKind::Lnd) => lnd_wallet(args),

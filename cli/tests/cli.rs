@@ -691,6 +691,54 @@ async fn help_lists_every_option_with_its_environment_variable() {
 }
 
 #[tokio::test]
+async fn an_output_file_that_cannot_be_created_fails_before_anything_is_paid() {
+    let setup = setup().await;
+    let node = StandInNode::never_called().await;
+    let run = cli(&[
+        "pay",
+        &setup.url("/weather"),
+        "-o",
+        "/nonexistent-directory/weather.json",
+        "--wallet",
+        "sim",
+        "--sim-url",
+        &node.url,
+        "--network",
+        "lightning-regtest",
+    ])
+    .await;
+    run.expect_code(1);
+    assert!(run.stderr.contains("nothing was paid"), "{}", run.stderr);
+    assert_eq!(
+        node.calls(),
+        Vec::<Value>::new(),
+        "the wallet was never asked"
+    );
+}
+
+#[tokio::test]
+async fn a_url_without_a_scheme_is_http_as_curl_reads_it() {
+    let setup = setup().await;
+    let without = setup.url("/").replacen("http://", "", 1);
+    let run = cli(&["pay", &without]).await;
+    run.expect_code(0);
+    assert_eq!(run.stdout(), FREE);
+}
+
+#[tokio::test]
+async fn new_key_prints_a_secret_the_account_commands_take() {
+    let run = cli(&["new-key"]).await;
+    run.expect_code(0);
+    let secret = run.stdout();
+    let secret = secret.trim();
+    assert_eq!(secret.len(), 64, "{secret}");
+    let key = x402_lightning::v1::AccountKey::from_secret_hex(secret).expect("a key");
+    assert!(run.stderr.contains(&key.account()), "{}", run.stderr);
+    let again = cli(&["new-key"]).await;
+    assert_ne!(again.stdout().trim(), secret, "a new one each time");
+}
+
+#[tokio::test]
 async fn minus_o_writes_the_body_to_a_file_and_minus_i_includes_headers() {
     let setup = setup().await;
     let directory = tempfile::tempdir().expect("a temporary directory");
