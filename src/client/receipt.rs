@@ -132,11 +132,12 @@ pub enum PayError {
         /// The payment.
         receipt: Box<Receipt>,
     },
-    /// Paid, but the paid request could not be delivered, after as many tries with the same
-    /// proof as configured. Resend `proof` with the same request to get what was paid for.
+    /// Paid, but the paid request got no answer, after as many tries with the same proof as
+    /// configured (each lost on the network, or answered 409: the payment being settled).
+    /// Resend `proof` with the same request to get what was paid for.
     #[error("paid, but the paid request could not be delivered: {detail}")]
     Undelivered {
-        /// The last transport error.
+        /// Why the last try got no answer (a transport error, or 409).
         detail: String,
         /// The payment.
         receipt: Box<Receipt>,
