@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::body::{ReadError, read_limited};
 use crate::clock::{Clock, SystemClock};
 use crate::v1::AccountKey;
 use crate::v1::accounts::{AccountBalance, DepositInvoice, DepositStatus, Withdrawal};
@@ -232,17 +233,14 @@ impl Account {
             url: url.to_owned(),
             detail: err.to_string(),
         };
-        let mut response = request.send().await.map_err(unreachable)?;
+        let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(AccountError::Garbage(format!(
-                    "an answer over {MAX_ANSWER_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_limited(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|err| match err {
+                ReadError::Transport(err) => unreachable(err),
+                ReadError::TooLarge(limit) => AccountError::Garbage(ReadError::too_large(limit)),
+            })?;
         if !expected.contains(&status) {
             let json: Option<Value> = serde_json::from_slice(&body).ok();
             let error = json

@@ -43,6 +43,7 @@
 //! ```
 
 pub mod account;
+mod body;
 pub mod budget;
 pub mod offer;
 pub mod payer;

@@ -17,6 +17,7 @@ use reqwest_middleware::{ClientWithMiddleware, Middleware, Next};
 use serde_json::Value;
 
 use super::account::Account;
+use super::body::read_limited;
 use super::budget::{Budget, Reservation, Spending};
 use super::offer::{
     Challenge, Flow, MAX_CHALLENGE_BYTES, NO_OFFER, Offer, REDIRECTED, Terms, Unpayable,
@@ -765,17 +766,10 @@ async fn read_challenge(response: Response) -> Challenge {
 }
 
 /// At most [`MAX_CHALLENGE_BYTES`] of a body (empty when it is longer or the transport fails).
-async fn read_capped(mut response: Response) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_CHALLENGE_BYTES => {
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return body,
-            Ok(Some(_)) | Err(_) => return Vec::new(),
-        }
-    }
+async fn read_capped(response: Response) -> Vec<u8> {
+    read_limited(response, MAX_CHALLENGE_BYTES)
+        .await
+        .unwrap_or_default()
 }
 
 /// The settlement header of `flow`, decoded.

@@ -84,7 +84,8 @@ use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{PaymentOutcome, Wallet, WalletError, WalletFuture, check_preimage};
+use super::{PaymentOutcome, Wallet, WalletError, WalletFuture, check_preimage, millis};
+use crate::client::body::{ReadError, read_limited};
 
 /// The header LND's REST gateway reads the hex macaroon from.
 const MACAROON_HEADER: HeaderName = HeaderName::from_static("grpc-metadata-macaroon");
@@ -458,21 +459,13 @@ impl LndWallet {
     }
 
     /// Reads the body, refusing more than [`MAX_BODY_BYTES`].
-    async fn read_capped(&self, mut response: Response) -> Result<Vec<u8>, WalletError> {
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+    async fn read_capped(&self, response: Response) -> Result<Vec<u8>, WalletError> {
+        read_limited(response, MAX_BODY_BYTES)
             .await
-            .map_err(|err| self.transport_error(&err))?
-        {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(WalletError::Garbage(format!(
-                    "an answer over {MAX_BODY_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+            .map_err(|err| match err {
+                ReadError::Transport(err) => self.transport_error(&err),
+                ReadError::TooLarge(limit) => WalletError::Garbage(ReadError::too_large(limit)),
+            })
     }
 
     /// Sends a streaming call (`SendPaymentV2`, `TrackPaymentV2`) and reads its updates until
@@ -629,10 +622,6 @@ fn whole_seconds(duration: Duration) -> u32 {
         .saturating_add(u64::from(duration.subsec_nanos() > 0))
         .max(1);
     u32::try_from(secs).unwrap_or(u32::MAX)
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Logs a payment's state: its hash and status, never its preimage.

@@ -120,6 +120,11 @@ impl<W: Wallet + ?Sized> Wallet for std::sync::Arc<W> {
     }
 }
 
+/// A duration in whole milliseconds, saturating (for [`WalletError::Timeout`]).
+pub(crate) fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Checks a wallet's preimage against the invoice's payment hash.
 ///
 /// # Errors

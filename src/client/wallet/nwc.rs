@@ -61,7 +61,7 @@ use nwc::nostr::nips::nip47::{
 use nwc::nostr::{PublicKey, RelayUrl, SecretKey, Url};
 use nwc::{NWC, NostrWalletConnectOptions};
 
-use super::{PaymentOutcome, Wallet, WalletError, WalletFuture, check_preimage};
+use super::{PaymentOutcome, Wallet, WalletError, WalletFuture, check_preimage, millis};
 use crate::lnbtc::invoice;
 
 /// The URI scheme of a NIP-47 connection string.
@@ -476,11 +476,6 @@ fn install_crypto_provider() {
         // An error means another thread installed one first, which serves as well.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     }
-}
-
-/// A duration in whole milliseconds, saturating.
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

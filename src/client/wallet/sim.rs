@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{PaymentOutcome, Wallet, WalletError, WalletFuture, check_preimage};
+use super::{PaymentOutcome, Wallet, WalletError, WalletFuture, check_preimage, millis};
+use crate::client::body::{ReadError, read_limited};
 use crate::lnbtc::invoice::{decode, decode_lower_hex};
 
 /// The demo's simulated node: its embedded facilitator service's `/pay`.
 pub const DEFAULT_SIM_PAY_URL: &str = "http://127.0.0.1:4021/pay";
+
+/// How long one `/pay` call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The largest `/pay` answer read, in bytes.
 const MAX_ANSWER_BYTES: usize = 16 * 1024;
@@ -40,7 +44,7 @@ impl SimWallet {
             return Err(WalletError::Refused(format!("not an http(s) URL: {url:?}")));
         }
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(CALL_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|err| WalletError::Refused(format!("no HTTP client: {err}")))?;
@@ -119,30 +123,22 @@ impl Wallet for SimWallet {
 }
 
 /// A transport failure as a wallet error.
-pub(crate) fn transport_error(err: &reqwest::Error) -> WalletError {
+fn transport_error(err: &reqwest::Error) -> WalletError {
     if err.is_timeout() {
-        WalletError::Timeout(0)
+        WalletError::Timeout(millis(CALL_TIMEOUT))
     } else {
         WalletError::Unreachable(err.to_string())
     }
 }
 
 /// Reads at most [`MAX_ANSWER_BYTES`] of a body.
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, WalletError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, WalletError> {
+    read_limited(response, MAX_ANSWER_BYTES)
         .await
-        .map_err(|err| transport_error(&err))?
-    {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(WalletError::Garbage(format!(
-                "an answer over {MAX_ANSWER_BYTES} bytes"
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        .map_err(|err| match err {
+            ReadError::Transport(err) => transport_error(&err),
+            ReadError::TooLarge(limit) => WalletError::Garbage(ReadError::too_large(limit)),
+        })
 }
 
 /// The `error` of a JSON error body.
