@@ -14,14 +14,63 @@
 //! node of the operator's whose invoice macaroon no one else holds. A key shared with parties
 //! the operator does not trust needs the upstream "Receiver Key Isolation" tracking, which this
 //! crate does not do.
+//!
+//! **Invoice states, for the browser paywall.** A receiver may also report where one of its
+//! invoices stands and, once it is paid, its preimage ([`Receiver::invoice_status`]; over HTTP
+//! the facilitator's `GET /invoices/{paymentHash}`, this project's addition to the wire
+//! contract). The paywall page of a person who paid from another wallet (a phone scanning the
+//! QR code) learns the preimage that way and sends it as its proof. What it reveals, to whom:
+//! the preimage of a *paid* invoice, to whoever holds its payment hash, which buys only the one
+//! request the invoice is bound to, once.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use serde::{Deserialize, Serialize};
+
 use crate::facilitator::{Facilitator, FacilitatorError};
 use crate::network::Network;
 use crate::types::RequirementsRequest;
+
+/// Where an invoice stands, as its receiver reports it (`state` of [`InvoiceStatus`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvoiceState {
+    /// Not paid (yet): payable until it expires. A payment held but not settled is still open.
+    Open,
+    /// Paid over Lightning: the receiver has the amount, and reports the preimage.
+    Paid,
+    /// Cancelled: it can no longer be paid (an expired invoice some nodes cancel, or one the
+    /// seed flow paid inside the facilitator's books).
+    Cancelled,
+}
+
+/// The answer of `GET /invoices/{paymentHash}`: `{"paymentHash", "state", "preimage"?}`, the
+/// preimage (64 lowercase hex) present exactly when `state` is `paid`. This project's addition
+/// to the wire contract; see the [module](self) for what it reveals to whom. `Debug` redacts
+/// the preimage.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceStatus {
+    /// The invoice's payment hash, 64 lowercase hex.
+    pub payment_hash: String,
+    /// Where it stands.
+    pub state: InvoiceState,
+    /// Its preimage, 64 lowercase hex, when it is paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preimage: Option<String>,
+}
+
+impl fmt::Debug for InvoiceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InvoiceStatus")
+            .field("payment_hash", &self.payment_hash)
+            .field("state", &self.state)
+            .field("preimage", &self.preimage.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
 
 /// What to mint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +106,9 @@ pub enum ReceiverError {
         /// Whether it timed out (the client then gets 504 rather than 502).
         timed_out: bool,
     },
+    /// The receiver cannot report invoice states ([`Receiver::invoice_status`]'s default).
+    #[error("this receiver does not report invoice states")]
+    Unsupported,
 }
 
 impl ReceiverError {
@@ -65,6 +117,7 @@ impl ReceiverError {
         match self {
             ReceiverError::Facilitator(err) => err.is_timeout(),
             ReceiverError::Failed { timed_out, .. } => *timed_out,
+            ReceiverError::Unsupported => false,
         }
     }
 }
@@ -99,6 +152,18 @@ pub trait Receiver: Send + Sync + 'static {
         &self,
         request: &InvoiceRequest,
     ) -> impl Future<Output = Result<String, ReceiverError>> + Send;
+
+    /// Where the invoice of `payment_hash` (one this receiver minted) stands, with its
+    /// preimage once paid; `Ok(None)` when the receiver does not know it. The browser paywall
+    /// polls it for a person who paid from another wallet. The default answers
+    /// [`ReceiverError::Unsupported`]: the page then unlocks only through a browser wallet.
+    fn invoice_status(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<InvoiceStatus>, ReceiverError>> + Send {
+        let _ = payment_hash;
+        std::future::ready(Err(ReceiverError::Unsupported))
+    }
 }
 
 /// The facilitator as receiver: `POST /requirements` with `descriptionHash` (the project's
@@ -110,6 +175,37 @@ impl<F: Facilitator> Receiver for FacilitatorReceiver<F> {
     async fn create_invoice(&self, request: &InvoiceRequest) -> Result<String, ReceiverError> {
         let answer = self.0.requirements(&requirements_request(request)).await?;
         Ok(answer.extra.invoice)
+    }
+
+    async fn invoice_status(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> Result<Option<InvoiceStatus>, ReceiverError> {
+        facilitator_invoice_status(&self.0, payment_hash).await
+    }
+}
+
+/// `GET /invoices/{paymentHash}` of `facilitator` as a receiver's answer: a 404 is an invoice
+/// it does not know; a 405 or 501 (a facilitator without the call) is
+/// [`ReceiverError::Unsupported`].
+pub(crate) async fn facilitator_invoice_status<F: Facilitator>(
+    facilitator: &F,
+    payment_hash: &[u8; 32],
+) -> Result<Option<InvoiceStatus>, ReceiverError> {
+    match facilitator.invoice_status(payment_hash).await {
+        Ok(status) => Ok(Some(status)),
+        Err(FacilitatorError::Status { status, .. }) if status == http::StatusCode::NOT_FOUND => {
+            Ok(None)
+        }
+        Err(FacilitatorError::Status { status, .. })
+            if matches!(
+                status,
+                http::StatusCode::METHOD_NOT_ALLOWED | http::StatusCode::NOT_IMPLEMENTED
+            ) =>
+        {
+            Err(ReceiverError::Unsupported)
+        }
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -138,6 +234,11 @@ pub(crate) trait DynReceiver: Send + Sync + 'static {
         &'a self,
         request: &'a InvoiceRequest,
     ) -> BoxFuture<'a, Result<String, ReceiverError>>;
+
+    fn invoice_status<'a>(
+        &'a self,
+        payment_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<InvoiceStatus>, ReceiverError>>;
 }
 
 impl<R: Receiver> DynReceiver for R {
@@ -146,6 +247,13 @@ impl<R: Receiver> DynReceiver for R {
         request: &'a InvoiceRequest,
     ) -> BoxFuture<'a, Result<String, ReceiverError>> {
         Box::pin(Receiver::create_invoice(self, request))
+    }
+
+    fn invoice_status<'a>(
+        &'a self,
+        payment_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<InvoiceStatus>, ReceiverError>> {
+        Box::pin(Receiver::invoice_status(self, payment_hash))
     }
 }
 

@@ -703,6 +703,16 @@ async fn each_call(
             facilitator.settle(&request).await.map(drop)
         }
         FacilitatorCall::Supported => facilitator.supported().await.map(drop),
+        FacilitatorCall::Invoice => {
+            let minted = world.mock.requirements(&ask(PRICE_MSAT)).await?;
+            let invoice: x402_lightning::Bolt11Invoice = minted
+                .extra
+                .invoice
+                .parse()
+                .expect("the mock mints valid invoices");
+            let hash = *invoice.payment_hash().as_ref();
+            facilitator.invoice_status(&hash).await.map(drop)
+        }
     }
 }
 

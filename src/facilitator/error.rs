@@ -8,7 +8,8 @@ use http::StatusCode;
 /// A boxed error source, for transports other than reqwest.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One of the four facilitator calls.
+/// One of the facilitator calls: the wire contract's four, and this project's invoice-state
+/// call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FacilitatorCall {
     /// `POST /requirements`
@@ -19,15 +20,19 @@ pub enum FacilitatorCall {
     Settle,
     /// `GET /supported`
     Supported,
+    /// `GET /invoices/{paymentHash}`: where an invoice the facilitator minted stands, and its
+    /// preimage once paid (this project's addition, for the browser paywall).
+    Invoice,
 }
 
 impl FacilitatorCall {
-    /// All four calls.
-    pub const ALL: [FacilitatorCall; 4] = [
+    /// Every call.
+    pub const ALL: [FacilitatorCall; 5] = [
         FacilitatorCall::Requirements,
         FacilitatorCall::Verify,
         FacilitatorCall::Settle,
         FacilitatorCall::Supported,
+        FacilitatorCall::Invoice,
     ];
 
     /// The position of the call in [`Self::ALL`], for per-call tables.
@@ -37,16 +42,19 @@ impl FacilitatorCall {
             FacilitatorCall::Verify => 1,
             FacilitatorCall::Settle => 2,
             FacilitatorCall::Supported => 3,
+            FacilitatorCall::Invoice => 4,
         }
     }
 
-    /// The path of the call, e.g. `"/verify"`.
+    /// The path of the call, e.g. `"/verify"` (`"/invoices"` for [`Self::Invoice`], whose
+    /// request adds `/{paymentHash}`).
     pub const fn path(self) -> &'static str {
         match self {
             FacilitatorCall::Requirements => "/requirements",
             FacilitatorCall::Verify => "/verify",
             FacilitatorCall::Settle => "/settle",
             FacilitatorCall::Supported => "/supported",
+            FacilitatorCall::Invoice => "/invoices",
         }
     }
 }

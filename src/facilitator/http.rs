@@ -37,7 +37,7 @@ pub struct HttpFacilitator {
 struct Inner {
     client: reqwest::Client,
     base_url: String,
-    urls: [reqwest::Url; 4],
+    urls: [reqwest::Url; 5],
     /// Names of the extra headers, for `Debug`.
     header_names: Vec<HeaderName>,
     /// Extra headers to add per call: empty when the client was built here with them as its
@@ -196,7 +196,7 @@ impl HttpFacilitatorBuilder {
 }
 
 /// Checks a base URL and derives the URL of each call from it.
-fn call_urls(base_url: &str) -> Result<[reqwest::Url; 4], FacilitatorConfigError> {
+fn call_urls(base_url: &str) -> Result<[reqwest::Url; 5], FacilitatorConfigError> {
     // Never echo the URL whole: it may hold a password.
     let invalid_url = |reason: &str| FacilitatorConfigError::InvalidUrl {
         url: base_url
@@ -222,12 +222,13 @@ fn call_urls(base_url: &str) -> Result<[reqwest::Url; 4], FacilitatorConfigError
         reqwest::Url::parse(&format!("{base_url}{}", call.path()))
             .map_err(|err| invalid_url(&err.to_string()))
     };
-    let [requirements, verify, settle, supported] = FacilitatorCall::ALL;
+    let [requirements, verify, settle, supported, invoice] = FacilitatorCall::ALL;
     Ok([
         join(requirements)?,
         join(verify)?,
         join(settle)?,
         join(supported)?,
+        join(invoice)?,
     ])
 }
 
@@ -265,11 +266,20 @@ impl HttpFacilitator {
         call: FacilitatorCall,
         body: Option<&B>,
     ) -> Result<T, FacilitatorError> {
-        let started = Instant::now();
         let request = match body {
             Some(body) => self.inner.client.post(self.url(call)).json(body),
             None => self.inner.client.get(self.url(call)),
         };
+        self.logged(call, request).await
+    }
+
+    /// Sends `request` for `call` and reads its answer, logging how it went.
+    async fn logged<T: DeserializeOwned>(
+        &self,
+        call: FacilitatorCall,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, FacilitatorError> {
+        let started = Instant::now();
         let result = self.exchange(call, request).await;
         match &result {
             Ok(_) => tracing::debug!(%call, elapsed = ?started.elapsed(), "facilitator answered"),
@@ -412,6 +422,57 @@ impl Facilitator for HttpFacilitator {
         request: &crate::lnbtc::types::SettleRequest,
     ) -> Result<crate::lnbtc::types::SettleResponse, FacilitatorError> {
         self.call(FacilitatorCall::Settle, Some(request)).await
+    }
+
+    async fn invoice_status(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> Result<crate::receiver::InvoiceStatus, FacilitatorError> {
+        use bitcoin::hex::DisplayHex as _;
+        let call = FacilitatorCall::Invoice;
+        let mut url = self.url(call);
+        // `path_segments_mut` fails only for a base URL that cannot have a path (not http).
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push(&payment_hash.to_lower_hex_string());
+        }
+        let status: crate::receiver::InvoiceStatus =
+            self.logged(call, self.inner.client.get(url)).await?;
+        check_invoice_status(&status, payment_hash).map_err(|reason| {
+            FacilitatorError::InvalidReply {
+                call,
+                reason: reason.to_owned(),
+            }
+        })?;
+        Ok(status)
+    }
+}
+
+/// Whether `status` answers for `payment_hash` and is consistent: a preimage exactly when paid,
+/// and one that hashes to the payment hash. `Err` says what is wrong.
+pub(crate) fn check_invoice_status(
+    status: &crate::receiver::InvoiceStatus,
+    payment_hash: &[u8; 32],
+) -> Result<(), &'static str> {
+    use crate::receiver::InvoiceState;
+    use bitcoin::hashes::{Hash as _, sha256};
+    use bitcoin::hex::{DisplayHex as _, FromHex as _};
+    if status.payment_hash != payment_hash.to_lower_hex_string() {
+        return Err("the answer names another payment hash");
+    }
+    match (status.state, &status.preimage) {
+        (InvoiceState::Paid, Some(preimage)) => {
+            let bytes = <[u8; 32]>::from_hex(preimage)
+                .ok()
+                .filter(|_| preimage.bytes().all(|b| !b.is_ascii_uppercase()))
+                .ok_or("the preimage is not 64 lowercase hex characters")?;
+            if sha256::Hash::hash(&bytes).to_byte_array() != *payment_hash {
+                return Err("the preimage does not hash to the payment hash");
+            }
+            Ok(())
+        }
+        (InvoiceState::Paid, None) => Err("a paid invoice's answer carries no preimage"),
+        (_, Some(_)) => Err("an unpaid invoice's answer carries a preimage"),
+        (_, None) => Ok(()),
     }
 }
 

@@ -20,12 +20,14 @@ pub use self::http::{
 };
 
 use crate::lnbtc::types as lnbtc;
+use crate::receiver::InvoiceStatus;
 use crate::types::{
     PaymentRequirements, RequirementsRequest, SettleRequest, SettleResponse, SupportedResponse,
     VerifyRequest, VerifyResponse,
 };
 
-/// The four calls of the facilitator API of the [wire contract](crate::protocol).
+/// The calls of the facilitator API of the [wire contract](crate::protocol): its four, the
+/// `lnbtc` settle, and this project's invoice-state call.
 pub trait Facilitator: Send + Sync + 'static {
     /// `POST /requirements`: payment requirements with a fresh invoice.
     fn requirements(
@@ -64,6 +66,23 @@ pub trait Facilitator: Send + Sync + 'static {
             body_excerpt: "this facilitator does not settle lnbtc payments".to_owned(),
         }))
     }
+
+    /// `GET /invoices/{paymentHash}` (this project's addition, for the browser paywall): where
+    /// an invoice the facilitator minted stands, and its preimage once it is paid (see
+    /// [`InvoiceStatus`]). A facilitator without the call keeps the default, which answers as
+    /// one would over HTTP: 501, not implemented. An invoice it does not know is a 404
+    /// ([`FacilitatorError::Status`]).
+    fn invoice_status(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> impl Future<Output = Result<InvoiceStatus, FacilitatorError>> + Send {
+        let _ = payment_hash;
+        std::future::ready(Err(FacilitatorError::Status {
+            call: FacilitatorCall::Invoice,
+            status: ::http::StatusCode::NOT_IMPLEMENTED,
+            body_excerpt: "this facilitator does not report invoice states".to_owned(),
+        }))
+    }
 }
 
 impl<F: Facilitator> Facilitator for Arc<F> {
@@ -99,5 +118,12 @@ impl<F: Facilitator> Facilitator for Arc<F> {
         request: &lnbtc::SettleRequest,
     ) -> impl Future<Output = Result<lnbtc::SettleResponse, FacilitatorError>> + Send {
         (**self).settle_lnbtc(request)
+    }
+
+    fn invoice_status(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> impl Future<Output = Result<InvoiceStatus, FacilitatorError>> + Send {
+        (**self).invoice_status(payment_hash)
     }
 }
