@@ -32,6 +32,9 @@
 //! - `client` (feature `client`): the paying client, a `reqwest-middleware` middleware that
 //!   pays a 402 in either flow within a budget, with wallets (LND, Nostr Wallet Connect, the
 //!   simulated node) and the seed flow's account;
+//! - `paywall` (feature `paywall`, on by default): the browser paywall, an HTML 402 page with
+//!   the invoice as a QR code and a WebLN button that unlocks by itself once the invoice is
+//!   paid, from any wallet;
 //! - [`clock`]: the layer's and the mock's time, injectable for tests ([`clock::ManualClock`]);
 //! - `mock` (feature `mock`): a mock facilitator that mints real signed invoices, in process or
 //!   as a real HTTP server, plays the Lightning network for the `lnbtc` flow, and a test wallet
@@ -65,6 +68,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
+//! | `paywall` (default) | the browser paywall (`x402_lightning::paywall`): browsers navigating to a priced route get an HTML 402 page that unlocks by itself once paid; pulls in `qrcode` (SVG only) |
 //! | `axum` (default) | the [`VerifiedPayment`] extractor, and peer addresses from axum's `ConnectInfo` for the issuance limit (pulls in axum without its default features) |
 //! | `mock` | `mock::MockFacilitator` and `mock::TestWallet` (pulls in axum and tokio) |
 //! | `client` | the paying client `client::Payer` (a `reqwest-middleware` middleware), its budgets, receipts and wallets (`LndWallet`, `SimWallet`) and the seed flow's `Account` |
@@ -92,6 +96,9 @@ pub mod lnbtc;
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
 pub mod network;
+#[cfg(feature = "paywall")]
+#[cfg_attr(docsrs, doc(cfg(feature = "paywall")))]
+pub mod paywall;
 pub mod price;
 #[doc = include_str!("protocol.md")]
 pub mod protocol {}

@@ -62,6 +62,33 @@ pub struct InvoiceStatus {
     pub preimage: Option<String>,
 }
 
+impl InvoiceStatus {
+    /// Checks that this answer is about `payment_hash` and consistent: a preimage exactly when
+    /// paid, 64 lowercase hex characters hashing to the payment hash. `Err` says what is wrong.
+    pub fn check(&self, payment_hash: &[u8; 32]) -> Result<(), &'static str> {
+        use bitcoin::hashes::{Hash as _, sha256};
+        use bitcoin::hex::{DisplayHex as _, FromHex as _};
+        if self.payment_hash != payment_hash.to_lower_hex_string() {
+            return Err("the answer names another payment hash");
+        }
+        match (self.state, &self.preimage) {
+            (InvoiceState::Paid, Some(preimage)) => {
+                let bytes = <[u8; 32]>::from_hex(preimage)
+                    .ok()
+                    .filter(|_| !preimage.bytes().any(|b| b.is_ascii_uppercase()))
+                    .ok_or("the preimage is not 64 lowercase hex characters")?;
+                if sha256::Hash::hash(&bytes).to_byte_array() != *payment_hash {
+                    return Err("the preimage does not hash to the payment hash");
+                }
+                Ok(())
+            }
+            (InvoiceState::Paid, None) => Err("a paid invoice's answer carries no preimage"),
+            (_, Some(_)) => Err("an unpaid invoice's answer carries a preimage"),
+            (_, None) => Ok(()),
+        }
+    }
+}
+
 impl fmt::Debug for InvoiceStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InvoiceStatus")
@@ -194,17 +221,14 @@ pub(crate) async fn facilitator_invoice_status<F: Facilitator>(
 ) -> Result<Option<InvoiceStatus>, ReceiverError> {
     match facilitator.invoice_status(payment_hash).await {
         Ok(status) => Ok(Some(status)),
-        Err(FacilitatorError::Status { status, .. }) if status == http::StatusCode::NOT_FOUND => {
-            Ok(None)
-        }
-        Err(FacilitatorError::Status { status, .. })
-            if matches!(
-                status,
-                http::StatusCode::METHOD_NOT_ALLOWED | http::StatusCode::NOT_IMPLEMENTED
-            ) =>
-        {
-            Err(ReceiverError::Unsupported)
-        }
+        Err(FacilitatorError::Status {
+            status: http::StatusCode::NOT_FOUND,
+            ..
+        }) => Ok(None),
+        Err(FacilitatorError::Status {
+            status: http::StatusCode::METHOD_NOT_ALLOWED | http::StatusCode::NOT_IMPLEMENTED,
+            ..
+        }) => Err(ReceiverError::Unsupported),
         Err(err) => Err(err.into()),
     }
 }
@@ -235,6 +259,7 @@ pub(crate) trait DynReceiver: Send + Sync + 'static {
         request: &'a InvoiceRequest,
     ) -> BoxFuture<'a, Result<String, ReceiverError>>;
 
+    #[cfg_attr(not(feature = "paywall"), allow(dead_code))]
     fn invoice_status<'a>(
         &'a self,
         payment_hash: &'a [u8; 32],

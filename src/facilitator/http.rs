@@ -437,42 +437,13 @@ impl Facilitator for HttpFacilitator {
         }
         let status: crate::receiver::InvoiceStatus =
             self.logged(call, self.inner.client.get(url)).await?;
-        check_invoice_status(&status, payment_hash).map_err(|reason| {
-            FacilitatorError::InvalidReply {
+        status
+            .check(payment_hash)
+            .map_err(|reason| FacilitatorError::InvalidReply {
                 call,
                 reason: reason.to_owned(),
-            }
-        })?;
+            })?;
         Ok(status)
-    }
-}
-
-/// Whether `status` answers for `payment_hash` and is consistent: a preimage exactly when paid,
-/// and one that hashes to the payment hash. `Err` says what is wrong.
-pub(crate) fn check_invoice_status(
-    status: &crate::receiver::InvoiceStatus,
-    payment_hash: &[u8; 32],
-) -> Result<(), &'static str> {
-    use crate::receiver::InvoiceState;
-    use bitcoin::hashes::{Hash as _, sha256};
-    use bitcoin::hex::{DisplayHex as _, FromHex as _};
-    if status.payment_hash != payment_hash.to_lower_hex_string() {
-        return Err("the answer names another payment hash");
-    }
-    match (status.state, &status.preimage) {
-        (InvoiceState::Paid, Some(preimage)) => {
-            let bytes = <[u8; 32]>::from_hex(preimage)
-                .ok()
-                .filter(|_| preimage.bytes().all(|b| !b.is_ascii_uppercase()))
-                .ok_or("the preimage is not 64 lowercase hex characters")?;
-            if sha256::Hash::hash(&bytes).to_byte_array() != *payment_hash {
-                return Err("the preimage does not hash to the payment hash");
-            }
-            Ok(())
-        }
-        (InvoiceState::Paid, None) => Err("a paid invoice's answer carries no preimage"),
-        (_, Some(_)) => Err("an unpaid invoice's answer carries a preimage"),
-        (_, None) => Ok(()),
     }
 }
 

@@ -9,6 +9,8 @@ use http::Method;
 use http::request::Parts;
 
 use super::X402Layer;
+#[cfg(feature = "paywall")]
+use super::guard::PagedInvoices;
 use super::guard::{InFlight, IssuedInvoices, SettledInvoices};
 use super::hooks::{self, Hooks, PaymentRefused, SettleFailed, Settled};
 use super::limit::{IssuanceLimit, Limiter};
@@ -17,6 +19,8 @@ use crate::clock::{self, Clock, SharedClock};
 use crate::header::DEFAULT_MAX_HEADER_BYTES;
 use crate::lnbtc::binding::PublicOrigin;
 use crate::network::Network;
+#[cfg(feature = "paywall")]
+use crate::paywall::Paywall;
 use crate::price::{PriceTag, RouteError, RouteTable, RouteTableBuilder};
 use crate::receiver::{DynReceiver, Receiver};
 use crate::{Facilitator, PublicKey};
@@ -242,6 +246,12 @@ pub(crate) struct Shared<F> {
     pub(crate) skew_secs: u64,
     /// What mints invoices; `None`: the facilitator's `/requirements`.
     pub(crate) receiver: Option<Arc<dyn DynReceiver>>,
+    /// The page browsers get on priced routes, unless a route says otherwise; `None`: none.
+    #[cfg(feature = "paywall")]
+    pub(crate) paywall: Option<Arc<Paywall>>,
+    /// The invoices offered on pages, which their pages may poll.
+    #[cfg(feature = "paywall")]
+    pub(crate) paged: PagedInvoices,
 }
 
 impl<F> Shared<F> {
@@ -373,6 +383,8 @@ pub struct X402LayerBuilder<F> {
     max_body_bytes: usize,
     skew: Duration,
     receiver: Option<Arc<dyn DynReceiver>>,
+    #[cfg(feature = "paywall")]
+    paywall: Option<Arc<Paywall>>,
     first_error: Option<ConfigError>,
 }
 
@@ -403,8 +415,30 @@ impl<F: Facilitator> X402LayerBuilder<F> {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             skew: Duration::from_secs(crate::lnbtc::DEFAULT_SKEW_SECS),
             receiver: None,
+            #[cfg(feature = "paywall")]
+            paywall: Some(Arc::new(Paywall::new())),
             first_error: None,
         }
+    }
+
+    /// The page a browser gets on this layer's priced routes (on by default, with the default
+    /// page): a title, the operator's name, or a page of one's own. A route's
+    /// [`PriceTag::paywall`] or [`PriceTag::no_paywall`] overrides it. See
+    /// [`paywall`](crate::paywall) for which requests get it and why it is on by default.
+    #[cfg(feature = "paywall")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "paywall")))]
+    pub fn paywall(mut self, paywall: Paywall) -> Self {
+        self.paywall = Some(Arc::new(paywall));
+        self
+    }
+
+    /// No paywall page on this layer's routes (unless a route sets its own with
+    /// [`PriceTag::paywall`]): browsers get the JSON 402 like every client.
+    #[cfg(feature = "paywall")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "paywall")))]
+    pub fn no_paywall(mut self) -> Self {
+        self.paywall = None;
+        self
     }
 
     /// The flows priced routes offer (default [`Flows::BOTH`]); a route's
@@ -651,6 +685,10 @@ impl<F: Facilitator> X402LayerBuilder<F> {
             max_body_bytes: self.max_body_bytes,
             skew_secs: self.skew.as_secs(),
             receiver: self.receiver,
+            #[cfg(feature = "paywall")]
+            paywall: self.paywall,
+            #[cfg(feature = "paywall")]
+            paged: PagedInvoices::new(ISSUED_MEMORY),
         });
         Ok(X402Layer {
             pricing: Arc::new(Pricing { prices, shared }),

@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+#[cfg(feature = "paywall")]
+use std::time::Duration;
 
 use crate::invoice::CheckedInvoice;
 
@@ -159,6 +161,81 @@ impl IssuedInvoices {
     }
 }
 
+/// The last `capacity` invoices the layer offered on a paywall page, by payment hash: only
+/// these may be polled, and each is asked about at most once per interval.
+#[cfg(feature = "paywall")]
+#[derive(Debug)]
+pub(crate) struct PagedInvoices {
+    inner: Mutex<Paged>,
+    capacity: usize,
+}
+
+#[cfg(feature = "paywall")]
+#[derive(Debug, Default)]
+struct Paged {
+    by_hash: HashMap<PaymentHash, PagedInvoice>,
+    order: VecDeque<PaymentHash>,
+}
+
+/// An invoice offered on a page.
+#[cfg(feature = "paywall")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PagedInvoice {
+    /// When it expires, in Unix seconds.
+    pub(crate) expires_at: u64,
+    /// When its receiver was last asked about it (the layer's monotonic clock).
+    asked_at: Option<Duration>,
+}
+
+#[cfg(feature = "paywall")]
+impl PagedInvoices {
+    /// Remembers at most `capacity` invoices (at least one).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Paged::default()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Remembers the invoice of `hash`, expiring at `expires_at` (Unix seconds), forgetting the
+    /// oldest when full.
+    pub(crate) fn remember(&self, hash: PaymentHash, expires_at: u64) {
+        let mut paged = lock(&self.inner);
+        let entry = PagedInvoice {
+            expires_at,
+            asked_at: None,
+        };
+        if paged.by_hash.insert(hash, entry).is_some() {
+            return;
+        }
+        paged.order.push_back(hash);
+        if paged.order.len() > self.capacity {
+            if let Some(oldest) = paged.order.pop_front() {
+                paged.by_hash.remove(&oldest);
+            }
+        }
+    }
+
+    /// The invoice of `hash` if it was offered on a page here, and whether its receiver may be
+    /// asked about it now (not within `interval` of the last time, which is then `now`).
+    pub(crate) fn claim_ask(
+        &self,
+        hash: &PaymentHash,
+        now: Duration,
+        interval: Duration,
+    ) -> Option<(PagedInvoice, bool)> {
+        let mut paged = lock(&self.inner);
+        let entry = paged.by_hash.get_mut(hash)?;
+        let may_ask = entry
+            .asked_at
+            .is_none_or(|asked| now.saturating_sub(asked) >= interval);
+        if may_ask {
+            entry.asked_at = Some(now);
+        }
+        Some((*entry, may_ask))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +294,23 @@ mod tests {
         let none = IssuedInvoices::new(0);
         none.remember(&minted[0].0, minted[0].1.clone());
         assert_eq!(none.take(&minted[0].0), None);
+    }
+
+    #[cfg(feature = "paywall")]
+    #[test]
+    fn paged_invoices_are_asked_about_once_an_interval_and_bounded() {
+        let paged = PagedInvoices::new(2);
+        let second = Duration::from_secs(1);
+        assert_eq!(paged.claim_ask(&[1; 32], Duration::ZERO, second), None);
+        paged.remember([1; 32], 100);
+        let (entry, may_ask) = paged.claim_ask(&[1; 32], Duration::ZERO, second).unwrap();
+        assert_eq!((entry.expires_at, may_ask), (100, true));
+        let half = Duration::from_millis(500);
+        assert!(!paged.claim_ask(&[1; 32], half, second).unwrap().1);
+        assert!(paged.claim_ask(&[1; 32], second, second).unwrap().1);
+        paged.remember([2; 32], 200);
+        paged.remember([3; 32], 300);
+        assert_eq!(paged.claim_ask(&[1; 32], second * 9, second), None);
+        assert!(paged.claim_ask(&[3; 32], second * 9, second).is_some());
     }
 }

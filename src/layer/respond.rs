@@ -45,7 +45,7 @@ pub(crate) const PAYMENT_SIGNATURE_REQUIRED: &str = "PAYMENT-SIGNATURE header is
 const PAID_CACHE_CONTROL: &str = "private, no-store";
 
 /// A JSON response with `status`, never stored by a cache.
-fn json<B: From<Bytes>>(status: StatusCode, body: &impl Serialize) -> Response<B> {
+pub(crate) fn json<B: From<Bytes>>(status: StatusCode, body: &impl Serialize) -> Response<B> {
     // Serializing these plain structs cannot fail; an empty body would still carry the status.
     // A challenge's body is most of a kilobyte: one allocation rather than a growing buffer.
     let mut json = Vec::with_capacity(1024);
@@ -85,35 +85,44 @@ pub(crate) fn payment_required<B: From<Bytes>>(
     json(StatusCode::PAYMENT_REQUIRED, &body)
 }
 
-/// A 402 challenge: the seed flow's `PaymentRequired` body (when the route offers it) and the
-/// `lnbtc` challenge in `PAYMENT-REQUIRED` (when it offers that), both carrying one invoice. A
-/// route offering `lnbtc` alone sends the v2 `PaymentRequired` as the body too.
-pub(crate) fn challenge<B: From<Bytes>>(
-    error: String,
-    v1: Option<PaymentRequirements>,
-    lnbtc: Option<(ResourceInfo, lnbtc::PaymentRequirements)>,
-    payer: Option<String>,
-) -> Response<B> {
-    // The v2 wording for the v2 header: a client reading it sends PAYMENT-SIGNATURE.
+/// The `lnbtc` challenge of a 402 (`PAYMENT-REQUIRED`), for `error`: the seed flow's wording
+/// for a missing payment becomes the v2 one (a client reading it sends `PAYMENT-SIGNATURE`).
+pub(crate) fn lnbtc_challenge(
+    error: &str,
+    resource: ResourceInfo,
+    requirements: lnbtc::PaymentRequirements,
+) -> lnbtc::PaymentRequired {
     let v2_error = if error == PAYMENT_REQUIRED {
-        PAYMENT_SIGNATURE_REQUIRED.to_owned()
+        PAYMENT_SIGNATURE_REQUIRED
     } else {
-        error.clone()
+        error
     };
-    let required = lnbtc.map(|(resource, requirements)| lnbtc::PaymentRequired {
+    lnbtc::PaymentRequired {
         x402_version: lnbtc::X402_VERSION_2,
-        error: Some(v2_error),
+        error: Some(v2_error.to_owned()),
         resource,
         accepts: vec![requirements],
         extensions: None,
-    });
-    let mut response = match (v1, &required) {
+    }
+}
+
+/// A 402 challenge: the seed flow's `PaymentRequired` body (when the route offers it) and the
+/// `lnbtc` challenge ([`lnbtc_challenge`]) in `PAYMENT-REQUIRED` (when it offers that), both
+/// carrying one invoice. A route offering `lnbtc` alone sends the v2 `PaymentRequired` as the
+/// body too.
+pub(crate) fn challenge<B: From<Bytes>>(
+    error: String,
+    v1: Option<PaymentRequirements>,
+    required: Option<&lnbtc::PaymentRequired>,
+    payer: Option<String>,
+) -> Response<B> {
+    let mut response = match (v1, required) {
         (Some(requirements), _) => payment_required(error, requirements, payer),
         (None, Some(required)) => json(StatusCode::PAYMENT_REQUIRED, required),
         // A route offers at least one flow; answer as an empty seed-flow challenge otherwise.
         (None, None) => self::error(StatusCode::PAYMENT_REQUIRED, &error),
     };
-    if let Some(required) = &required {
+    if let Some(required) = required {
         // Base64 is always a valid header value.
         if let Ok(value) = HeaderValue::try_from(encode_payment_required(required)) {
             response

@@ -230,6 +230,9 @@ pub struct PriceTag {
     pub(crate) flows: Option<Flows>,
     /// What the route refuses before charging.
     pub(crate) request_check: Option<Arc<dyn RequestCheck>>,
+    /// The route's paywall page: the layer's, none, or its own.
+    #[cfg(feature = "paywall")]
+    pub(crate) paywall: crate::paywall::RoutePaywall,
 }
 
 impl fmt::Debug for PriceTag {
@@ -244,6 +247,7 @@ impl fmt::Debug for PriceTag {
             .field("bound_headers", &self.bound_headers)
             .field("flows", &self.flows)
             .field("checks_requests", &self.request_check.is_some())
+            .field("paywall", &self.paywall_debug())
             .finish_non_exhaustive()
     }
 }
@@ -278,7 +282,19 @@ impl PriceTag {
             bound_headers_error: None,
             flows: None,
             request_check: None,
+            #[cfg(feature = "paywall")]
+            paywall: crate::paywall::RoutePaywall::Inherit,
         }
+    }
+
+    #[cfg(feature = "paywall")]
+    fn paywall_debug(&self) -> &crate::paywall::RoutePaywall {
+        &self.paywall
+    }
+
+    #[cfg(not(feature = "paywall"))]
+    fn paywall_debug(&self) -> &'static str {
+        "off (feature)"
     }
 
     /// What the payment buys; shown to the client and written into the invoice.
@@ -384,6 +400,27 @@ impl PriceTag {
     #[must_use]
     pub fn flows(mut self, flows: Flows) -> Self {
         self.flows = Some(flows);
+        self
+    }
+
+    /// This route's paywall page, instead of the layer's
+    /// ([`X402LayerBuilder::paywall`](crate::layer::X402LayerBuilder::paywall)); on this route
+    /// even when the layer has none. See [`paywall`](crate::paywall).
+    #[cfg(feature = "paywall")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "paywall")))]
+    #[must_use]
+    pub fn paywall(mut self, paywall: crate::paywall::Paywall) -> Self {
+        self.paywall = crate::paywall::RoutePaywall::On(Arc::new(paywall));
+        self
+    }
+
+    /// No paywall page on this route: browsers get the JSON 402 like every client (for an API
+    /// route a browser should never be asked to pay by a person).
+    #[cfg(feature = "paywall")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "paywall")))]
+    #[must_use]
+    pub fn no_paywall(mut self) -> Self {
+        self.paywall = crate::paywall::RoutePaywall::Off;
         self
     }
 

@@ -13,6 +13,8 @@
 
 mod challenge;
 mod lnbtc;
+#[cfg(feature = "paywall")]
+mod paywall;
 mod v1;
 
 use std::future::poll_fn;
@@ -55,6 +57,11 @@ where
     ResBody: From<Bytes>,
 {
     let (mut head, body) = request.into_parts();
+    // A paywall page asking whether its invoice was paid: answered here, whatever the price.
+    #[cfg(feature = "paywall")]
+    if paywall::is_poll(&head.headers) {
+        return Ok(paywall::answer_poll(&shared, &head.headers).await);
+    }
     let mut body = PricedBody::Streaming(body);
     let max_body = shared.max_body_bytes;
     let price = match &tag.source {

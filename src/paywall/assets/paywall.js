@@ -1,0 +1,265 @@
+// The paywall page's script (x402-lightning): counts the invoice down, pays it with a browser
+// wallet (WebLN) or learns by polling that it was paid elsewhere, then requests the page again
+// with the preimage as an x402 version 2 `exact`/`lnbtc` payment (PAYMENT-SIGNATURE) and shows
+// what it bought. Served with a CSP nonce; no external resource, no eval, no inline handler.
+(() => {
+  "use strict";
+  const $ = (id) => document.getElementById(id);
+  const challenge = JSON.parse($("x402-challenge").textContent);
+  const facts = JSON.parse($("x402-paywall").textContent);
+  const accepted = challenge.accepts[0];
+  const invoice = accepted.extra.invoice;
+  const status = $("status");
+  const payButton = $("pay-webln");
+  const reload = $("reload");
+  const started = performance.now();
+  const POLL_FIRST_MS = 1000;
+  const POLL_MAX_MS = 10000;
+  const SEND_TRIES = 6;
+  let finished = false; // unlocked, expired or cancelled: no more polling or counting
+  let unlocking = false;
+  let pollTimer = null;
+  let pollDelay = POLL_FIRST_MS;
+
+  const say = (text, kind) => {
+    status.textContent = text;
+    status.className = kind || "";
+  };
+  const secondsLeft = () =>
+    Math.max(0, Math.ceil(facts.expiresIn - (performance.now() - started) / 1000));
+  const clock = (seconds) => {
+    const m = Math.floor(seconds / 60);
+    const s = seconds % 60;
+    return m > 0 ? `${m} min ${String(s).padStart(2, "0")} s` : `${s} s`;
+  };
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  const stop = () => {
+    finished = true;
+    if (pollTimer !== null) clearTimeout(pollTimer);
+    payButton.disabled = true;
+  };
+
+  const expire = () => {
+    if (unlocking) return;
+    stop();
+    document.body.classList.add("expired");
+    $("countdown").textContent = "0 s";
+    say("This invoice expired: reload for a new invoice.", "error");
+    reload.hidden = false;
+  };
+
+  const tick = () => {
+    if (finished) return;
+    const left = secondsLeft();
+    $("countdown").textContent = clock(left);
+    if (left === 0) expire();
+    else setTimeout(tick, 1000);
+  };
+
+  // UTF-8 JSON to base64, as the x402 HTTP transport encodes PAYMENT-SIGNATURE.
+  const base64 = (text) => {
+    const bytes = new TextEncoder().encode(text);
+    let binary = "";
+    for (const byte of bytes) binary += String.fromCharCode(byte);
+    return btoa(binary);
+  };
+
+  const errorOf = async (response) => {
+    try {
+      const body = await response.json();
+      return body.error || body.reason || `HTTP ${response.status}`;
+    } catch (_) {
+      return `HTTP ${response.status}`;
+    }
+  };
+
+  const fileName = (response) => {
+    const disposition = response.headers.get("content-disposition") || "";
+    const named = /filename="?([^";]+)"?/i.exec(disposition);
+    if (named) return named[1];
+    const last = location.pathname.split("/").filter(Boolean).pop();
+    return last || "download";
+  };
+
+  // Shows what was bought: HTML replaces the page, JSON is pretty-printed, an image is shown,
+  // text is shown as it is, anything else is downloaded.
+  const show = async (response) => {
+    const type = (response.headers.get("content-type") || "").toLowerCase();
+    const content = $("content");
+    if (type.startsWith("text/html")) {
+      const html = await response.text();
+      document.open();
+      document.write(html);
+      document.close();
+      return;
+    }
+    document.body.classList.add("unlocked");
+    content.replaceChildren();
+    if (type.includes("json")) {
+      const text = await response.text();
+      const pre = document.createElement("pre");
+      try {
+        pre.textContent = JSON.stringify(JSON.parse(text), null, 2);
+      } catch (_) {
+        pre.textContent = text;
+      }
+      content.append(pre);
+    } else if (type.startsWith("image/")) {
+      const img = document.createElement("img");
+      img.alt = "What you bought";
+      img.src = URL.createObjectURL(await response.blob());
+      content.append(img);
+    } else if (type.startsWith("text/")) {
+      const pre = document.createElement("pre");
+      pre.textContent = await response.text();
+      content.append(pre);
+    } else {
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(await response.blob());
+      link.download = fileName(response);
+      link.textContent = `Download ${link.download} again`;
+      content.append(link);
+      link.click();
+    }
+    content.hidden = false;
+    say(response.ok ? "Paid. Here is what you bought." : `Paid. The server answered ${response.status}.`, "done");
+  };
+
+  // Requests this page again with the proof of payment. The same proof is sent again after a
+  // network error, a 409 (another request is settling it) or a 5xx: it can be used once, and
+  // is never paid twice.
+  const unlock = async (preimage) => {
+    if (unlocking) return;
+    unlocking = true;
+    stop();
+    say("Paid. Loading what you bought…", "busy");
+    const payment = {
+      x402Version: 2,
+      resource: challenge.resource,
+      accepted,
+      payload: { preimage },
+    };
+    const headers = Object.assign({}, facts.headers, {
+      "PAYMENT-SIGNATURE": base64(JSON.stringify(payment)),
+    });
+    for (let attempt = 1; attempt <= SEND_TRIES; attempt += 1) {
+      let response;
+      try {
+        response = await fetch(location.href, {
+          method: "GET",
+          headers,
+          cache: "no-store",
+          credentials: "same-origin",
+          redirect: "manual",
+        });
+      } catch (_) {
+        await sleep(1000 * attempt);
+        continue;
+      }
+      if (response.type === "opaqueredirect") {
+        // Followed, a redirect would carry the proof to wherever it points.
+        say("The server redirected the paid request instead of answering it.", "error");
+        return;
+      }
+      if (response.status === 409 || response.status >= 500) {
+        await sleep(1000 * attempt);
+        continue;
+      }
+      if (response.status === 402 || response.status === 400) {
+        say(`The payment was refused: ${await errorOf(response)}`, "error");
+        reload.hidden = false;
+        return;
+      }
+      await show(response);
+      return;
+    }
+    say(
+      "Paid, but the server could not be reached to deliver. Keep this page open and try again.",
+      "error",
+    );
+  };
+
+  const payWithBrowserWallet = async () => {
+    if (finished) return;
+    const webln = window.webln;
+    if (!webln) {
+      say(
+        "No browser wallet (WebLN) was found: scan the QR code with a Lightning wallet, or copy the invoice.",
+        "error",
+      );
+      return;
+    }
+    payButton.disabled = true;
+    say("Waiting for your browser wallet…", "busy");
+    try {
+      await webln.enable();
+      const paid = await webln.sendPayment(invoice);
+      const preimage = paid && typeof paid.preimage === "string" ? paid.preimage.toLowerCase() : "";
+      if (!/^[0-9a-f]{64}$/.test(preimage)) throw new Error("the wallet returned no preimage");
+      await unlock(preimage);
+    } catch (error) {
+      if (unlocking || finished) return;
+      payButton.disabled = false;
+      say(`Your browser wallet did not pay: ${(error && error.message) || error}`, "error");
+    }
+  };
+
+  // Asks the server whether the invoice was paid from another wallet, backing off from 1 s to
+  // 10 s between questions, until it is paid, expires or is cancelled.
+  const poll = async () => {
+    pollTimer = null;
+    if (finished) return;
+    try {
+      const response = await fetch(location.href, {
+        headers: { "X402-Invoice-State": facts.paymentHash },
+        cache: "no-store",
+        credentials: "same-origin",
+        redirect: "manual",
+      });
+      if (response.ok) {
+        const answer = await response.json();
+        if (answer.state === "paid" && typeof answer.preimage === "string") {
+          await unlock(answer.preimage);
+          return;
+        }
+        if (answer.state === "expired") {
+          expire();
+          return;
+        }
+        if (answer.state === "cancelled") {
+          stop();
+          say("This invoice was cancelled: reload for a new invoice.", "error");
+          reload.hidden = false;
+          return;
+        }
+      } else if (response.status === 404 || response.status === 501) {
+        // The server cannot see payments made elsewhere: only a browser wallet unlocks.
+        say("Pay with a browser wallet: this page cannot see payments made from other wallets.", "");
+        return;
+      }
+    } catch (_) {
+      // A network error: ask again later.
+    }
+    if (finished) return;
+    pollDelay = Math.min(pollDelay * 1.5, POLL_MAX_MS);
+    pollTimer = setTimeout(poll, pollDelay);
+  };
+
+  $("copy").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(invoice);
+      $("copy").textContent = "Copied";
+    } catch (_) {
+      $("invoice").select();
+    }
+  });
+  payButton.addEventListener("click", payWithBrowserWallet);
+  reload.addEventListener("click", () => location.reload());
+
+  for (const id of ["copy", "pay-webln"]) $(id).hidden = false;
+  document.body.classList.add("scripted");
+  say("Waiting for the payment…", "busy");
+  tick();
+  pollTimer = setTimeout(poll, POLL_FIRST_MS);
+})();

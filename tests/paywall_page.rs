@@ -1,0 +1,759 @@
+//! The browser paywall over `tower::ServiceExt::oneshot`: which requests get the page, that it
+//! carries the header's invoice, its security policy, that it loads nothing from elsewhere, that
+//! its QR code decodes to the invoice, how layers and routes configure it, and the page's poll
+//! (`X402-Invoice-State`) answered from the receiver, down to the paid request it unlocks.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::{get, post};
+use base64::Engine as _;
+use bitcoin::hashes::{Hash as _, sha256};
+use bitcoin::hex::FromHex as _;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+use x402_lightning::clock::ManualClock;
+use x402_lightning::layer::X402LayerBuilder;
+use x402_lightning::lnbtc::header::decode_payment_required;
+use x402_lightning::mock::MockFacilitator;
+use x402_lightning::paywall::{Paywall, PaywallPage};
+use x402_lightning::receiver::{
+    InvoiceRequest, InvoiceState, InvoiceStatus, Receiver, ReceiverError,
+};
+use x402_lightning::{FacilitatorCall, Flows, Network, Price, PriceTag, X402Layer};
+
+/// A browser's navigation (Chromium's `Accept`).
+const NAVIGATION: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7";
+const ORIGIN: &str = "http://shop.test";
+const POLL: &str = "X402-Invoice-State";
+
+struct Shop {
+    mock: MockFacilitator,
+    clock: ManualClock,
+    app: Router,
+}
+
+fn shop(
+    configure: impl FnOnce(X402LayerBuilder<MockFacilitator>) -> X402LayerBuilder<MockFacilitator>,
+) -> Shop {
+    let clock = ManualClock::starting_now();
+    let mock = MockFacilitator::builder().clock(clock.clone()).build();
+    let layer = configure(
+        X402Layer::builder(mock.clone(), Network::Regtest)
+            .public_base_url(ORIGIN)
+            .clock(clock.clone())
+            .route(
+                "GET /weather",
+                PriceTag::fixed(Price::msat(10_500)).description("Today's <weather> & more"),
+            )
+            .route("POST /infer", Price::sats(5))
+            .route("GET /api", PriceTag::fixed(Price::sats(1)).no_paywall()),
+    )
+    .build()
+    .expect("layer builds");
+    let app = Router::new()
+        .route(
+            "/weather",
+            get(|| async { axum::Json(json!({"conditions": "sunny"})) }),
+        )
+        .route("/infer", post(|| async { "inferred" }))
+        .route("/api", get(|| async { "raw" }))
+        .layer(layer);
+    Shop { mock, clock, app }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    fn is_page(&self) -> bool {
+        self.header("content-type") == Some("text/html; charset=utf-8")
+    }
+
+    fn challenge(&self) -> x402_lightning::lnbtc::types::PaymentRequired {
+        let header = self.header("payment-required").expect("PAYMENT-REQUIRED");
+        decode_payment_required(header.as_bytes(), 64 * 1024).expect("a v2 challenge")
+    }
+
+    fn invoice(&self) -> String {
+        self.challenge().accepts[0].extra["invoice"]
+            .as_str()
+            .expect("an invoice")
+            .to_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("a JSON body")
+    }
+
+    /// The text of the page's JSON data block `id`.
+    fn data_block(&self, id: &str) -> Value {
+        let open = format!("<script type=\"application/json\" id=\"{id}\">");
+        let start = self.body.find(&open).expect("the data block") + open.len();
+        let end = start + self.body[start..].find("</script>").expect("its end");
+        serde_json::from_str(&self.body[start..end]).expect("JSON data")
+    }
+}
+
+async fn send(app: &Router, request: Request<Body>) -> Answer {
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+fn get_with(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut request = Request::get(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(Body::empty()).expect("request")
+}
+
+async fn page(shop: &Shop) -> Answer {
+    let answer = send(&shop.app, get_with("/weather", &[("accept", NAVIGATION)])).await;
+    assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED);
+    assert!(answer.is_page(), "{:?}", answer.headers);
+    answer
+}
+
+async fn poll(shop: &Shop, hash: &str) -> Answer {
+    send(&shop.app, get_with("/weather", &[(POLL, hash)])).await
+}
+
+fn payment_hash_of(answer: &Answer) -> String {
+    answer.data_block("x402-paywall")["paymentHash"]
+        .as_str()
+        .expect("the page's payment hash")
+        .to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which requests get the page
+
+#[tokio::test]
+async fn only_a_navigation_that_prefers_html_gets_the_page() {
+    let shop = shop(|layer| layer);
+    let cases: [(Option<&str>, bool); 10] = [
+        (Some(NAVIGATION), true),
+        (Some("text/html"), true),
+        (Some("text/html;q=0.9, application/json;q=0.8"), true),
+        (None, false),
+        (Some("application/json"), false),
+        (Some("*/*"), false),
+        (Some("text/*"), false),
+        (Some("text/html, application/json"), false),
+        (Some("application/json, text/html;q=0.5"), false),
+        (Some("text/html;q=0"), false),
+    ];
+    for (accept, wants_page) in cases {
+        let headers: Vec<(&str, &str)> = accept
+            .map(|accept| ("accept", accept))
+            .into_iter()
+            .collect();
+        let answer = send(&shop.app, get_with("/weather", &headers)).await;
+        assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED, "{accept:?}");
+        assert!(answer.header("payment-required").is_some(), "{accept:?}");
+        assert_eq!(
+            answer.header("cache-control"),
+            Some("no-store"),
+            "{accept:?}"
+        );
+        assert_eq!(answer.is_page(), wants_page, "{accept:?}");
+        let varies = answer
+            .headers
+            .get_all("vary")
+            .iter()
+            .any(|value| value.to_str().is_ok_and(|value| value.contains("Accept")));
+        assert!(varies, "{accept:?}: Vary: Accept");
+        if !wants_page {
+            // Exactly today's answer: the seed flow's body beside the header.
+            assert_eq!(answer.json()["x402Version"], 1, "{accept:?}");
+            assert_eq!(
+                answer.json()["accepts"][0]["extra"]["invoice"],
+                answer.invoice()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_carrying_a_payment_or_not_a_get_keeps_the_json_answer() {
+    let shop = shop(|layer| layer);
+    let post = Request::post("/infer")
+        .header("accept", NAVIGATION)
+        .body(Body::empty())
+        .expect("request");
+    let answer = send(&shop.app, post).await;
+    assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED);
+    assert!(!answer.is_page());
+
+    let paying = get_with(
+        "/weather",
+        &[
+            ("accept", NAVIGATION),
+            ("payment-signature", "bm90IGpzb24="),
+        ],
+    );
+    let answer = send(&shop.app, paying).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(!answer.is_page());
+
+    let head = Request::head("/weather")
+        .header("accept", NAVIGATION)
+        .body(Body::empty())
+        .expect("request");
+    let answer = send(&shop.app, head).await;
+    assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED);
+    assert!(answer.is_page(), "HEAD answers with the page's headers");
+    assert!(answer.header("payment-required").is_some());
+}
+
+#[tokio::test]
+async fn layers_and_routes_choose_their_page() {
+    // A route without one.
+    let shop_ = shop(|layer| layer);
+    let answer = send(&shop_.app, get_with("/api", &[("accept", NAVIGATION)])).await;
+    assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED);
+    assert!(!answer.is_page());
+
+    // A layer without one.
+    let off = shop(X402LayerBuilder::no_paywall);
+    let answer = send(&off.app, get_with("/weather", &[("accept", NAVIGATION)])).await;
+    assert!(!answer.is_page());
+    assert!(
+        answer.headers.get("vary").is_none(),
+        "no page, no Vary: Accept"
+    );
+
+    // The seed flow alone: nothing a browser can pay.
+    let v1 = shop(|layer| layer.flows(Flows::V1));
+    let answer = send(&v1.app, get_with("/weather", &[("accept", NAVIGATION)])).await;
+    assert!(!answer.is_page());
+
+    // A route's own page on a layer without one.
+    let clock = ManualClock::starting_now();
+    let mock = MockFacilitator::builder().clock(clock.clone()).build();
+    let layer = X402Layer::builder(mock, Network::Regtest)
+        .public_base_url(ORIGIN)
+        .clock(clock)
+        .no_paywall()
+        .route(
+            "GET /weather",
+            PriceTag::fixed(Price::sats(10)).paywall(Paywall::new().title("Route's own")),
+        )
+        .build()
+        .expect("layer");
+    let app = Router::new()
+        .route("/weather", get(|| async { "sunny" }))
+        .layer(layer);
+    let answer = send(&app, get_with("/weather", &[("accept", NAVIGATION)])).await;
+    assert!(answer.is_page());
+    assert!(
+        answer.body.contains("<title>Route&#39;s own</title>"),
+        "{}",
+        answer.body
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The page
+
+#[tokio::test]
+async fn the_page_offers_the_invoice_of_the_header_and_its_challenge() {
+    let shop =
+        shop(|layer| layer.paywall(Paywall::new().title("Weather <now>").operator("Ann & Co")));
+    let answer = page(&shop).await;
+    let invoice = answer.invoice();
+    assert!(
+        answer.body.contains(&format!(
+            "readonly rows=\"5\" aria-label=\"Lightning invoice\">{invoice}</textarea>"
+        )),
+        "the invoice text"
+    );
+    assert!(
+        answer
+            .body
+            .contains(&format!("href=\"lightning:{invoice}\""))
+    );
+    let challenge = serde_json::to_value(answer.challenge()).expect("JSON");
+    assert_eq!(
+        answer.data_block("x402-challenge"),
+        challenge,
+        "the header's challenge"
+    );
+    assert_eq!(challenge["resource"]["url"], format!("{ORIGIN}/weather"));
+    // Price in sat, and in msat when not whole; texts escaped.
+    assert!(
+        answer
+            .body
+            .contains("<strong id=\"price\">10.5 sat</strong> <small>(10,500 msat)</small>")
+    );
+    assert!(answer.body.contains("<title>Weather &lt;now&gt;</title>"));
+    assert!(answer.body.contains("Sold by Ann &amp; Co"));
+    assert!(
+        answer
+            .body
+            .contains("Today&#39;s &lt;weather&gt; &amp; more")
+    );
+    // One invoice minted for the challenge.
+    assert_eq!(shop.mock.calls_to(FacilitatorCall::Requirements).len(), 1);
+    let facts = answer.data_block("x402-paywall");
+    assert_eq!(facts["expiresIn"], 60);
+    let decoded = x402_lightning::lnbtc::invoice::decode(&invoice).expect("invoice");
+    assert_eq!(
+        facts["paymentHash"],
+        bitcoin::hex::DisplayHex::to_lower_hex_string(&decoded.payment_hash[..])
+    );
+}
+
+#[tokio::test]
+async fn the_policy_allows_exactly_the_pages_own_script_and_style() {
+    let shop = shop(|layer| layer);
+    let answer = page(&shop).await;
+    let policy = answer.header("content-security-policy").expect("a CSP");
+    for directive in [
+        "default-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(directive), "{directive} in {policy}");
+    }
+    assert!(!policy.contains("unsafe"), "{policy}");
+    assert!(!policy.contains('*'), "{policy}");
+    let script_src = directive(policy, "script-src");
+    let hashes = |tag: &str| -> Vec<String> {
+        let open = format!("<{tag}>");
+        answer
+            .body
+            .match_indices(&open)
+            .map(|(at, _)| {
+                let start = at + open.len();
+                let end = start
+                    + answer.body[start..]
+                        .find(&format!("</{tag}>"))
+                        .expect("closed");
+                let digest = sha256::Hash::hash(answer.body[start..end].as_bytes()).to_byte_array();
+                format!(
+                    "'sha256-{}'",
+                    base64::engine::general_purpose::STANDARD.encode(digest)
+                )
+            })
+            .collect()
+    };
+    let scripts = hashes("script");
+    assert_eq!(scripts.len(), 1, "one executable script");
+    assert_eq!(script_src, format!("script-src {}", scripts[0]));
+    let styles = hashes("style");
+    assert_eq!(styles.len(), 1);
+    assert!(directive(policy, "style-src").contains(&styles[0]));
+    // Every other script element is a data block, which no browser runs.
+    let data_blocks = answer
+        .body
+        .matches("<script type=\"application/json\"")
+        .count();
+    assert_eq!(answer.body.matches("<script").count(), data_blocks + 1);
+    let handlers: Vec<_> = answer
+        .body
+        .match_indices(" on")
+        .map(|(at, _)| &answer.body[at + 1..])
+        .filter(|rest| {
+            let name: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
+            rest[name.len()..].starts_with('=')
+        })
+        .collect();
+    assert!(handlers.is_empty(), "no inline event handler: {handlers:?}");
+    assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(answer.header("referrer-policy"), Some("no-referrer"));
+}
+
+fn directive<'a>(policy: &'a str, name: &str) -> &'a str {
+    policy
+        .split(';')
+        .map(str::trim)
+        .find(|directive| directive.starts_with(name))
+        .unwrap_or_else(|| panic!("{name} in {policy}"))
+}
+
+#[tokio::test]
+async fn the_page_loads_nothing_from_elsewhere() {
+    let shop = shop(|layer| layer);
+    let answer = page(&shop).await;
+    // Outside the JSON data (the challenge names the resource's own URL), no URL at all.
+    let mut markup = answer.body.clone();
+    while let Some(start) = markup.find("<script type=\"application/json\"") {
+        let end = start + markup[start..].find("</script>").expect("closed") + "</script>".len();
+        markup.replace_range(start..end, "");
+    }
+    for needle in [
+        "http:", "https:", "src=", "url(", "@import", "<link", "<iframe", "<img", "<object",
+        "<embed", "<base",
+    ] {
+        let found: Vec<_> = markup
+            .match_indices(needle)
+            .map(|(at, _)| &markup[at.saturating_sub(40)..(at + 40).min(markup.len())])
+            .collect();
+        assert!(found.is_empty(), "{needle}: {found:?}");
+    }
+    let hrefs: Vec<_> = markup
+        .match_indices("href=\"")
+        .map(|(at, _)| &markup[at + 6..at + 16])
+        .collect();
+    assert_eq!(hrefs, ["lightning:"], "the only link opens a wallet");
+}
+
+#[tokio::test]
+async fn the_qr_code_decodes_to_the_invoice() {
+    let shop = shop(|layer| layer);
+    let answer = page(&shop).await;
+    let start = answer.body.find("<svg").expect("an inline SVG");
+    let end = start + answer.body[start..].find("</svg>").expect("closed");
+    let svg = &answer.body[start..end];
+    let decoded = decode_qr_svg(svg);
+    assert_eq!(
+        decoded,
+        format!("LIGHTNING:{}", answer.invoice().to_uppercase())
+    );
+}
+
+/// Reads the page's QR code back: its path of horizontal runs (`M{x} {y}h{run}v1h-{run}z`)
+/// drawn onto a grey image four pixels a module, then decoded by `rqrr`.
+fn decode_qr_svg(svg: &str) -> String {
+    let view_box = svg.split("viewBox=\"0 0 ").nth(1).expect("a viewBox");
+    let size: usize = view_box
+        .split(' ')
+        .next()
+        .expect("size")
+        .parse()
+        .expect("a number");
+    let path = svg
+        .split(" d=\"")
+        .nth(1)
+        .expect("a path")
+        .split('"')
+        .next()
+        .expect("its data");
+    let mut dark = vec![false; size * size];
+    for run in path.split('M').filter(|run| !run.is_empty()) {
+        let (x, rest) = run.split_once(' ').expect("x y");
+        let (y, rest) = rest.split_once('h').expect("a run");
+        let length = rest.split('v').next().expect("length");
+        let (x, y, length): (usize, usize, usize) = (
+            x.parse().unwrap(),
+            y.parse().unwrap(),
+            length.parse().unwrap(),
+        );
+        for module in x..x + length {
+            dark[y * size + module] = true;
+        }
+    }
+    const SCALE: usize = 4;
+    let mut image =
+        rqrr::PreparedImage::prepare_from_greyscale(size * SCALE, size * SCALE, |x, y| {
+            if dark[(y / SCALE) * size + x / SCALE] {
+                0
+            } else {
+                255
+            }
+        });
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code");
+    let (_, content) = grids[0].decode().expect("it decodes");
+    content
+}
+
+#[tokio::test]
+async fn without_javascript_the_page_still_shows_the_invoice_and_says_why_to_turn_it_on() {
+    let shop = shop(|layer| layer);
+    let answer = page(&shop).await;
+    // Server-rendered: the QR code, the price, the invoice, the expiry.
+    assert!(answer.body.contains("<figure id=\"qr\"><svg"));
+    assert!(answer.body.contains(">10.5 sat<"));
+    assert!(answer.body.contains(&answer.invoice()));
+    assert!(answer.body.contains("<span id=\"countdown\">60 s</span>"));
+    assert!(answer.body.contains("<noscript>"));
+    // The buttons that need the script stay hidden without it.
+    for id in ["pay-webln", "copy", "reload"] {
+        assert!(answer.body.contains(&format!("id=\"{id}\" hidden")), "{id}");
+    }
+    assert!(answer.body.contains(">Pay with a browser wallet</button>"));
+    assert!(
+        answer
+            .body
+            .contains("name=\"viewport\" content=\"width=device-width, initial-scale=1\"")
+    );
+}
+
+#[tokio::test]
+async fn a_render_hook_draws_its_own_page_from_the_challenge() {
+    let shop = shop(|layer| {
+        layer.paywall(
+            Paywall::new()
+                .render(|page: &PaywallPage<'_>| {
+                    format!(
+                        "<!doctype html><h1>{}</h1><p id=\"hash\">{}</p><p>{} {}</p>{}",
+                        x402_lightning::paywall::escape_html(&page.price_text()),
+                        page.payment_hash_hex(),
+                        page.network(),
+                        page.expires_in_secs(),
+                        page.unlocking_elements(),
+                    )
+                })
+                .content_security_policy("default-src 'none'"),
+        )
+    });
+    let answer = page(&shop).await;
+    assert!(
+        answer.body.starts_with("<!doctype html><h1>10.5 sat</h1>"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer
+            .body
+            .contains(&format!("<p id=\"hash\">{}</p>", payment_hash_of(&answer)))
+    );
+    assert!(answer.body.contains("lightning-regtest 60"));
+    assert_eq!(
+        answer.header("content-security-policy"),
+        Some("default-src 'none'")
+    );
+    assert!(answer.header("payment-required").is_some());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The poll, and the paid request it leads to
+
+#[tokio::test]
+async fn a_page_learns_its_invoice_was_paid_and_its_preimage_unlocks_the_route() {
+    let shop = shop(|layer| layer);
+    let page = page(&shop).await;
+    let hash = payment_hash_of(&page);
+
+    let open = poll(&shop, &hash).await;
+    assert_eq!(open.status, StatusCode::OK);
+    assert_eq!(open.json(), json!({"paymentHash": hash, "state": "open"}));
+    assert_eq!(open.header("cache-control"), Some("no-store"));
+
+    // Paid from another wallet.
+    let paid = shop
+        .mock
+        .pay_invoice(&page.invoice())
+        .expect("the mock pays");
+    shop.clock.advance(Duration::from_secs(1));
+    let answer = poll(&shop, &hash).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.json(),
+        json!({"paymentHash": hash, "state": "paid", "preimage": paid.preimage})
+    );
+    let preimage = <[u8; 32]>::from_hex(&paid.preimage).expect("hex");
+    assert_eq!(
+        bitcoin::hex::DisplayHex::to_lower_hex_string(
+            &sha256::Hash::hash(&preimage).to_byte_array()[..]
+        ),
+        hash
+    );
+
+    // What the page's script sends: the challenge it carries, accepted, with the preimage.
+    let challenge = page.data_block("x402-challenge");
+    let payment = json!({
+        "x402Version": 2,
+        "resource": challenge["resource"],
+        "accepted": challenge["accepts"][0],
+        "payload": {"preimage": paid.preimage},
+    });
+    let signature = base64::engine::general_purpose::STANDARD.encode(payment.to_string());
+    let served = send(
+        &shop.app,
+        get_with("/weather", &[("payment-signature", &signature)]),
+    )
+    .await;
+    assert_eq!(served.status, StatusCode::OK, "{}", served.body);
+    assert_eq!(served.json(), json!({"conditions": "sunny"}));
+    assert!(served.header("payment-response").is_some());
+
+    // Once: the same proof again is refused.
+    let again = send(
+        &shop.app,
+        get_with("/weather", &[("payment-signature", &signature)]),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::PAYMENT_REQUIRED);
+}
+
+#[tokio::test]
+async fn polls_ask_the_receiver_at_most_once_a_second() {
+    let shop = shop(|layer| layer);
+    let hash = payment_hash_of(&page(&shop).await);
+    for _ in 0..5 {
+        assert_eq!(poll(&shop, &hash).await.json()["state"], "open");
+    }
+    assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 1);
+    shop.clock.advance(Duration::from_secs(1));
+    assert_eq!(poll(&shop, &hash).await.json()["state"], "open");
+    assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 2);
+}
+
+#[tokio::test]
+async fn an_expired_invoice_polls_expired() {
+    let shop = shop(|layer| layer.clock_skew(Duration::from_secs(5)));
+    let hash = payment_hash_of(&page(&shop).await);
+    // Past its expiry the receiver is still asked (a payment may have landed at the end)...
+    shop.clock.advance(Duration::from_secs(61));
+    assert_eq!(poll(&shop, &hash).await.json()["state"], "expired");
+    assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 1);
+    // ...and past the skew, no one is.
+    shop.clock.advance(Duration::from_secs(5));
+    assert_eq!(poll(&shop, &hash).await.json()["state"], "expired");
+    assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 1);
+}
+
+#[tokio::test]
+async fn only_invoices_offered_on_a_page_here_can_be_polled() {
+    let shop = shop(|layer| layer);
+    // An API client's 402: its invoice was never on a page.
+    let api = send(
+        &shop.app,
+        get_with("/weather", &[("accept", "application/json")]),
+    )
+    .await;
+    let decoded = x402_lightning::lnbtc::invoice::decode(&api.invoice()).expect("invoice");
+    let hash = bitcoin::hex::DisplayHex::to_lower_hex_string(&decoded.payment_hash[..]);
+    let answer = poll(&shop, &hash).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert!(answer.json()["error"].is_string());
+
+    for bad in [
+        "",
+        "abc",
+        &hash.to_uppercase(),
+        &format!("{hash}0"),
+        &"zz".repeat(32),
+    ] {
+        let answer = poll(&shop, bad).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    let page_hash = payment_hash_of(&page(&shop).await);
+    let twice = Request::get("/weather")
+        .header(POLL, &page_hash)
+        .header(POLL, &page_hash)
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(send(&shop.app, twice).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 0);
+}
+
+/// A receiver of the test's: mints through the mock, and answers invoice states as told.
+struct TestReceiver {
+    mock: MockFacilitator,
+    status: Option<fn(&[u8; 32]) -> Result<Option<InvoiceStatus>, ReceiverError>>,
+}
+
+impl Receiver for TestReceiver {
+    async fn create_invoice(&self, request: &InvoiceRequest) -> Result<String, ReceiverError> {
+        self.mock.create_invoice(request).await
+    }
+
+    async fn invoice_status(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<InvoiceStatus>, ReceiverError> {
+        match self.status {
+            Some(answer) => answer(hash),
+            None => Err(ReceiverError::Unsupported),
+        }
+    }
+}
+
+async fn poll_through(
+    status: Option<fn(&[u8; 32]) -> Result<Option<InvoiceStatus>, ReceiverError>>,
+) -> Answer {
+    let mock = MockFacilitator::new();
+    let shop = shop(|layer| layer.receiver(TestReceiver { mock, status }));
+    let hash = payment_hash_of(&page(&shop).await);
+    poll(&shop, &hash).await
+}
+
+#[tokio::test]
+async fn a_receiver_that_cannot_tell_makes_the_poll_501() {
+    let answer = poll_through(None).await;
+    assert_eq!(answer.status, StatusCode::NOT_IMPLEMENTED);
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("browser wallet"))
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_does_not_know_the_invoice_makes_the_poll_404() {
+    let answer = poll_through(Some(|_| Ok(None))).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_receiver_reporting_a_preimage_that_does_not_hash_is_502() {
+    let answer = poll_through(Some(|hash| {
+        Ok(Some(InvoiceStatus {
+            payment_hash: bitcoin::hex::DisplayHex::to_lower_hex_string(&hash[..]),
+            state: InvoiceState::Paid,
+            preimage: Some("11".repeat(32)),
+        }))
+    }))
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    assert!(!answer.body.contains(&"11".repeat(32)), "never echoed");
+}
+
+#[tokio::test]
+async fn a_receiver_failure_makes_the_poll_502_and_the_page_asks_again() {
+    let answer = poll_through(Some(|_| {
+        Err(ReceiverError::Failed {
+            message: "down".into(),
+            timed_out: false,
+        })
+    }))
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    let answer = poll_through(Some(|_| {
+        Err(ReceiverError::Failed {
+            message: "slow".into(),
+            timed_out: true,
+        })
+    }))
+    .await;
+    assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[tokio::test]
+async fn a_poll_on_a_free_route_reaches_its_handler_untouched() {
+    let shop = shop(|layer| layer);
+    let app = Router::new()
+        .route("/free", get(|| async { "free" }))
+        .merge(shop.app.clone());
+    let answer = send(&app, get_with("/free", &[(POLL, &"00".repeat(32))])).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, "free");
+}
