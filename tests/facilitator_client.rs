@@ -710,7 +710,7 @@ async fn each_call(
                 .invoice
                 .parse()
                 .expect("the mock mints valid invoices");
-            let hash = *invoice.payment_hash().as_ref();
+            let hash = bitcoin::hashes::Hash::to_byte_array(*invoice.payment_hash());
             facilitator.invoice_status(&hash).await.map(drop)
         }
     }

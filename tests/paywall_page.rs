@@ -354,7 +354,7 @@ async fn the_policy_allows_exactly_the_pages_own_script_and_style() {
                     + answer.body[start..]
                         .find(&format!("</{tag}>"))
                         .expect("closed");
-                let digest = sha256::Hash::hash(answer.body[start..end].as_bytes()).to_byte_array();
+                let digest = sha256::Hash::hash(&answer.body.as_bytes()[start..end]).to_byte_array();
                 format!(
                     "'sha256-{}'",
                     base64::engine::general_purpose::STANDARD.encode(digest)
@@ -665,10 +665,13 @@ async fn only_invoices_offered_on_a_page_here_can_be_polled() {
     assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 0);
 }
 
+/// What a test receiver answers about an invoice.
+type StatusAnswer = fn(&[u8; 32]) -> Result<Option<InvoiceStatus>, ReceiverError>;
+
 /// A receiver of the test's: mints through the mock, and answers invoice states as told.
 struct TestReceiver {
     mock: MockFacilitator,
-    status: Option<fn(&[u8; 32]) -> Result<Option<InvoiceStatus>, ReceiverError>>,
+    status: Option<StatusAnswer>,
 }
 
 impl Receiver for TestReceiver {
@@ -687,9 +690,7 @@ impl Receiver for TestReceiver {
     }
 }
 
-async fn poll_through(
-    status: Option<fn(&[u8; 32]) -> Result<Option<InvoiceStatus>, ReceiverError>>,
-) -> Answer {
+async fn poll_through(status: Option<StatusAnswer>) -> Answer {
     let mock = MockFacilitator::new();
     let shop = shop(|layer| layer.receiver(TestReceiver { mock, status }));
     let hash = payment_hash_of(&page(&shop).await);

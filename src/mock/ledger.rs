@@ -13,6 +13,7 @@ use lightning_invoice::Bolt11Invoice;
 use serde_json::Value;
 
 use crate::network::Network;
+use crate::receiver::{InvoiceState, InvoiceStatus};
 use crate::types::reason;
 use crate::v1::verify::{self, Authorization, RecordedInvoice};
 
@@ -39,8 +40,26 @@ struct InvoiceRecord {
     amount_msat: u64,
     expires_at: Duration,
     preimage: [u8; 32],
-    /// Paid: by a `/settle` of the seed flow, or over Lightning ([`Ledger::pay_invoice`]).
-    paid: bool,
+    standing: Standing,
+}
+
+/// Whether and how an invoice minted here was paid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    /// Not paid.
+    Open,
+    /// Paid over the mock's Lightning network ([`Ledger::pay_invoice`]): its preimage was
+    /// released to the payer.
+    PaidOverLightning,
+    /// Paid inside the books by a `/settle` of the seed flow: its preimage was never released,
+    /// and the Lightning invoice can no longer be paid (a facilitator cancels it).
+    SettledInBooks,
+}
+
+impl InvoiceRecord {
+    fn is_paid(&self) -> bool {
+        self.standing != Standing::Open
+    }
 }
 
 /// The mutable books: invoices minted, balances, and the `lnbtc` replay set.
@@ -85,7 +104,7 @@ impl Ledger {
             amount_msat: invoice.amount_milli_satoshis().unwrap_or(0),
             expires_at: invoice.expires_at().unwrap_or(Duration::MAX),
             preimage,
-            paid: false,
+            standing: Standing::Open,
         };
         self.invoices
             .insert(invoice.payment_hash().to_byte_array(), record);
@@ -107,10 +126,10 @@ impl Ledger {
         if now >= record.expires_at {
             return Err(PayError::Expired);
         }
-        if record.paid {
+        if record.is_paid() {
             return Err(PayError::AlreadyPaid);
         }
-        record.paid = true;
+        record.standing = Standing::PaidOverLightning;
         Ok(LightningPayment {
             preimage: record.preimage.to_lower_hex_string(),
             payment_hash: payment_hash.to_lower_hex_string(),
@@ -135,7 +154,29 @@ impl Ledger {
     pub(crate) fn is_paid(&self, payment_hash: &[u8; 32]) -> bool {
         self.invoices
             .get(payment_hash)
-            .is_some_and(|record| record.paid)
+            .is_some_and(InvoiceRecord::is_paid)
+    }
+
+    /// Where the invoice of `payment_hash` stands, as `GET /invoices/{paymentHash}` reports it;
+    /// `None` for an invoice not minted here. Its preimage only once it was paid over
+    /// Lightning: one the seed flow settled inside the books is reported cancelled, since its
+    /// preimage was never released and the Lightning invoice can no longer be paid. An unpaid
+    /// invoice stays open after its expiry, as on a node that does not cancel expired invoices.
+    pub(crate) fn invoice_status(&self, payment_hash: &[u8; 32]) -> Option<InvoiceStatus> {
+        let record = self.invoices.get(payment_hash)?;
+        let (state, preimage) = match record.standing {
+            Standing::Open => (InvoiceState::Open, None),
+            Standing::PaidOverLightning => (
+                InvoiceState::Paid,
+                Some(record.preimage.to_lower_hex_string()),
+            ),
+            Standing::SettledInBooks => (InvoiceState::Cancelled, None),
+        };
+        Some(InvoiceStatus {
+            payment_hash: payment_hash.to_lower_hex_string(),
+            state,
+            preimage,
+        })
     }
 
     /// Steps 6–11 against the books: recorded here, amount, payee, expiry (the mock allows
@@ -160,7 +201,7 @@ impl Ledger {
         if now >= record.expires_at {
             return Err(request.reject(reason::PAYMENT_EXPIRED));
         }
-        if record.paid {
+        if record.is_paid() {
             return Err(request.reject(reason::DUPLICATE_SETTLEMENT));
         }
         if self.balance(&request.payer) < record.amount_msat {
@@ -180,11 +221,71 @@ impl Ledger {
         let amount_msat = self.check(request, node_id, now)?;
         let payment_hash = request.decoded.payment_hash;
         if let Some(record) = self.invoices.get_mut(&payment_hash) {
-            record.paid = true;
+            record.standing = Standing::SettledInBooks;
         }
         if let Some(balance) = self.balances.get_mut(&request.payer) {
             *balance = balance.saturating_sub(amount_msat);
         }
         Ok(payment_hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::node::{InvoiceSpec, MockNode};
+
+    /// Books holding one fresh invoice; its payment hash and preimage.
+    fn books_with_one_invoice() -> (Ledger, String, [u8; 32], [u8; 32]) {
+        let minted = MockNode::random()
+            .mint(&InvoiceSpec::new(Network::Regtest, 10_000))
+            .unwrap();
+        let mut ledger = Ledger::default();
+        ledger.record_invoice(&minted.invoice, minted.preimage);
+        let payment_hash = minted.invoice.payment_hash().to_byte_array();
+        (
+            ledger,
+            minted.invoice.to_string(),
+            payment_hash,
+            minted.preimage,
+        )
+    }
+
+    #[test]
+    fn an_invoice_is_open_until_paid_over_lightning_then_paid_with_its_preimage() {
+        let (mut ledger, invoice, payment_hash, preimage) = books_with_one_invoice();
+        let open = ledger.invoice_status(&payment_hash).unwrap();
+        assert_eq!(open.payment_hash, payment_hash.to_lower_hex_string());
+        assert_eq!((open.state, open.preimage), (InvoiceState::Open, None));
+
+        let now = crate::invoice::unix_now();
+        ledger.pay_invoice(&payment_hash, &invoice, now).unwrap();
+        let paid = ledger.invoice_status(&payment_hash).unwrap();
+        assert_eq!(paid.state, InvoiceState::Paid);
+        assert_eq!(paid.preimage, Some(preimage.to_lower_hex_string()));
+    }
+
+    #[test]
+    fn an_invoice_the_seed_flow_settled_is_cancelled_without_its_preimage() {
+        let (mut ledger, invoice, payment_hash, _) = books_with_one_invoice();
+        if let Some(record) = ledger.invoices.get_mut(&payment_hash) {
+            record.standing = Standing::SettledInBooks;
+        }
+        let status = ledger.invoice_status(&payment_hash).unwrap();
+        assert_eq!(
+            (status.state, status.preimage),
+            (InvoiceState::Cancelled, None)
+        );
+        let now = crate::invoice::unix_now();
+        assert_eq!(
+            ledger.pay_invoice(&payment_hash, &invoice, now),
+            Err(PayError::AlreadyPaid)
+        );
+    }
+
+    #[test]
+    fn an_invoice_not_minted_here_has_no_status() {
+        let (ledger, _, _, _) = books_with_one_invoice();
+        assert!(ledger.invoice_status(&[7; 32]).is_none());
     }
 }

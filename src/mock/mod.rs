@@ -1,9 +1,9 @@
 //! A mock facilitator and a test wallet, for this crate's tests and for yours (feature `mock`).
 //!
-//! [`MockFacilitator`] answers the four calls of the [wire contract](crate::protocol) in
-//! process, as a [`Facilitator`] for `tower::ServiceExt::oneshot` tests
-//! ([`MockFacilitator::new`]), or as a real axum HTTP server on `127.0.0.1:0`
-//! ([`MockFacilitator::start`]), with one state either way. It mints real, signed BOLT11
+//! [`MockFacilitator`] answers the four calls of the [wire contract](crate::protocol) and this
+//! project's `GET /invoices/{paymentHash}` in process, as a [`Facilitator`] for
+//! `tower::ServiceExt::oneshot` tests ([`MockFacilitator::new`]), or as a real axum HTTP server
+//! on `127.0.0.1:0` ([`MockFacilitator::start`]), with one state either way. It mints real, signed BOLT11
 //! invoices with its own node key (`payTo` is that key), verifies client authorizations as the
 //! wire contract describes, settles each invoice at most once, keeps per-client balances,
 //! records every call, and injects [`Fault`]s on demand. [`TestWallet`] is the matching client
@@ -15,6 +15,12 @@
 //! returns the preimage, and `/settle` of x402 version 2 checks the proof with
 //! [`lnbtc::settle`](crate::lnbtc::settle) and records its payment hash once. It is also a
 //! [`Receiver`].
+//!
+//! For the browser paywall, `GET /invoices/{paymentHash}` ([`Facilitator::invoice_status`],
+//! [`Receiver::invoice_status`]) reports where an invoice it minted stands: `open` until paid,
+//! `paid` with its preimage once paid over its Lightning network, `cancelled` once the seed
+//! flow's `/settle` paid it inside the books (its preimage never left the mock); 404 for an
+//! invoice it did not mint, 400 for a path that is not 64 lowercase hex.
 //!
 //! ```
 //! use x402_lightning::mock::{MockFacilitator, TestWallet};
@@ -54,13 +60,16 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use bitcoin::hashes::Hash as _;
+use bitcoin::hex::DisplayHex as _;
 use bitcoin::secp256k1::PublicKey;
 use http::{HeaderMap, StatusCode};
 use lightning_invoice::Bolt11Invoice;
 use tokio::task::JoinHandle;
 
 use crate::lnbtc::types as lnbtc;
-use crate::receiver::{FacilitatorReceiver, InvoiceRequest, Receiver, ReceiverError};
+use crate::receiver::{
+    FacilitatorReceiver, InvoiceRequest, InvoiceStatus, Receiver, ReceiverError,
+};
 
 pub use self::fault::{Fault, InvoiceFault};
 pub use self::keys::InvalidSecretKey;
@@ -87,7 +96,10 @@ pub const DEFAULT_INVOICE_EXPIRY: Duration = Duration::from_secs(600);
 pub struct RecordedCall {
     /// Which call.
     pub call: FacilitatorCall,
-    /// The request body as received.
+    /// The path asked, e.g. `/verify`, or `/invoices/<paymentHash>` with the hash as received
+    /// (an in-process call's is the path an HTTP client would ask).
+    pub path: String,
+    /// The request body as received (empty for a `GET`).
     pub request_body: Bytes,
     /// The request headers.
     pub headers: HeaderMap,
@@ -441,12 +453,23 @@ impl MockFacilitator {
 }
 
 impl MockFacilitator {
-    /// One call answered in process: the request goes through JSON, the reply is read as
-    /// [`HttpFacilitator`](crate::HttpFacilitator) reads an HTTP reply. In-process calls need
-    /// no bearer token.
+    /// One call to its own path answered in process; see [`Self::call_in_process_at`].
     async fn call_in_process<T: serde::de::DeserializeOwned>(
         &self,
         call: FacilitatorCall,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<T, FacilitatorError> {
+        self.call_in_process_at(call, call.path().to_owned(), body)
+            .await
+    }
+
+    /// One call to `path` answered in process: the request goes through JSON, the reply is
+    /// read as [`HttpFacilitator`](crate::HttpFacilitator) reads an HTTP reply. In-process
+    /// calls need no bearer token.
+    async fn call_in_process_at<T: serde::de::DeserializeOwned>(
+        &self,
+        call: FacilitatorCall,
+        path: String,
         body: Option<&impl serde::Serialize>,
     ) -> Result<T, FacilitatorError> {
         let body = match body {
@@ -456,7 +479,7 @@ impl MockFacilitator {
         };
         let (status, reply) = self
             .shared
-            .exchange(call, true, HeaderMap::new(), body)
+            .exchange(call, true, path, HeaderMap::new(), body)
             .await;
         decode_reply(call, status, &reply)
     }
@@ -494,14 +517,31 @@ impl Facilitator for MockFacilitator {
         self.call_in_process(FacilitatorCall::Settle, Some(request))
             .await
     }
+
+    async fn invoice_status(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> Result<InvoiceStatus, FacilitatorError> {
+        let call = FacilitatorCall::Invoice;
+        let path = format!("{}/{}", call.path(), payment_hash.to_lower_hex_string());
+        self.call_in_process_at(call, path, None::<&()>).await
+    }
 }
 
-/// The mock as a [`Receiver`]: its `/requirements` (in process, with its faults and call
-/// record), whose node keeps each invoice's preimage for [`MockFacilitator::pay_invoice`].
+/// The mock as a [`Receiver`]: its `/requirements` and `/invoices/{paymentHash}` (in process,
+/// with their faults and call record), whose node keeps each invoice's preimage for
+/// [`MockFacilitator::pay_invoice`].
 impl Receiver for MockFacilitator {
     async fn create_invoice(&self, request: &InvoiceRequest) -> Result<String, ReceiverError> {
         FacilitatorReceiver(self.clone())
             .create_invoice(request)
             .await
+    }
+
+    async fn invoice_status(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> Result<Option<InvoiceStatus>, ReceiverError> {
+        crate::receiver::facilitator_invoice_status(self, payment_hash).await
     }
 }

@@ -1,5 +1,6 @@
 //! The mock facilitator's HTTP side: the four routes of the [wire contract](crate::protocol),
-//! fault injection and the call record around them.
+//! this project's `GET /invoices/{paymentHash}`, fault injection and the call record around
+//! them.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -11,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bitcoin::hashes::{Hash as _, sha256};
 use bitcoin::hex::DisplayHex as _;
-use http::StatusCode;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use http::{StatusCode, Uri};
 use serde_json::{Value, json};
 
 use super::RecordedCall;
@@ -88,6 +89,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/verify", post(verify))
         .route("/settle", post(settle))
         .route("/supported", get(supported))
+        .route("/invoices/{payment_hash}", get(invoice))
         .route("/pay", post(pay))
         .with_state(shared)
 }
@@ -137,23 +139,32 @@ async fn requirements(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared
-        .answer(FacilitatorCall::Requirements, headers, body)
-        .await
+    let call = FacilitatorCall::Requirements;
+    shared.answer(call, call.path(), headers, body).await
 }
 
 async fn verify(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    shared.answer(FacilitatorCall::Verify, headers, body).await
+    let call = FacilitatorCall::Verify;
+    shared.answer(call, call.path(), headers, body).await
 }
 
 async fn settle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    shared.answer(FacilitatorCall::Settle, headers, body).await
+    let call = FacilitatorCall::Settle;
+    shared.answer(call, call.path(), headers, body).await
 }
 
 async fn supported(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let call = FacilitatorCall::Supported;
     shared
-        .answer(FacilitatorCall::Supported, headers, Bytes::new())
+        .answer(call, call.path(), headers, Bytes::new())
         .await
+}
+
+/// `GET /invoices/{paymentHash}`: the path as received (its hash still percent-encoded, so that
+/// any segment reaches the honest answer, which refuses what is not a payment hash).
+async fn invoice(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap) -> Response {
+    let call = FacilitatorCall::Invoice;
+    shared.answer(call, uri.path(), headers, Bytes::new()).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Reply {
@@ -169,10 +180,18 @@ fn ok<T: serde::Serialize>(body: &T) -> Reply {
 }
 
 impl Shared {
-    /// Answers one HTTP call: authorization, faults, the honest answer, the record.
-    async fn answer(&self, call: FacilitatorCall, headers: HeaderMap, body: Bytes) -> Response {
+    /// Answers one HTTP call to `path`: authorization, faults, the honest answer, the record.
+    async fn answer(
+        &self,
+        call: FacilitatorCall,
+        path: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
         let authorized = self.authorized(&headers);
-        let (status, response_body) = self.exchange(call, authorized, headers, body).await;
+        let (status, response_body) = self
+            .exchange(call, authorized, path.to_owned(), headers, body)
+            .await;
         (
             status,
             [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
@@ -181,11 +200,13 @@ impl Shared {
             .into_response()
     }
 
-    /// Answers one call, over HTTP or in process: the status and body a client receives.
+    /// Answers one call to `path` (the call's own, or `/invoices/{paymentHash}`), over HTTP or
+    /// in process: the status and body a client receives.
     pub(crate) async fn exchange(
         &self,
         call: FacilitatorCall,
         authorized: bool,
+        path: String,
         headers: HeaderMap,
         body: Bytes,
     ) -> (StatusCode, Bytes) {
@@ -209,9 +230,9 @@ impl Shared {
                 Some(Fault::Garbage) => Reply::Garbage,
                 Some(Fault::Delay(delay)) => {
                     tokio::time::sleep(*delay).await;
-                    self.honest(call, &body, None)
+                    self.honest(call, &path, &body, None)
                 }
-                other => self.honest(call, &body, other.as_ref()),
+                other => self.honest(call, &path, &body, other.as_ref()),
             }
         };
 
@@ -228,6 +249,7 @@ impl Shared {
             }
             lock(&self.calls).push(RecordedCall {
                 call,
+                path,
                 request_body: body,
                 headers,
                 status,
@@ -250,8 +272,14 @@ impl Shared {
             .is_some_and(|given| given == token)
     }
 
-    /// The answer of an honest facilitator, bent by a call-specific fault.
-    fn honest(&self, call: FacilitatorCall, body: &[u8], fault: Option<&Fault>) -> Reply {
+    /// The answer of an honest facilitator to a call to `path`, bent by a call-specific fault.
+    fn honest(
+        &self,
+        call: FacilitatorCall,
+        path: &str,
+        body: &[u8],
+        fault: Option<&Fault>,
+    ) -> Reply {
         let served = *lock(&self.served);
         match call {
             FacilitatorCall::Requirements => {
@@ -286,8 +314,26 @@ impl Shared {
                 _ => self.settle(body),
             },
             FacilitatorCall::Supported => ok(&self.supported(served)),
-            // TODO(paywall helper): the mock's GET /invoices/{paymentHash}.
-            FacilitatorCall::Invoice => error(StatusCode::NOT_IMPLEMENTED, "not yet"),
+            FacilitatorCall::Invoice => self.invoice_status(path),
+        }
+    }
+
+    /// `GET /invoices/{paymentHash}`: where an invoice minted here stands (see
+    /// [`Ledger::invoice_status`]); 400 for a malformed hash, 404 for one not minted here.
+    fn invoice_status(&self, path: &str) -> Reply {
+        let asked = path
+            .strip_prefix(FacilitatorCall::Invoice.path())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or_default();
+        let Some(payment_hash) = parse_payment_hash(asked) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "paymentHash must be 64 lowercase hex characters",
+            );
+        };
+        match lock(&self.ledger).invoice_status(&payment_hash) {
+            Some(status) => ok(&status),
+            None => error(StatusCode::NOT_FOUND, "unknown invoice: not minted here"),
         }
     }
 
@@ -547,6 +593,12 @@ impl Shared {
 fn parse_payment_request(body: &[u8]) -> Result<Value, Reply> {
     serde_json::from_slice(body)
         .map_err(|err| error(StatusCode::BAD_REQUEST, format!("body is not JSON: {err}")))
+}
+
+/// A payment hash as the wire writes it: 64 lowercase hex characters (the same strict rule as a
+/// request hash's).
+fn parse_payment_hash(hex: &str) -> Option<[u8; 32]> {
+    RequestHash::from_hex(hex).map(|hash| hash.0)
 }
 
 /// Whether a `/settle` body speaks x402 version 2: the request and its payment both say so
