@@ -54,10 +54,11 @@ pub enum NodeKind {
              accounts, and `exact` on `lnbtc` (x402 v2) preimage proofs, settled once against a \
              durable store (SQLite or PostgreSQL), with invoices minted and withdrawals paid by a \
              Lightning node.",
-    after_help = "Routes: POST /requirements, /verify and /settle (bearer API key when keys are \
-                  set), GET /supported, GET /healthz, GET /metrics; accounts (seed flow): POST \
-                  /accounts/deposits, GET /accounts/deposits/{paymentHash}, GET \
-                  /accounts/{network}/{account} (signed), POST /accounts/withdrawals, GET \
+    after_help = "Routes: POST /requirements, GET /invoices/{paymentHash}, POST /verify and \
+                  /settle (bearer API key when keys are set), GET /supported, GET /healthz, GET \
+                  /metrics; accounts (seed flow): POST /accounts/deposits, GET \
+                  /accounts/deposits/{paymentHash}, GET /accounts/{network}/{account} (signed), \
+                  POST /accounts/withdrawals, GET \
                   /accounts/{network}/{account}/withdrawals/{paymentHash} (signed); POST /pay and \
                   /pay/external with the simulated node. Every option can also be given as its \
                   environment variable."

@@ -5,6 +5,8 @@
 //!   [replay store](store) shared by every instance: one proof, one success.
 //! - `POST /requirements` mints an invoice through the configured [Lightning node](node), bound
 //!   to the request hash it is given (the wire contract, `x402_lightning::protocol`), and checks it before handing it out.
+//! - `GET /invoices/{paymentHash}` reports where such an invoice stands, and its preimage once it
+//!   is paid over Lightning (`x402_lightning::receiver::InvoiceStatus`, for the browser paywall).
 //! - `GET /supported`, `GET /healthz`, `GET /metrics` (Prometheus text).
 //!
 //! The binary reads its [`Config`] from the environment; [`serve`] runs the service on a bound

@@ -75,7 +75,7 @@ fn valid_account(account: &str) -> bool {
 }
 
 /// A payment hash as the wire writes it: 64 lowercase hex.
-fn parse_payment_hash(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_payment_hash(text: &str) -> Option<[u8; 32]> {
     if text.len() != 64 || text.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }

@@ -1,6 +1,7 @@
 //! The HTTP service: its state ([`Service`]), router and JSON errors. Each route's handler
-//! lives in its own module ([`settle`], [`requirements`], [`pay`], and [`status`] for the
-//! read-only ones), the shared extractors in [`extract`], the server loop in [`serve`](mod@serve).
+//! lives in its own module ([`settle`], [`requirements`], [`invoices`], [`pay`], and [`status`]
+//! for the read-only ones), the shared extractors in [`extract`], the server loop in
+//! [`serve`](mod@serve).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 mod accounts;
 mod extract;
+mod invoices;
 mod pay;
 mod requirements;
 mod seed;
@@ -286,6 +288,7 @@ impl Service {
             .route("/settle", post(settle::settle))
             .route("/verify", post(seed::verify))
             .route("/requirements", post(requirements::requirements))
+            .route("/invoices/{payment_hash}", get(invoices::invoice_status))
             .route("/supported", get(status::supported))
             .route("/healthz", get(status::healthz))
             .route("/metrics", get(status::metrics));

@@ -78,11 +78,12 @@ pub(crate) async fn metrics(State(service): State<Arc<Service>>) -> Response {
 pub(crate) async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "no such route: POST /requirements, POST /verify, POST /settle, GET /supported, GET \
-         /healthz, GET /metrics; with the seed flow POST /accounts/deposits, GET \
-         /accounts/deposits/{paymentHash}, GET /accounts/{network}/{account}, POST \
-         /accounts/withdrawals, GET /accounts/{network}/{account}/withdrawals/{paymentHash}; with \
-         the simulated node POST /pay and POST /pay/external",
+        "no such route: POST /requirements, GET /invoices/{paymentHash}, POST /verify, POST \
+         /settle, GET /supported, GET /healthz, GET /metrics; with the seed flow POST \
+         /accounts/deposits, GET /accounts/deposits/{paymentHash}, GET \
+         /accounts/{network}/{account}, POST /accounts/withdrawals, GET \
+         /accounts/{network}/{account}/withdrawals/{paymentHash}; with the simulated node POST \
+         /pay and POST /pay/external",
     )
 }
 
