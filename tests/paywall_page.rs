@@ -354,7 +354,8 @@ async fn the_policy_allows_exactly_the_pages_own_script_and_style() {
                     + answer.body[start..]
                         .find(&format!("</{tag}>"))
                         .expect("closed");
-                let digest = sha256::Hash::hash(&answer.body.as_bytes()[start..end]).to_byte_array();
+                let digest =
+                    sha256::Hash::hash(&answer.body.as_bytes()[start..end]).to_byte_array();
                 format!(
                     "'sha256-{}'",
                     base64::engine::general_purpose::STANDARD.encode(digest)
@@ -407,8 +408,8 @@ async fn the_page_loads_nothing_from_elsewhere() {
         markup.replace_range(start..end, "");
     }
     for needle in [
-        "http:", "https:", "src=", "url(", "@import", "<link", "<iframe", "<img", "<object",
-        "<embed", "<base",
+        "http:", "https:", "src=", "url(", "@import", "<iframe", "<img", "<object", "<embed",
+        "<base",
     ] {
         let found: Vec<_> = markup
             .match_indices(needle)
@@ -416,11 +417,17 @@ async fn the_page_loads_nothing_from_elsewhere() {
             .collect();
         assert!(found.is_empty(), "{needle}: {found:?}");
     }
-    let hrefs: Vec<_> = markup
-        .match_indices("href=\"")
-        .map(|(at, _)| &markup[at + 6..at + 16])
+    let hrefs: Vec<&str> = markup
+        .split("href=\"")
+        .skip(1)
+        .map(|rest| rest.split(['"', ':']).next().unwrap_or_default())
         .collect();
-    assert_eq!(hrefs, ["lightning:"], "the only link opens a wallet");
+    assert_eq!(
+        hrefs,
+        ["data", "lightning"],
+        "an empty icon (no /favicon.ico request), and a link that opens a wallet"
+    );
+    assert_eq!(markup.matches("<link").count(), 1, "the icon only");
 }
 
 #[tokio::test]

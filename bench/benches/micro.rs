@@ -10,6 +10,10 @@
 //!   own signature check plus one payee recovery on a shared context; nothing in this crate's
 //!   build enables secp256k1's `rand-std`, so `Secp256k1::new` does not re-randomize.
 //!
+//! - `paywall`: a whole 402 through the layer in process (its invoice minted and signed by the
+//!   in-process mock, checked, offered), as JSON to an API client and as the paywall page to a
+//!   browser's navigation: the difference is what the page (its QR code above all) costs.
+//!
 //! Setup (a mock facilitator on loopback, a real invoice and payment) runs once, outside the
 //! measured loops. Run: `cargo bench -p x402-lightning-bench --bench micro` (under
 //! a minute).
@@ -180,11 +184,52 @@ fn invoice_checks(c: &mut Criterion, requirements: &PaymentRequirements, payee: 
     group.finish();
 }
 
+/// A whole 402 through the layer, in process: JSON for `application/json`, the page for a
+/// browser's navigation.
+fn paywall_page(c: &mut Criterion) {
+    use tower::ServiceExt as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let layer = x402_lightning::X402Layer::builder(MockFacilitator::new(), Network::Regtest)
+        .public_base_url("http://shop.test")
+        .route("GET /weather", Price::msat(PRICE_MSAT))
+        .build()
+        .expect("the layer builds");
+    let app = axum::Router::new()
+        .route("/weather", axum::routing::get(|| async { "sunny" }))
+        .layer(layer);
+    let challenge = |accept: &'static str| {
+        let app = app.clone();
+        let request = http::Request::get("/weather")
+            .header("accept", accept)
+            .body(axum::body::Body::empty())
+            .expect("a request");
+        runtime.block_on(async move {
+            let response = app.oneshot(request).await.expect("infallible");
+            assert_eq!(response.status(), http::StatusCode::PAYMENT_REQUIRED);
+            http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .expect("a body")
+                .to_bytes()
+        })
+    };
+    let navigation = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let page = challenge(navigation);
+    assert!(page.starts_with(b"<!doctype html>"), "the page");
+    let mut group = c.benchmark_group("paywall");
+    group.bench_function("json_402", |b| b.iter(|| challenge("application/json")));
+    group.bench_function("page_402", |b| b.iter(|| challenge(navigation)));
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let (requirements, wallet, payee) = mock_requirements();
     route_matching(c);
     header_decode(c, &requirements, &wallet);
     invoice_checks(c, &requirements, payee);
+    paywall_page(c);
 }
 
 criterion_group! {

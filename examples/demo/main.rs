@@ -34,8 +34,11 @@
 //! `GET /premium/{*path}` 250,000 msat, `POST /ai/infer` 5,000,000 msat (its body must be JSON
 //! `{"prompt": "..."}`, checked before any invoice is minted, so a rejected body is never paid
 //! for; an lnbtc payment for it binds its `content-type`). Every invoice expires after
-//! `maxTimeoutSeconds`, 60 s. CORS preflights are answered for any origin (a browser may pay
-//! from another site), and the payment headers are exposed to scripts.
+//! `maxTimeoutSeconds`, 60 s. A browser opening a priced route gets the paywall page: a QR code
+//! and a "Pay with a browser wallet" button; it shows what was bought once the invoice is paid
+//! (`POST /pay` of the embedded facilitator pays it as a wallet would). CORS preflights are
+//! answered for any origin (a browser may pay from another site), and the payment headers are
+//! exposed to scripts.
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -48,6 +51,7 @@ use serde_json::{Value, json};
 use tower::Layer as _;
 use x402_lightning::invoice::parse_node_id;
 use x402_lightning::layer::{IssuanceLimit, IssuanceRate};
+use x402_lightning::paywall::Paywall;
 use x402_lightning::{Flows, HttpFacilitator, Network, VerifiedPayment};
 
 use self::cors::cors;
@@ -138,7 +142,15 @@ async fn run() -> Result<(), Box<dyn Error>> {
         let node = parse_node_id(pay_to.trim()).map_err(|err| format!("X402_PAY_TO: {err}"))?;
         payments = payments.pay_to(node);
     }
-    payments = payments.flows(flows).public_base_url(&public_base_url);
+    payments = payments
+        .flows(flows)
+        .public_base_url(&public_base_url)
+        // A browser opening a priced route gets a page to pay it (on by default; named here).
+        .paywall(
+            Paywall::new()
+                .title("x402-lightning demo")
+                .operator("the x402-lightning demo shop"),
+        );
     if issuance_per_minute > 0 {
         // Every 402 mints an invoice at the facilitator: an unpaid flood must not mint without
         // bound. Per client (peer IP, from the connect info below) and in all.

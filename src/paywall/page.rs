@@ -145,25 +145,26 @@ impl PaywallPage<'_> {
 
     /// The invoice as a QR code, an inline `<svg>` element (the `lightning:` URI in upper case,
     /// which wallets read and which packs tighter), scaled by its container's width. Encoded by
-    /// the `qrcode` crate (error correction M); drawn as one path of horizontal runs, with a
+    /// the `fast_qr` crate (error correction M); drawn as one path of horizontal runs, with a
     /// quiet zone of four modules. Empty if the invoice is too long for a QR code.
     pub fn qr_svg(&self) -> String {
         const QUIET: usize = 4;
         let uri = format!("LIGHTNING:{}", self.invoice.to_ascii_uppercase());
-        let Ok(code) = qrcode::QrCode::with_error_correction_level(&uri, qrcode::EcLevel::M) else {
+        let Ok(code) = fast_qr::QRBuilder::new(uri.as_str())
+            .ecl(fast_qr::ECL::M)
+            .build()
+        else {
             return String::new();
         };
-        let width = code.width();
+        let width = code.size;
         let size = width + 2 * QUIET;
         let mut path = String::with_capacity(width * width);
-        for (y, row) in code.to_colors().chunks(width).enumerate() {
+        for y in 0..width {
+            let row = &code[y];
             let mut x = 0;
             while x < width {
-                if row[x] == qrcode::Color::Dark {
-                    let run = row[x..]
-                        .iter()
-                        .take_while(|color| **color == qrcode::Color::Dark)
-                        .count();
+                if row[x].value() {
+                    let run = row[x..].iter().take_while(|module| module.value()).count();
                     let _ = write!(path, "M{} {}h{run}v1h-{run}z", x + QUIET, y + QUIET);
                     x += run;
                 } else {
@@ -222,6 +223,7 @@ impl PaywallPage<'_> {
             "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
              <meta name=\"referrer\" content=\"no-referrer\">\n\
+             <link rel=\"icon\" href=\"data:,\">\n\
              <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n\
              <h1>{title}</h1>\n"
         );
@@ -250,8 +252,16 @@ impl PaywallPage<'_> {
         let invoice = escape_html(self.invoice);
         let _ = write!(
             html,
-            "</p>\n<p class=\"hint\">Pay this Lightning invoice with any wallet: scan the code, \
+            "</p>\n<p class=\"expiry\">This invoice expires in <span id=\"countdown\">{secs} s</span> \
+             (at {at} UTC).</p>\n\
+             <p id=\"status\" role=\"status\" aria-live=\"polite\"></p>\n\
+             <button type=\"button\" id=\"reload\" hidden>Reload for a new invoice</button>\n\
+             <div id=\"content\" hidden></div>\n\
+             <p class=\"hint\">Pay this Lightning invoice with any wallet: scan the code, \
              open it in a wallet, or copy it. This page unlocks by itself once it is paid.</p>\n\
+             <noscript><p class=\"hint\">JavaScript is off: this page shows the invoice, but \
+             needs JavaScript to show what you buy once it is paid. Turn it on before you \
+             pay.</p></noscript>\n\
              <figure id=\"qr\">{qr}</figure>\n\
              <div class=\"actions\">\n\
              <button type=\"button\" id=\"pay-webln\" hidden>Pay with a browser wallet</button>\n\
@@ -260,14 +270,6 @@ impl PaywallPage<'_> {
              </div>\n\
              <div class=\"invoice\"><textarea id=\"invoice\" readonly rows=\"5\" \
              aria-label=\"Lightning invoice\">{invoice}</textarea></div>\n\
-             <p class=\"expiry\">This invoice expires in <span id=\"countdown\">{secs} s</span> \
-             (at {at} UTC).</p>\n\
-             <p id=\"status\" role=\"status\" aria-live=\"polite\"></p>\n\
-             <noscript><p class=\"hint\">JavaScript is off: this page shows the invoice, but \
-             needs JavaScript to show what you buy once it is paid. Turn it on before you \
-             pay.</p></noscript>\n\
-             <button type=\"button\" id=\"reload\" hidden>Reload for a new invoice</button>\n\
-             <div id=\"content\" hidden></div>\n\
              {unlocking}\n</main>\n</body>\n</html>\n",
             qr = self.qr_svg(),
             secs = self.expires_in_secs,

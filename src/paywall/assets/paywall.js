@@ -258,7 +258,6 @@
   reload.addEventListener("click", () => location.reload());
 
   for (const id of ["copy", "pay-webln"]) $(id).hidden = false;
-  document.body.classList.add("scripted");
   say("Waiting for the payment…", "busy");
   tick();
   pollTimer = setTimeout(poll, POLL_FIRST_MS);
