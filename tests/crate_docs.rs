@@ -84,6 +84,10 @@ fn the_readme_links_to_doc_pages_and_sections_that_exist() {
                 assert!(lib.contains("pub mod client;"), "no module client");
                 read("src/client/mod.rs")
             }
+            ["paywall"] => {
+                assert!(lib.contains("pub mod paywall;"), "no module paywall");
+                read("src/paywall/mod.rs")
+            }
             ["guide"] => {
                 assert!(lib.contains("pub mod guide;"), "no module guide");
                 guides.clone()
