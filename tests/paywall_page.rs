@@ -137,8 +137,9 @@ async fn page(shop: &Shop) -> Answer {
     answer
 }
 
-async fn poll(shop: &Shop, hash: &str) -> Answer {
-    send(&shop.app, get_with("/weather", &[(POLL, hash)])).await
+/// The page's poll: `X402-Invoice-State: <the invoice>`.
+async fn poll(shop: &Shop, invoice: &str) -> Answer {
+    send(&shop.app, get_with("/weather", &[(POLL, invoice)])).await
 }
 
 fn payment_hash_of(answer: &Answer) -> String {
@@ -557,8 +558,9 @@ async fn a_page_learns_its_invoice_was_paid_and_its_preimage_unlocks_the_route()
     let shop = shop(|layer| layer);
     let page = page(&shop).await;
     let hash = payment_hash_of(&page);
+    let invoice = page.invoice();
 
-    let open = poll(&shop, &hash).await;
+    let open = poll(&shop, &invoice).await;
     assert_eq!(open.status, StatusCode::OK);
     assert_eq!(open.json(), json!({"paymentHash": hash, "state": "open"}));
     assert_eq!(open.header("cache-control"), Some("no-store"));
@@ -569,7 +571,7 @@ async fn a_page_learns_its_invoice_was_paid_and_its_preimage_unlocks_the_route()
         .pay_invoice(&page.invoice())
         .expect("the mock pays");
     shop.clock.advance(Duration::from_secs(1));
-    let answer = poll(&shop, &hash).await;
+    let answer = poll(&shop, &invoice).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
         answer.json(),
@@ -611,65 +613,195 @@ async fn a_page_learns_its_invoice_was_paid_and_its_preimage_unlocks_the_route()
 }
 
 #[tokio::test]
-async fn polls_ask_the_receiver_at_most_once_a_second() {
+async fn polls_ask_the_receiver_at_most_once_a_second_and_keep_its_last_answer() {
     let shop = shop(|layer| layer);
-    let hash = payment_hash_of(&page(&shop).await);
+    let invoice = page(&shop).await.invoice();
     for _ in 0..5 {
-        assert_eq!(poll(&shop, &hash).await.json()["state"], "open");
+        assert_eq!(poll(&shop, &invoice).await.json()["state"], "open");
     }
     assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 1);
     shop.clock.advance(Duration::from_secs(1));
-    assert_eq!(poll(&shop, &hash).await.json()["state"], "open");
+    let paid = shop.mock.pay_invoice(&invoice).expect("the mock pays");
+    assert_eq!(poll(&shop, &invoice).await.json()["preimage"], paid.preimage);
+    assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 2);
+    // A paid invoice stays paid: every poll after says so, without asking again.
+    for _ in 0..3 {
+        assert_eq!(poll(&shop, &invoice).await.json()["state"], "paid");
+    }
+    shop.clock.advance(Duration::from_secs(5));
+    assert_eq!(poll(&shop, &invoice).await.json()["preimage"], paid.preimage);
     assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 2);
 }
 
 #[tokio::test]
-async fn an_expired_invoice_polls_expired() {
+async fn an_invoice_is_open_until_its_proof_is_refused_then_expired() {
     let shop = shop(|layer| layer.clock_skew(Duration::from_secs(5)));
-    let hash = payment_hash_of(&page(&shop).await);
-    // Past its expiry the receiver is still asked (a payment may have landed at the end)...
+    let invoice = page(&shop).await.invoice();
+    // Past its end, a payment made in its last moments may still land: still asked, still open.
     shop.clock.advance(Duration::from_secs(61));
-    assert_eq!(poll(&shop, &hash).await.json()["state"], "expired");
+    assert_eq!(poll(&shop, &invoice).await.json()["state"], "open");
     assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 1);
-    // ...and past the skew, no one is.
+    // Past the skew its proof is refused: expired, without asking anyone.
     shop.clock.advance(Duration::from_secs(5));
-    assert_eq!(poll(&shop, &hash).await.json()["state"], "expired");
+    assert_eq!(poll(&shop, &invoice).await.json()["state"], "expired");
     assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 1);
 }
 
 #[tokio::test]
-async fn only_invoices_offered_on_a_page_here_can_be_polled() {
+async fn only_invoices_of_the_layers_receiver_can_be_polled() {
     let shop = shop(|layer| layer);
-    // An API client's 402: its invoice was never on a page.
+    // An API client's invoice is one of the receiver's: its holder may poll it.
     let api = send(
         &shop.app,
         get_with("/weather", &[("accept", "application/json")]),
     )
     .await;
-    let decoded = x402_lightning::lnbtc::invoice::decode(&api.invoice()).expect("invoice");
-    let hash = bitcoin::hex::DisplayHex::to_lower_hex_string(&decoded.payment_hash[..]);
-    let answer = poll(&shop, &hash).await;
-    assert_eq!(answer.status, StatusCode::NOT_FOUND);
-    assert!(answer.json()["error"].is_string());
+    assert_eq!(poll(&shop, &api.invoice()).await.json()["state"], "open");
 
-    for bad in [
-        "",
-        "abc",
-        &hash.to_uppercase(),
-        &format!("{hash}0"),
-        &"zz".repeat(32),
-    ] {
+    // Another node's invoice, with a request hash: not asked about.
+    let foreign = MockFacilitator::new()
+        .create_invoice(&InvoiceRequest {
+            network: Network::Regtest,
+            amount_msat: 10_500,
+            description_hash: Some([7; 32]),
+            expiry_secs: 60,
+            resource: format!("{ORIGIN}/weather"),
+            description: String::new(),
+            mime_type: String::new(),
+        })
+        .await
+        .expect("minted");
+    let answer = poll(&shop, &foreign).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.body);
+
+    // The receiver's own invoice for the seed flow alone (a text description): not a page's.
+    let ask = |description_hash| InvoiceRequest {
+        network: Network::Regtest,
+        amount_msat: 10_500,
+        description_hash,
+        expiry_secs: 60,
+        resource: format!("{ORIGIN}/weather"),
+        description: "weather".to_owned(),
+        mime_type: String::new(),
+    };
+    let v1_invoice = shop.mock.create_invoice(&ask(None)).await.expect("minted");
+    assert_eq!(poll(&shop, &v1_invoice).await.status, StatusCode::NOT_FOUND);
+    // The receiver's invoice on another network: not this layer's.
+    let testnet = MockFacilitator::builder().network(Network::Testnet).build();
+    let on_testnet = InvoiceRequest {
+        network: Network::Testnet,
+        ..ask(Some([7; 32]))
+    };
+    let other_network = testnet.create_invoice(&on_testnet).await.expect("minted");
+    assert_eq!(poll(&shop, &other_network).await.status, StatusCode::NOT_FOUND);
+
+    let hash = payment_hash_of(&page(&shop).await);
+    for bad in ["", "abc", hash.as_str(), "lnbcrt1junk", &"x".repeat(5_000)] {
         let answer = poll(&shop, bad).await;
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad:?}");
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad:.20}");
     }
-    let page_hash = payment_hash_of(&page(&shop).await);
+    let invoice = api.invoice();
     let twice = Request::get("/weather")
-        .header(POLL, &page_hash)
-        .header(POLL, &page_hash)
+        .header(POLL, &invoice)
+        .header(POLL, &invoice)
         .body(Body::empty())
         .expect("request");
     assert_eq!(send(&shop.app, twice).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        shop.mock.calls_to(FacilitatorCall::Invoice).len(),
+        1,
+        "only the receiver's own invoice was asked about"
+    );
+}
+
+#[tokio::test]
+async fn any_instance_answers_a_pages_poll() {
+    // Two instances behind one facilitator: the page from one, its polls through the other.
+    let clock = ManualClock::starting_now();
+    let mock = MockFacilitator::builder().clock(clock.clone()).build();
+    let instance = || {
+        X402Layer::builder(mock.clone(), Network::Regtest)
+            .public_base_url(ORIGIN)
+            .clock(clock.clone())
+            .route("GET /weather", Price::sats(10))
+            .build()
+            .expect("layer")
+    };
+    let (first, second) = (instance(), instance());
+    second.check_facilitator().await.expect("the mock answers");
+    let app = |layer| {
+        Router::new()
+            .route("/weather", get(|| async { "sunny" }))
+            .layer(layer)
+    };
+    let (first, second) = (app(first), app(second));
+    let page = send(&first, get_with("/weather", &[("accept", NAVIGATION)])).await;
+    assert!(page.is_page());
+    let paid = mock.pay_invoice(&page.invoice()).expect("paid");
+    let answer = send(&second, get_with("/weather", &[(POLL, &page.invoice())])).await;
+    assert_eq!(answer.json()["preimage"], paid.preimage);
+}
+
+#[tokio::test]
+async fn a_fresh_instance_that_does_not_know_its_receiver_yet_says_ask_again() {
+    let clock = ManualClock::starting_now();
+    let mock = MockFacilitator::builder().clock(clock.clone()).build();
+    let shop = shop(|layer| layer);
+    let invoice = page(&shop).await.invoice();
+    let layer = X402Layer::builder(mock, Network::Regtest)
+        .public_base_url(ORIGIN)
+        .clock(clock)
+        .route("GET /weather", Price::sats(10))
+        .build()
+        .expect("layer");
+    let app = Router::new()
+        .route("/weather", get(|| async { "sunny" }))
+        .layer(layer);
+    let answer = send(&app, get_with("/weather", &[(POLL, &invoice)])).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.header("retry-after"), Some("1"));
+}
+
+#[tokio::test]
+async fn without_a_paywall_the_poll_header_is_an_ordinary_request() {
+    let shop = shop(|layer| layer);
+    let invoice = page(&shop).await.invoice();
+    let answer = send(&shop.app, get_with("/api", &[(POLL, &invoice)])).await;
+    assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 0);
+}
+
+#[tokio::test]
+async fn a_route_binding_a_header_a_page_cannot_send_gets_no_page() {
+    let shop = shop(|layer| {
+        layer
+            .route(
+                "GET /mine",
+                PriceTag::fixed(Price::sats(1)).bind_headers(["cookie"]),
+            )
+            .route(
+                "GET /versioned",
+                PriceTag::fixed(Price::sats(1)).bind_headers(["x-api-version"]),
+            )
+    });
+    let navigation = [
+        ("accept", NAVIGATION),
+        ("cookie", "session=secret"),
+        ("x-api-version", "</script><b>2"),
+    ];
+    let mine = send(&shop.app, get_with("/mine", &navigation)).await;
+    assert_eq!(mine.status, StatusCode::PAYMENT_REQUIRED);
+    assert!(!mine.is_page());
+    assert!(!mine.body.contains("secret"));
+    // A header a page can send: its value goes into the page's data, escaped.
+    let versioned = send(&shop.app, get_with("/versioned", &navigation)).await;
+    assert!(versioned.is_page());
+    assert_eq!(
+        versioned.data_block("x402-paywall")["headers"],
+        json!({"x-api-version": "</script><b>2"})
+    );
+    assert!(!versioned.body.contains("</script><b>"));
+    assert!(!versioned.body.contains("secret"));
 }
 
 /// What a test receiver answers about an invoice.
@@ -700,8 +832,8 @@ impl Receiver for TestReceiver {
 async fn poll_through(status: Option<StatusAnswer>) -> Answer {
     let mock = MockFacilitator::new();
     let shop = shop(|layer| layer.receiver(TestReceiver { mock, status }));
-    let hash = payment_hash_of(&page(&shop).await);
-    poll(&shop, &hash).await
+    let invoice = page(&shop).await.invoice();
+    poll(&shop, &invoice).await
 }
 
 #[tokio::test]
@@ -761,7 +893,7 @@ async fn a_poll_on_a_free_route_reaches_its_handler_untouched() {
     let app = Router::new()
         .route("/free", get(|| async { "free" }))
         .merge(shop.app.clone());
-    let answer = send(&app, get_with("/free", &[(POLL, &"00".repeat(32))])).await;
+    let answer = send(&app, get_with("/free", &[(POLL, "lnbcrt1")])).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body, "free");
 }

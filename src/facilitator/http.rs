@@ -355,7 +355,13 @@ pub(crate) fn decode_reply<T: DeserializeOwned>(
     }
     serde_json::from_slice(body).map_err(|err| FacilitatorError::InvalidReply {
         call,
-        reason: format!("{err} in reply {:?}", excerpt(body)),
+        // serde quotes what it could not read (an unknown variant, a string of the wrong
+        // type): that may be a secret too.
+        reason: format!(
+            "{} in reply {:?}",
+            redact_hex_runs(&err.to_string()),
+            excerpt(body)
+        ),
     })
 }
 

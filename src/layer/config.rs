@@ -10,7 +10,7 @@ use http::request::Parts;
 
 use super::X402Layer;
 #[cfg(feature = "paywall")]
-use super::guard::PagedInvoices;
+use super::guard::PollMemory;
 use super::guard::{InFlight, IssuedInvoices, SettledInvoices};
 use super::hooks::{self, Hooks, PaymentRefused, SettleFailed, Settled};
 use super::limit::{IssuanceLimit, Limiter};
@@ -28,6 +28,10 @@ use crate::{Facilitator, PublicKey};
 /// How many invoices handed out in 402s the layer remembers, so their payments skip parsing
 /// them again (about 1.5 KB each).
 const ISSUED_MEMORY: usize = 4096;
+
+/// How many polled invoices the layer remembers the last answer of (about 200 bytes each).
+#[cfg(feature = "paywall")]
+const POLL_MEMORY: usize = 16_384;
 
 /// How many settled invoices the layer remembers by default.
 pub const DEFAULT_SETTLED_MEMORY: usize = 100_000;
@@ -249,9 +253,9 @@ pub(crate) struct Shared<F> {
     /// The page browsers get on priced routes, unless a route says otherwise; `None`: none.
     #[cfg(feature = "paywall")]
     pub(crate) paywall: Option<Arc<Paywall>>,
-    /// The invoices offered on pages, which their pages may poll.
+    /// What the receiver last said of the invoices paywall pages poll.
     #[cfg(feature = "paywall")]
-    pub(crate) paged: PagedInvoices,
+    pub(crate) polls: PollMemory,
 }
 
 impl<F> Shared<F> {
@@ -688,7 +692,7 @@ impl<F: Facilitator> X402LayerBuilder<F> {
             #[cfg(feature = "paywall")]
             paywall: self.paywall,
             #[cfg(feature = "paywall")]
-            paged: PagedInvoices::new(ISSUED_MEMORY),
+            polls: PollMemory::new(POLL_MEMORY),
         });
         Ok(X402Layer {
             pricing: Arc::new(Pricing { prices, shared }),

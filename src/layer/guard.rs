@@ -161,78 +161,96 @@ impl IssuedInvoices {
     }
 }
 
-/// The last `capacity` invoices the layer offered on a paywall page, by payment hash: only
-/// these may be polled, and each is asked about at most once per interval.
+/// What the layer last heard of the invoices paywall pages poll, by payment hash: so that the
+/// receiver is asked about each at most once an interval, and a poll in between gets the last
+/// answer. Bounded: beyond `capacity` the oldest entry is forgotten (its next poll asks again).
 #[cfg(feature = "paywall")]
 #[derive(Debug)]
-pub(crate) struct PagedInvoices {
-    inner: Mutex<Paged>,
+pub(crate) struct PollMemory {
+    inner: Mutex<Polled>,
     capacity: usize,
 }
 
 #[cfg(feature = "paywall")]
 #[derive(Debug, Default)]
-struct Paged {
-    by_hash: HashMap<PaymentHash, PagedInvoice>,
+struct Polled {
+    by_hash: HashMap<PaymentHash, Heard>,
     order: VecDeque<PaymentHash>,
 }
 
-/// An invoice offered on a page.
+/// The receiver's last answer about an invoice.
 #[cfg(feature = "paywall")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct PagedInvoice {
-    /// When it expires, in Unix seconds.
-    pub(crate) expires_at: u64,
-    /// When its receiver was last asked about it (the layer's monotonic clock).
-    asked_at: Option<Duration>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum LastHeard {
+    /// Being asked now, or not paid yet.
+    Open,
+    /// Paid: its preimage (64 lowercase hex). Final.
+    Paid(String),
+    /// Cancelled. Final.
+    Cancelled,
 }
 
 #[cfg(feature = "paywall")]
-impl PagedInvoices {
+#[derive(Debug)]
+struct Heard {
+    /// When the receiver was last asked (the layer's monotonic clock).
+    asked_at: Duration,
+    answer: LastHeard,
+}
+
+/// What a poll should do: ask the receiver (the layer now counts as asking), or answer with
+/// what was last heard.
+#[cfg(feature = "paywall")]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PollTurn {
+    Ask,
+    Answer(LastHeard),
+}
+
+#[cfg(feature = "paywall")]
+impl PollMemory {
     /// Remembers at most `capacity` invoices (at least one).
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            inner: Mutex::new(Paged::default()),
+            inner: Mutex::new(Polled::default()),
             capacity: capacity.max(1),
         }
     }
 
-    /// Remembers the invoice of `hash`, expiring at `expires_at` (Unix seconds), forgetting the
-    /// oldest when full.
-    pub(crate) fn remember(&self, hash: PaymentHash, expires_at: u64) {
-        let mut paged = lock(&self.inner);
-        let entry = PagedInvoice {
-            expires_at,
-            asked_at: None,
-        };
-        if paged.by_hash.insert(hash, entry).is_some() {
-            return;
+    /// The turn of a poll of `hash` at `now`: [`PollTurn::Ask`] when the receiver was not asked
+    /// within `interval` and its last answer was not final (then `now` counts as asked), else
+    /// the last answer.
+    pub(crate) fn turn(&self, hash: PaymentHash, now: Duration, interval: Duration) -> PollTurn {
+        let mut polled = lock(&self.inner);
+        if let Some(heard) = polled.by_hash.get_mut(&hash) {
+            let due = now.saturating_sub(heard.asked_at) >= interval;
+            if heard.answer != LastHeard::Open || !due {
+                return PollTurn::Answer(heard.answer.clone());
+            }
+            heard.asked_at = now;
+            return PollTurn::Ask;
         }
-        paged.order.push_back(hash);
-        if paged.order.len() > self.capacity {
-            if let Some(oldest) = paged.order.pop_front() {
-                paged.by_hash.remove(&oldest);
+        polled.by_hash.insert(
+            hash,
+            Heard {
+                asked_at: now,
+                answer: LastHeard::Open,
+            },
+        );
+        polled.order.push_back(hash);
+        if polled.order.len() > self.capacity {
+            if let Some(oldest) = polled.order.pop_front() {
+                polled.by_hash.remove(&oldest);
             }
         }
+        PollTurn::Ask
     }
 
-    /// The invoice of `hash` if it was offered on a page here, and whether its receiver may be
-    /// asked about it now (not within `interval` of the last time, which is then `now`).
-    pub(crate) fn claim_ask(
-        &self,
-        hash: &PaymentHash,
-        now: Duration,
-        interval: Duration,
-    ) -> Option<(PagedInvoice, bool)> {
-        let mut paged = lock(&self.inner);
-        let entry = paged.by_hash.get_mut(hash)?;
-        let may_ask = entry
-            .asked_at
-            .is_none_or(|asked| now.saturating_sub(asked) >= interval);
-        if may_ask {
-            entry.asked_at = Some(now);
+    /// Records the receiver's answer about `hash` (if `hash` is still remembered).
+    pub(crate) fn heard(&self, hash: &PaymentHash, answer: LastHeard) {
+        if let Some(heard) = lock(&self.inner).by_hash.get_mut(hash) {
+            heard.answer = answer;
         }
-        Some((*entry, may_ask))
     }
 }
 
@@ -298,19 +316,28 @@ mod tests {
 
     #[cfg(feature = "paywall")]
     #[test]
-    fn paged_invoices_are_asked_about_once_an_interval_and_bounded() {
-        let paged = PagedInvoices::new(2);
+    fn polls_ask_once_an_interval_remember_final_answers_and_are_bounded() {
+        let memory = PollMemory::new(2);
         let second = Duration::from_secs(1);
-        assert_eq!(paged.claim_ask(&[1; 32], Duration::ZERO, second), None);
-        paged.remember([1; 32], 100);
-        let (entry, may_ask) = paged.claim_ask(&[1; 32], Duration::ZERO, second).unwrap();
-        assert_eq!((entry.expires_at, may_ask), (100, true));
-        let half = Duration::from_millis(500);
-        assert!(!paged.claim_ask(&[1; 32], half, second).unwrap().1);
-        assert!(paged.claim_ask(&[1; 32], second, second).unwrap().1);
-        paged.remember([2; 32], 200);
-        paged.remember([3; 32], 300);
-        assert_eq!(paged.claim_ask(&[1; 32], second * 9, second), None);
-        assert!(paged.claim_ask(&[3; 32], second * 9, second).is_some());
+        let at = |millis| Duration::from_millis(millis);
+        assert_eq!(memory.turn([1; 32], at(0), second), PollTurn::Ask);
+        assert_eq!(
+            memory.turn([1; 32], at(500), second),
+            PollTurn::Answer(LastHeard::Open)
+        );
+        assert_eq!(memory.turn([1; 32], at(1_000), second), PollTurn::Ask);
+        memory.heard(&[1; 32], LastHeard::Paid("ab".repeat(32)));
+        assert_eq!(
+            memory.turn([1; 32], at(9_000), second),
+            PollTurn::Answer(LastHeard::Paid("ab".repeat(32))),
+            "a final answer is not asked again"
+        );
+        assert_eq!(memory.turn([2; 32], at(9_000), second), PollTurn::Ask);
+        assert_eq!(memory.turn([3; 32], at(9_000), second), PollTurn::Ask);
+        assert_eq!(
+            memory.turn([1; 32], at(9_000), second),
+            PollTurn::Ask,
+            "the oldest is forgotten, and asked about again"
+        );
     }
 }

@@ -11,40 +11,48 @@
 //! - **with a browser wallet** (WebLN: `enable()`, `sendPayment(invoice)`), from the preimage
 //!   the wallet returns;
 //! - **paid from any other wallet** (a phone scanning the QR code), by polling the page's own
-//!   URL with the header `X402-Invoice-State: <payment hash>`. The layer asks its receiver
-//!   (the facilitator's `GET /invoices/{paymentHash}`, see [`receiver`](crate::receiver)) and
-//!   answers `{"paymentHash", "state", "preimage"?}`, `state` being `open`, `paid` (with the
-//!   preimage), `expired` or `cancelled`. The page asks after 1 s, then backs off by half again
-//!   each time up to 10 s, and stops when the invoice is paid, expired or cancelled.
+//!   URL with the header `X402-Invoice-State: <the invoice>`. The layer checks that the invoice
+//!   is one of its receiver's (strict BOLT11 on its network, described by a request hash,
+//!   payable to its payee), asks the receiver (the facilitator's `GET
+//!   /invoices/{paymentHash}`, see [`receiver`](crate::receiver)) and answers `{"paymentHash",
+//!   "state", "preimage"?}`, `state` being `open`, `paid` (with the preimage), `expired` (for
+//!   good: past its end plus the clock skew) or `cancelled`. The page asks after 1 s, then backs
+//!   off by half again each time up to 10 s, and stops when the invoice is paid, cancelled or
+//!   expired for good.
 //!
 //! Either way the page builds the x402 version 2 payment from the preimage (`exact` on
 //! `lnbtc`, the accepted requirements of the challenge it carries), requests its URL again
 //! with `PAYMENT-SIGNATURE`, and shows what it bought: HTML replaces the page, JSON is
 //! pretty-printed, an image is shown, text is shown as is, anything else is downloaded. It
 //! sends the same proof again after a network error, a 409 or a 5xx (a proof serves once; it is
-//! never paid twice). Once the invoice expires unpaid, it says **"This invoice expired: reload
-//! for a new invoice."**
+//! never paid twice). Once the invoice's time is up unpaid, it says **"This invoice expired:
+//! reload for a new invoice."**, and still unlocks if a payment made in the last moments lands
+//! while the layer takes its proof (the clock skew after the end).
 //!
-//! **What the polling reveals, to whom.** The poll answers only for invoices this layer offered
-//! on a page (remembered in memory, the last 4,096), and reveals the preimage of a *paid*
-//! invoice to whoever holds its payment hash: the person the page was served to, or anyone they
-//! showed the invoice to. The preimage buys only the one request the invoice is bound to (the
-//! `lnbtc` request hash: method, URL, bound headers, body), once: whoever sends it first is
-//! served. The layer asks its receiver at most once a second per invoice, whatever the polling.
+//! **What the polling reveals, to whom.** The preimage of a *paid* invoice of this layer's
+//! receiver, to whoever holds the invoice: the person the page was served to, or anyone they
+//! showed it to. The preimage buys only the one request the invoice is bound to (the `lnbtc`
+//! request hash: method, URL, bound headers, body), once: whoever sends it first is served. The
+//! layer asks its receiver at most once a second per invoice, whatever the polling (a poll in
+//! between gets the last answer), and never about an invoice of another payee or network. A
+//! poll needs no state of the instance that served the page: behind a load balancer, any
+//! instance sharing the facilitator answers it.
 //!
 //! **Which requests get the page**: `GET` and `HEAD` requests whose `Accept` names `text/html`
 //! itself and weighs it above `application/json` (RFC 9110 weights, the most specific range
 //! deciding). `Accept: application/json`, `*/*`, `text/*` or no `Accept` at all get exactly
 //! the JSON answer of the wire contract; so does every request carrying a payment, and every
-//! route or facilitator that does not offer the `lnbtc` flow. The seed flow (x402 version 1) is
-//! not offered on the page: a browser holds no account key. Answers that depend on `Accept`
-//! say so with `Vary: Accept`.
+//! route or facilitator that does not offer the `lnbtc` flow, and every route that binds a
+//! header a page cannot send again itself (a credential, `Cookie`, `User-Agent`, `Referer`, the
+//! `Sec-*` headers and the others the Fetch standard keeps to the browser). The seed flow (x402
+//! version 1) is not offered on the page: a browser holds no account key. Answers that depend
+//! on `Accept` say so with `Vary: Accept`.
 //!
 //! **On by default, and why.** The page changes nothing for a program: the same 402, the same
 //! header, the same invoice, and only for requests that ask for HTML first, which API clients do
 //! not. Without it, a person who follows a link to a priced route sees a JSON error with a
-//! base64 header, which no person can pay. Its cost is one QR code rendered per browser
-//! navigation to a priced route (see the README's measured figures). Turn it off for a layer
+//! base64 header, which no person can pay. Its cost is about 0.36 ms per browser navigation to
+//! a priced route, most of it the QR code (see the README's measured figures). Turn it off for a layer
 //! with [`X402LayerBuilder::no_paywall`](crate::layer::X402LayerBuilder::no_paywall), or for
 //! a route with [`PriceTag::no_paywall`](crate::PriceTag::no_paywall); give a layer or a route
 //! its own title, operator name or page with [`Paywall`].

@@ -16,8 +16,8 @@ use super::Paywall;
 use crate::lnbtc::types::PaymentRequired;
 use crate::network::Network;
 
-/// The request header of the page's poll: `X402-Invoice-State: <payment hash, 64 lowercase
-/// hex>` on a `GET` of the page's own URL. See the [module](super) for its answer.
+/// The request header of the page's poll: `X402-Invoice-State: <the BOLT11 invoice>` on a `GET`
+/// of the page's own URL. See the [module](super) for its answer.
 pub const INVOICE_STATE_HEADER: &str = "x402-invoice-state";
 
 /// How often, at most, the layer asks its receiver about one invoice.
@@ -62,6 +62,8 @@ pub struct PaywallPage<'a> {
     pub(crate) payment_hash: [u8; 32],
     pub(crate) expires_in_secs: u64,
     pub(crate) expires_at_unix: u64,
+    /// How long after its end the layer still takes the invoice's proof, in seconds.
+    pub(crate) skew_secs: u64,
     pub(crate) network: Network,
     /// The values of the route's bound headers (`http:1`) as this request sent them: the page
     /// sends the same when it asks again with the payment.
@@ -190,6 +192,7 @@ impl PaywallPage<'_> {
         let facts = serde_json::json!({
             "paymentHash": self.payment_hash_hex(),
             "expiresIn": self.expires_in_secs,
+            "graceSecs": self.skew_secs,
             "headers": self
                 .bound_headers
                 .iter()
@@ -399,6 +402,7 @@ mod tests {
             payment_hash: [0; 32],
             expires_in_secs: 60,
             expires_at_unix: 0,
+            skew_secs: 60,
             network: Network::Regtest,
             bound_headers: &[],
         };

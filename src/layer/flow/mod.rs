@@ -57,11 +57,6 @@ where
     ResBody: From<Bytes>,
 {
     let (mut head, body) = request.into_parts();
-    // A paywall page asking whether its invoice was paid: answered here, whatever the price.
-    #[cfg(feature = "paywall")]
-    if paywall::is_poll(&head.headers) {
-        return Ok(paywall::answer_poll(&shared, &head.headers).await);
-    }
     let mut body = PricedBody::Streaming(body);
     let max_body = shared.max_body_bytes;
     let price = match &tag.source {
@@ -110,6 +105,11 @@ where
         }
         tracing::error!(path = head.uri.path(), "route priced by two X402 layers");
         return Ok(respond::priced_twice());
+    }
+    // A paywall page asking whether its invoice was paid, on a route this layer prices now.
+    #[cfg(feature = "paywall")]
+    if paywall::is_poll(&head.headers) && paywall::route_paywall(&shared, &tag).is_some() {
+        return Ok(paywall::answer_poll(&shared, &head.headers).await);
     }
     head.extensions.insert(PricedHere);
     restore_payment_headers(&mut head.headers, &mut head.extensions);

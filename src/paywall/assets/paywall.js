@@ -16,7 +16,8 @@
   const POLL_FIRST_MS = 1000;
   const POLL_MAX_MS = 10000;
   const SEND_TRIES = 6;
-  let finished = false; // unlocked, expired or cancelled: no more polling or counting
+  let polling = true; // until the invoice is paid, cancelled, or expired for good
+  let timeUp = false; // the countdown reached zero: a late payment may still land
   let unlocking = false;
   let pollTimer = null;
   let pollDelay = POLL_FIRST_MS;
@@ -34,23 +35,35 @@
   };
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  const stop = () => {
-    finished = true;
+  const stopPolling = () => {
+    polling = false;
     if (pollTimer !== null) clearTimeout(pollTimer);
-    payButton.disabled = true;
+    pollTimer = null;
+  };
+  const pollSoon = (ms) => {
+    if (!polling) return;
+    if (pollTimer !== null) clearTimeout(pollTimer);
+    pollTimer = setTimeout(poll, ms);
   };
 
+  // The invoice can no longer be paid. A payment made in its last moments may still land: the
+  // page keeps asking until the server says the invoice expired for good (its end plus the
+  // grace it gives a late proof), and unlocks if it was paid after all.
   const expire = () => {
-    if (unlocking) return;
-    stop();
+    if (unlocking || timeUp) return;
+    timeUp = true;
+    payButton.disabled = true;
     document.body.classList.add("expired");
     $("countdown").textContent = "0 s";
     say("This invoice expired: reload for a new invoice.", "error");
     reload.hidden = false;
+    pollDelay = POLL_FIRST_MS;
+    pollSoon(POLL_FIRST_MS);
+    setTimeout(stopPolling, (facts.graceSecs + 15) * 1000);
   };
 
   const tick = () => {
-    if (finished) return;
+    if (unlocking || timeUp) return;
     const left = secondsLeft();
     $("countdown").textContent = clock(left);
     if (left === 0) expire();
@@ -132,7 +145,9 @@
   const unlock = async (preimage) => {
     if (unlocking) return;
     unlocking = true;
-    stop();
+    stopPolling();
+    payButton.disabled = true;
+    document.body.classList.remove("expired");
     say("Paid. Loading what you bought…", "busy");
     const payment = {
       x402Version: 2,
@@ -140,9 +155,10 @@
       accepted,
       payload: { preimage },
     };
-    const headers = Object.assign({}, facts.headers, {
-      "PAYMENT-SIGNATURE": base64(JSON.stringify(payment)),
-    });
+    // The route's bound headers, as the navigation sent them: the payment is bound to them.
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(facts.headers)) headers.append(name, value);
+    headers.set("PAYMENT-SIGNATURE", base64(JSON.stringify(payment)));
     for (let attempt = 1; attempt <= SEND_TRIES; attempt += 1) {
       let response;
       try {
@@ -181,7 +197,7 @@
   };
 
   const payWithBrowserWallet = async () => {
-    if (finished) return;
+    if (unlocking || timeUp) return;
     const webln = window.webln;
     if (!webln) {
       say(
@@ -199,20 +215,20 @@
       if (!/^[0-9a-f]{64}$/.test(preimage)) throw new Error("the wallet returned no preimage");
       await unlock(preimage);
     } catch (error) {
-      if (unlocking || finished) return;
+      if (unlocking || timeUp) return;
       payButton.disabled = false;
       say(`Your browser wallet did not pay: ${(error && error.message) || error}`, "error");
     }
   };
 
   // Asks the server whether the invoice was paid from another wallet, backing off from 1 s to
-  // 10 s between questions, until it is paid, expires or is cancelled.
+  // 10 s between questions, until it is paid, cancelled, or expired for good.
   const poll = async () => {
     pollTimer = null;
-    if (finished) return;
+    if (!polling) return;
     try {
       const response = await fetch(location.href, {
-        headers: { "X402-Invoice-State": facts.paymentHash },
+        headers: { "X402-Invoice-State": invoice },
         cache: "no-store",
         credentials: "same-origin",
         redirect: "manual",
@@ -225,25 +241,30 @@
         }
         if (answer.state === "expired") {
           expire();
+          stopPolling();
           return;
         }
         if (answer.state === "cancelled") {
-          stop();
+          stopPolling();
+          timeUp = true;
+          payButton.disabled = true;
           say("This invoice was cancelled: reload for a new invoice.", "error");
           reload.hidden = false;
           return;
         }
       } else if (response.status === 404 || response.status === 501) {
         // The server cannot see payments made elsewhere: only a browser wallet unlocks.
-        say("Pay with a browser wallet: this page cannot see payments made from other wallets.", "");
+        stopPolling();
+        if (!timeUp) {
+          say("Pay with a browser wallet: this page cannot see payments made from other wallets.", "");
+        }
         return;
       }
     } catch (_) {
       // A network error: ask again later.
     }
-    if (finished) return;
     pollDelay = Math.min(pollDelay * 1.5, POLL_MAX_MS);
-    pollTimer = setTimeout(poll, pollDelay);
+    pollSoon(pollDelay);
   };
 
   $("copy").addEventListener("click", async () => {
@@ -260,5 +281,5 @@
   for (const id of ["copy", "pay-webln"]) $(id).hidden = false;
   say("Waiting for the payment…", "busy");
   tick();
-  pollTimer = setTimeout(poll, POLL_FIRST_MS);
+  pollSoon(POLL_FIRST_MS);
 })();
