@@ -4,9 +4,11 @@
 //!   the proof it is given, then atomically records `network:payment_hash` in a durable
 //!   [replay store](store) shared by every instance: one proof, one success.
 //! - `POST /requirements` mints an invoice through the configured [Lightning node](node), bound
-//!   to the request hash it is given (the wire contract, `x402_lightning::protocol`), and checks it before handing it out.
-//! - `GET /invoices/{paymentHash}` reports where such an invoice stands, and its preimage once it
-//!   is paid over Lightning (`x402_lightning::receiver::InvoiceStatus`, for the browser paywall).
+//!   to the request hash it is given (the wire contract, `x402_lightning::protocol`), checks it,
+//!   and records it in the [books] before handing it out, whatever the flows served.
+//! - `GET /invoices/{paymentHash}` reports where such a recorded invoice stands, and its
+//!   preimage once it is paid over Lightning (`x402_lightning::receiver::InvoiceStatus`, for the
+//!   browser paywall); any other invoice of the node is a 404.
 //! - `GET /supported`, `GET /healthz`, `GET /metrics` (Prometheus text).
 //!
 //! The binary reads its [`Config`] from the environment; [`serve`] runs the service on a bound

@@ -1,8 +1,9 @@
 //! `GET /invoices/{paymentHash}` over real HTTP: the state of an invoice `/requirements` minted
 //! (open, paid with its preimage, cancelled by a seed-flow settle), read raw and through the
 //! crate's `HttpFacilitator::invoice_status`; the API key; malformed and unknown hashes; deposit
-//! and withdrawal invoices never reported; a node that claims a payment without its proof, or
-//! fails; `Cache-Control: no-store`; and no preimage in the log at trace level.
+//! and withdrawal invoices never reported, nor any `/requirements` did not record; a store that
+//! fails; a node that claims a payment without its proof, or fails; `Cache-Control: no-store`;
+//! and no preimage in the log at trace level.
 
 mod common;
 
@@ -19,6 +20,7 @@ use x402_lightning::clock::SystemClock;
 use x402_lightning::mock::MockNode;
 use x402_lightning::receiver::{InvoiceState, InvoiceStatus};
 use x402_lightning::{Facilitator as _, FacilitatorError, HttpFacilitator, Network};
+use x402_lightning_facilitator::books::InvoiceRecord;
 use x402_lightning_facilitator::config::Flow;
 use x402_lightning_facilitator::node::{
     Cancelled, InvoiceLookup, InvoiceRequest, InvoiceState as NodeInvoiceState, LightningNode,
@@ -37,6 +39,8 @@ struct Running {
     base: String,
     /// Sends the API key with every request when the service has keys.
     client: reqwest::Client,
+    /// The service's store, to record an invoice behind its back or to close it.
+    store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
 }
 
@@ -82,7 +86,7 @@ impl Running {
                 HeaderValue::from_str(&format!("Bearer {KEY}")).expect("a header value"),
             );
         }
-        let service = Arc::new(build(store, &config));
+        let service = Arc::new(build(Arc::clone(&store), &config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -94,8 +98,26 @@ impl Running {
                 .default_headers(headers)
                 .build()
                 .expect("a client"),
+            store,
             _dir: dir,
         }
+    }
+
+    /// Records `hash` in the books as `/requirements` would have (for a node that mints
+    /// nothing).
+    async fn record(&self, hash: &str) {
+        self.store
+            .record_invoice(&InvoiceRecord {
+                payment_hash: hash.to_owned(),
+                network: Network::Regtest,
+                invoice: "lnbcrt-recorded-by-the-test".to_owned(),
+                amount_msat: 10_000,
+                expires_at: 4_000_000_000,
+                resource: "http://shop.example/weather".to_owned(),
+                created_at: 0,
+            })
+            .await
+            .expect("records");
     }
 
     /// `GET /invoices/{hash}`: the status, the answer's `Cache-Control` and its JSON.
@@ -571,13 +593,15 @@ impl LightningNode for Scripted {
     }
 }
 
-/// `GET /invoices/{hash}` against a scripted node: status and JSON.
+/// `GET /invoices/{hash}` against a scripted node, `hash` recorded as `/requirements` would
+/// have: status and JSON.
 async fn scripted(lookup: Lookup, hash: &str) -> (StatusCode, Value) {
     let node = Scripted {
         key: MockNode::random(),
         lookup,
     };
     let service = Running::on(Arc::new(node)).await;
+    service.record(hash).await;
     let (status, cache, answer) = service.invoice(hash).await;
     assert_eq!(cache.as_deref(), Some("no-store"), "{lookup:?}");
     (status, answer)
@@ -633,6 +657,77 @@ async fn a_node_failure_is_a_502_and_its_timeout_a_504() {
         let (status, answer) = scripted(lookup, &hash).await;
         assert_eq!(status, expected, "{lookup:?}: {answer}");
         assert!(answer["error"].is_string(), "{lookup:?}: {answer}");
+    }
+}
+
+/// The books are asked before the node: an invoice `/requirements` did not record is the
+/// unknown hash's 404 whatever the node would say, paid with a valid preimage, or down.
+#[tokio::test]
+async fn an_unrecorded_invoice_is_a_404_before_the_node_is_asked() {
+    let preimage: [u8; 32] = rand::random();
+    let hash = sha256::Hash::hash(&preimage)
+        .to_byte_array()
+        .to_lower_hex_string();
+    for lookup in [
+        Lookup::Reports(NodeInvoiceState::Settled, Some(preimage)),
+        Lookup::Reports(NodeInvoiceState::Open, None),
+        Lookup::Down,
+        Lookup::Timeout,
+    ] {
+        let service = Running::on(Arc::new(Scripted {
+            key: MockNode::random(),
+            lookup,
+        }))
+        .await;
+        let (status, cache, answer) = service.invoice(&hash).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{lookup:?}: {answer}");
+        assert_eq!(cache.as_deref(), Some("no-store"), "{lookup:?}");
+        assert_eq!(answer.as_object().map(|fields| fields.len()), Some(1));
+        assert!(answer["error"].is_string(), "{lookup:?}: {answer}");
+    }
+}
+
+/// A store that fails: `GET /invoices` is a 503 (never the node's answer, never a 404), and
+/// `/requirements` hands out no invoice it could not record, whatever the flows.
+#[tokio::test]
+async fn a_store_failure_is_a_503_and_no_unrecorded_invoice_is_handed_out() {
+    for flows in [vec![Flow::Lnbtc], vec![Flow::V1, Flow::Lnbtc]] {
+        let service = Running::simulated(|config| config.flows = flows.clone()).await;
+        let (invoice, hash) = service.mint(Some(&"4f".repeat(32))).await;
+        service.pay(&invoice).await;
+        service.store.close().await;
+
+        let (status, cache, answer) = service.invoice(&hash).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{flows:?}: {answer}"
+        );
+        assert_eq!(cache.as_deref(), Some("no-store"), "{flows:?}");
+        assert!(answer.get("preimage").is_none(), "{flows:?}: {answer}");
+
+        let (status, answer) = service
+            .post(
+                "/requirements",
+                &json!({
+                    "x402Version": 1,
+                    "scheme": "exact",
+                    "network": "lightning-regtest",
+                    "amount": "10000",
+                    "resource": "http://shop.example/weather",
+                    "description": "weather",
+                    "mimeType": "application/json",
+                    "maxTimeoutSeconds": 60,
+                    "descriptionHash": "4f".repeat(32),
+                }),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{flows:?}: {answer}"
+        );
+        assert!(answer.get("extra").is_none(), "{flows:?}: {answer}");
     }
 }
 

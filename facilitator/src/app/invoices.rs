@@ -8,8 +8,9 @@
 //! |---|---|
 //! | no or a wrong API key (when keys are set) | 401 `{"error"}` |
 //! | `paymentHash` not 64 lowercase hex | 400 `{"error"}` |
-//! | a deposit's invoice (even paid: the accounts' money is nobody else's business), or one the node does not know (a withdrawal's, another node's, none) | 404 `{"error"}` |
-//! | the store fails (looking for a deposit) | 503 `{"error"}` |
+//! | not an invoice `/requirements` recorded: another application's on the same node (an L402 proxy's, whose preimages are access tokens), a deposit's (even paid: the accounts' money is nobody else's business), a withdrawal's, an unknown one, or one purged from the books (an hour and the largest skew past its expiry) | 404 `{"error"}` |
+//! | the store fails (looking for the record) | 503 `{"error"}` |
+//! | recorded, but the node does not know it | 404 `{"error"}` |
 //! | the node fails | 502 (504 on its timeout) `{"error"}` |
 //! | the node reports it settled without a preimage, or with one of another payment hash | 502 `{"error"}`: never paid without proof |
 //! | open, or a payment held but not settled | 200 `{"paymentHash","state":"open"}` |
@@ -48,18 +49,15 @@ pub(crate) async fn invoice_status(
     // One answer for every invoice this call does not report, so a 404 tells nothing more.
     let unknown = || ApiError::new(StatusCode::NOT_FOUND, "no invoice of this payment hash");
 
-    // Deposits are the accounts' business: their invoices are not reported, paid or not. The
-    // books are asked whatever flows this instance serves: an instance serving the seed flow
-    // may share the store and the node.
-    if service
+    // Only what `/requirements` minted and recorded (whatever the flows): the node also holds
+    // other applications' invoices, whose preimages are theirs, and the deposits, which are the
+    // accounts' business. A deposit's invoice is never recorded there.
+    service
         .store
-        .deposit(&payment_hash_hex)
+        .recorded_invoice(&payment_hash_hex)
         .await
         .map_err(|err| store_failed(&err))?
-        .is_some()
-    {
-        return Err(unknown());
-    }
+        .ok_or_else(unknown)?;
     let lookup = service
         .node
         .lookup_invoice(&payment_hash)

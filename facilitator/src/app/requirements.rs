@@ -1,13 +1,15 @@
 //! `POST /requirements` (the wire contract's call, `x402_lightning::protocol`, with the `lnbtc`
-//! flow's `descriptionHash`): mints an
-//! invoice through the node, bound to the request hash, and checks it before handing it out.
+//! flow's `descriptionHash`): mints an invoice through the node, bound to the request hash,
+//! checks it, and records it in the books before handing it out, whatever the flows: the seed
+//! flow pays recorded invoices only, and `GET /invoices/{paymentHash}` reports only those.
 //!
 //! | request | answer |
 //! |---|---|
 //! | not the call's shape (an `lnbtc:` network id included: the call names networks by their x402 v1 names), `x402Version` not 1, network not served, amount 0, not canonical (`"00010"`) or over what BOLT11 carries, no or malformed `descriptionHash`, `maxTimeoutSeconds` 0 or over a day | 400 `{"error"}` |
 //! | the node fails | 502 (504 on its timeout) `{"error"}` |
 //! | the node's invoice differs from what was asked (amount, currency, description hash, expiry, payee, creation time) | 502 `{"error"}` |
-//! | minted | 200 Part 1 `PaymentRequirements`, `payTo` = the node, `extra.invoice` |
+//! | the store cannot record it (it is not handed out) | 503 `{"error"}` |
+//! | minted and recorded | 200 Part 1 `PaymentRequirements`, `payTo` = the node, `extra.invoice` |
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -116,8 +118,8 @@ pub(crate) async fn requirements(
 }
 
 /// Mints through the node, checks the invoice by every rule a resource server will apply, and
-/// records it (the seed flow pays recorded invoices only); returns it and the node's key, its
-/// payee.
+/// records it, whatever the flows (the seed flow pays recorded invoices only, and
+/// `GET /invoices` reports only those); returns it and the node's key, its payee.
 async fn mint(
     service: &Service,
     request: &RequirementsRequest,
@@ -145,9 +147,7 @@ async fn mint(
     match check(&invoice, &asked, &node_id, request_hash, service) {
         Ok(decoded) => {
             service.metrics.mint(MintOutcome::Success, Some(latency));
-            if service.flows.v1 {
-                record(service, request, &invoice, &decoded).await?;
-            }
+            record(service, request, &invoice, &decoded).await?;
             Ok((invoice, node_id))
         }
         Err(problem) => {
@@ -164,8 +164,8 @@ async fn mint(
 }
 
 /// Records the invoice before it is handed out: only recorded invoices are payable by the seed
-/// flow (`PROTOCOL.md` Part 3). A store failure is a 503: an unrecorded invoice is never handed
-/// out.
+/// flow (`PROTOCOL.md` Part 3) or reported by `GET /invoices`. A store failure is a 503: an
+/// unrecorded invoice is never handed out.
 async fn record(
     service: &Service,
     request: &RequirementsRequest,

@@ -1,5 +1,6 @@
-//! The books of the seed flow (`PROTOCOL.md` Part 3): invoices handed out, prepaid accounts,
-//! holds, payments made inside the books, deposits and withdrawals, and the journal.
+//! The books of the seed flow (`PROTOCOL.md` Part 3): invoices handed out (by `/requirements`,
+//! whatever the flows served: `GET /invoices` reports only these), prepaid accounts, holds,
+//! payments made inside the books, deposits and withdrawals, and the journal.
 //!
 //! The rules of money, as an accountant states them:
 //!
