@@ -13,6 +13,9 @@
 mod browser;
 #[path = "common/frames_and_logs.rs"]
 mod frames_and_logs;
+#[path = "common/paywall_http.rs"]
+#[allow(dead_code, reason = "this suite uses part of it")]
+mod paywall_http;
 
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
@@ -26,9 +29,7 @@ use base64::Engine as _;
 use bitcoin::hashes::{Hash as _, sha256};
 use bitcoin::hex::DisplayHex as _;
 use http::{HeaderValue, Request, StatusCode};
-use http_body_util::BodyExt as _;
-use serde_json::{Value, json};
-use tower::ServiceExt as _;
+use serde_json::json;
 use x402_lightning::clock::{Clock as _, ManualClock};
 use x402_lightning::layer::X402LayerBuilder;
 use x402_lightning::lnbtc::header::decode_payment_required;
@@ -43,11 +44,9 @@ use x402_lightning::{
 
 use self::browser::{Browser, within};
 use self::frames_and_logs::Captured;
+use self::paywall_http::{Answer, NAVIGATION, POLL, get_with, proof_from_page, send};
 
-/// Chromium's navigation `Accept`.
-const NAVIGATION: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7";
 const ORIGIN: &str = "http://shop.test";
-const POLL: &str = "X402-Invoice-State";
 
 // ---------------------------------------------------------------------------------------------
 // Harness: an in-process shop on a manual clock, answers read whole
@@ -99,75 +98,6 @@ fn plain_shop() -> Shop {
     shop(Box::new(|layer| layer))
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|value| value.to_str().ok())
-    }
-
-    fn is_page(&self) -> bool {
-        self.header("content-type") == Some("text/html; charset=utf-8")
-    }
-
-    fn invoice(&self) -> String {
-        let header = self.header("payment-required").expect("PAYMENT-REQUIRED");
-        let challenge = decode_payment_required(header.as_bytes(), 64 * 1024).expect("v2");
-        challenge.accepts[0].extra["invoice"]
-            .as_str()
-            .expect("an invoice")
-            .to_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.body))
-    }
-
-    fn data_block(&self, id: &str) -> Value {
-        let open = format!("<script type=\"application/json\" id=\"{id}\">");
-        let start = self.body.find(&open).expect("the data block") + open.len();
-        let end = start + self.body[start..].find("</script>").expect("its end");
-        serde_json::from_str(&self.body[start..end]).expect("JSON data")
-    }
-
-    fn payment_hash(&self) -> String {
-        self.data_block("x402-paywall")["paymentHash"]
-            .as_str()
-            .expect("the page's payment hash")
-            .to_owned()
-    }
-}
-
-async fn send(app: &Router, request: Request<Body>) -> Answer {
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
-}
-
-fn get_with(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
-    let mut request = Request::get(path);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.body(Body::empty()).expect("request")
-}
-
 async fn page_of(app: &Router, path: &str) -> Answer {
     let answer = send(app, get_with(path, &[("accept", NAVIGATION)])).await;
     assert_eq!(
@@ -187,18 +117,6 @@ async fn page(shop: &Shop) -> Answer {
 /// The page's poll: `X402-Invoice-State: <the invoice>`.
 async fn poll(app: &Router, invoice: &str) -> Answer {
     send(app, get_with("/weather", &[(POLL, invoice)])).await
-}
-
-/// What the page's script sends once it has `preimage`: the challenge it carries, accepted.
-fn proof_from_page(page: &Answer, preimage: &str) -> String {
-    let challenge = page.data_block("x402-challenge");
-    let payment = json!({
-        "x402Version": 2,
-        "resource": challenge["resource"],
-        "accepted": challenge["accepts"][0],
-        "payload": {"preimage": preimage},
-    });
-    base64::engine::general_purpose::STANDARD.encode(payment.to_string())
 }
 
 fn invoice_calls(mock: &MockFacilitator) -> usize {

@@ -12,23 +12,21 @@ use base64::Engine as _;
 use bitcoin::hashes::{Hash as _, sha256};
 use bitcoin::hex::FromHex as _;
 use http::{Request, StatusCode};
-use http_body_util::BodyExt as _;
-use serde_json::{Value, json};
-use tower::ServiceExt as _;
+use serde_json::json;
 use x402_lightning::clock::ManualClock;
 use x402_lightning::layer::X402LayerBuilder;
-use x402_lightning::lnbtc::header::decode_payment_required;
 use x402_lightning::mock::MockFacilitator;
 use x402_lightning::paywall::{Paywall, PaywallPage};
 use x402_lightning::receiver::{
     InvoiceRequest, InvoiceState, InvoiceStatus, Receiver, ReceiverError,
 };
+#[path = "common/paywall_http.rs"]
+mod paywall_http;
+
+use self::paywall_http::{Answer, NAVIGATION, POLL, get_with, proof_from_page, send};
 use x402_lightning::{FacilitatorCall, Flows, Network, Price, PriceTag, X402Layer};
 
-/// A browser's navigation (Chromium's `Accept`).
-const NAVIGATION: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7";
 const ORIGIN: &str = "http://shop.test";
-const POLL: &str = "X402-Invoice-State";
 
 struct Shop {
     mock: MockFacilitator,
@@ -65,71 +63,6 @@ fn shop(
     Shop { mock, clock, app }
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|value| value.to_str().ok())
-    }
-
-    fn is_page(&self) -> bool {
-        self.header("content-type") == Some("text/html; charset=utf-8")
-    }
-
-    fn challenge(&self) -> x402_lightning::lnbtc::types::PaymentRequired {
-        let header = self.header("payment-required").expect("PAYMENT-REQUIRED");
-        decode_payment_required(header.as_bytes(), 64 * 1024).expect("a v2 challenge")
-    }
-
-    fn invoice(&self) -> String {
-        self.challenge().accepts[0].extra["invoice"]
-            .as_str()
-            .expect("an invoice")
-            .to_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).expect("a JSON body")
-    }
-
-    /// The text of the page's JSON data block `id`.
-    fn data_block(&self, id: &str) -> Value {
-        let open = format!("<script type=\"application/json\" id=\"{id}\">");
-        let start = self.body.find(&open).expect("the data block") + open.len();
-        let end = start + self.body[start..].find("</script>").expect("its end");
-        serde_json::from_str(&self.body[start..end]).expect("JSON data")
-    }
-}
-
-async fn send(app: &Router, request: Request<Body>) -> Answer {
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
-}
-
-fn get_with(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
-    let mut request = Request::get(path);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.body(Body::empty()).expect("request")
-}
-
 async fn page(shop: &Shop) -> Answer {
     let answer = send(&shop.app, get_with("/weather", &[("accept", NAVIGATION)])).await;
     assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED);
@@ -140,13 +73,6 @@ async fn page(shop: &Shop) -> Answer {
 /// The page's poll: `X402-Invoice-State: <the invoice>`.
 async fn poll(shop: &Shop, invoice: &str) -> Answer {
     send(&shop.app, get_with("/weather", &[(POLL, invoice)])).await
-}
-
-fn payment_hash_of(answer: &Answer) -> String {
-    answer.data_block("x402-paywall")["paymentHash"]
-        .as_str()
-        .expect("the page's payment hash")
-        .to_owned()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -540,7 +466,7 @@ async fn a_render_hook_draws_its_own_page_from_the_challenge() {
     assert!(
         answer
             .body
-            .contains(&format!("<p id=\"hash\">{}</p>", payment_hash_of(&answer)))
+            .contains(&format!("<p id=\"hash\">{}</p>", answer.payment_hash()))
     );
     assert!(answer.body.contains("lightning-regtest 60"));
     assert_eq!(
@@ -557,7 +483,7 @@ async fn a_render_hook_draws_its_own_page_from_the_challenge() {
 async fn a_page_learns_its_invoice_was_paid_and_its_preimage_unlocks_the_route() {
     let shop = shop(|layer| layer);
     let page = page(&shop).await;
-    let hash = payment_hash_of(&page);
+    let hash = page.payment_hash();
     let invoice = page.invoice();
 
     let open = poll(&shop, &invoice).await;
@@ -586,14 +512,7 @@ async fn a_page_learns_its_invoice_was_paid_and_its_preimage_unlocks_the_route()
     );
 
     // What the page's script sends: the challenge it carries, accepted, with the preimage.
-    let challenge = page.data_block("x402-challenge");
-    let payment = json!({
-        "x402Version": 2,
-        "resource": challenge["resource"],
-        "accepted": challenge["accepts"][0],
-        "payload": {"preimage": paid.preimage},
-    });
-    let signature = base64::engine::general_purpose::STANDARD.encode(payment.to_string());
+    let signature = proof_from_page(&page, &paid.preimage);
     let served = send(
         &shop.app,
         get_with("/weather", &[("payment-signature", &signature)]),
@@ -622,14 +541,20 @@ async fn polls_ask_the_receiver_at_most_once_a_second_and_keep_its_last_answer()
     assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 1);
     shop.clock.advance(Duration::from_secs(1));
     let paid = shop.mock.pay_invoice(&invoice).expect("the mock pays");
-    assert_eq!(poll(&shop, &invoice).await.json()["preimage"], paid.preimage);
+    assert_eq!(
+        poll(&shop, &invoice).await.json()["preimage"],
+        paid.preimage
+    );
     assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 2);
     // A paid invoice stays paid: every poll after says so, without asking again.
     for _ in 0..3 {
         assert_eq!(poll(&shop, &invoice).await.json()["state"], "paid");
     }
     shop.clock.advance(Duration::from_secs(5));
-    assert_eq!(poll(&shop, &invoice).await.json()["preimage"], paid.preimage);
+    assert_eq!(
+        poll(&shop, &invoice).await.json()["preimage"],
+        paid.preimage
+    );
     assert_eq!(shop.mock.calls_to(FacilitatorCall::Invoice).len(), 2);
 }
 
@@ -693,9 +618,12 @@ async fn only_invoices_of_the_layers_receiver_can_be_polled() {
         ..ask(Some([7; 32]))
     };
     let other_network = testnet.create_invoice(&on_testnet).await.expect("minted");
-    assert_eq!(poll(&shop, &other_network).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        poll(&shop, &other_network).await.status,
+        StatusCode::NOT_FOUND
+    );
 
-    let hash = payment_hash_of(&page(&shop).await);
+    let hash = page(&shop).await.payment_hash();
     for bad in ["", "abc", hash.as_str(), "lnbcrt1junk", &"x".repeat(5_000)] {
         let answer = poll(&shop, bad).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad:.20}");

@@ -286,7 +286,11 @@ async fn ask_receiver<F: Facilitator, B: From<Bytes>>(
     match status {
         Ok(Some(status)) => {
             if let Err(why) = status.check(hash) {
-                tracing::error!(why, payment_hash = hash_hex, "receiver's invoice state unusable");
+                tracing::error!(
+                    why,
+                    payment_hash = hash_hex,
+                    "receiver's invoice state unusable"
+                );
                 return Err(respond::error(
                     StatusCode::BAD_GATEWAY,
                     "the payment receiver reported an unusable invoice state",
