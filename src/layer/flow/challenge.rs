@@ -55,11 +55,14 @@ impl<F: Facilitator> Sale<'_, F> {
                 return respond::too_many_invoices(retry_after);
             }
         }
-        let minted = match self.mint().await {
+        let Minted {
+            requirements,
+            checked,
+            lnbtc,
+        } = match self.mint().await {
             Ok(minted) => minted,
             Err(refusal) => return refusal,
         };
-        let (requirements, checked) = (&minted.requirements, &minted.checked);
         // A fresh invoice for every challenge (upstream: never reused across challenges).
         if shared.issued.contains(&requirements.extra.invoice)
             || shared.settled.contains(&checked.payment_hash())
@@ -73,33 +76,29 @@ impl<F: Facilitator> Sale<'_, F> {
                 "the payment receiver minted an unusable invoice: one already offered",
             );
         }
-        shared
-            .issued
-            .remember(&requirements.extra.invoice, checked.clone());
-        let required = minted
-            .lnbtc
-            .clone()
-            .zip(self.bound.as_ref())
-            .map(|(lnbtc, bound)| {
-                let resource = ResourceInfo {
-                    url: bound.url.clone(),
-                    // Unset (empty) fields are left out rather than sent blank.
-                    description: Some(self.ask.description.clone()).filter(|text| !text.is_empty()),
-                    mime_type: Some(self.ask.mime_type.clone()).filter(|text| !text.is_empty()),
-                };
-                respond::lnbtc_challenge(&error, resource, lnbtc)
-            });
+        #[cfg(feature = "paywall")]
+        let facts = super::paywall::InvoiceFacts::of(&checked);
+        shared.issued.remember(&requirements.extra.invoice, checked);
+        let required = lnbtc.zip(self.bound.as_ref()).map(|(lnbtc, bound)| {
+            let resource = ResourceInfo {
+                url: bound.url.clone(),
+                // Unset (empty) fields are left out rather than sent blank.
+                description: Some(self.ask.description.clone()).filter(|text| !text.is_empty()),
+                mime_type: Some(self.ask.mime_type.clone()).filter(|text| !text.is_empty()),
+            };
+            respond::lnbtc_challenge(&error, resource, lnbtc)
+        });
         let v1 = self.offered.v1().then(|| PaymentRequirements {
             resource: self.ask.resource.clone(),
             description: self.ask.description.clone(),
             mime_type: self.ask.mime_type.clone(),
             max_timeout_seconds: self.ask.max_timeout_seconds,
             output_schema: self.tag.output_schema.clone(),
-            ..requirements.clone()
+            ..requirements
         });
         let challenge = respond::challenge(error, v1, required.as_ref(), payer);
         #[cfg(feature = "paywall")]
-        let challenge = self.with_page(challenge, head, required.as_ref(), &minted);
+        let challenge = self.with_page(challenge, head, required.as_ref(), facts);
         challenge
     }
 

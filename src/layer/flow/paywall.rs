@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use serde::Serialize;
 
 use super::Sale;
-use super::challenge::Minted;
 use crate::facilitator::Facilitator;
+use crate::invoice::CheckedInvoice;
 use crate::layer::config::Shared;
 use crate::layer::guard::{LastHeard, PollTurn};
 use crate::layer::respond;
@@ -38,6 +38,23 @@ pub(crate) fn route_paywall<'a, F>(
     }
 }
 
+/// What a page shows of the challenge's invoice, beyond the challenge itself.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct InvoiceFacts {
+    payment_hash: [u8; 32],
+    /// Unix seconds.
+    expires_at: u64,
+}
+
+impl InvoiceFacts {
+    pub(super) fn of(checked: &CheckedInvoice) -> Self {
+        Self {
+            payment_hash: checked.payment_hash(),
+            expires_at: checked.expires_at().as_secs(),
+        }
+    }
+}
+
 impl<F: Facilitator> Sale<'_, F> {
     /// `challenge` as the page when the request is a browser's navigation without a payment
     /// (`GET` or `HEAD`, `Accept` preferring HTML) on a route with a paywall and an `lnbtc` offer
@@ -48,7 +65,7 @@ impl<F: Facilitator> Sale<'_, F> {
         mut challenge: Response<B>,
         head: &Parts,
         required: Option<&PaymentRequired>,
-        minted: &Minted,
+        facts: InvoiceFacts,
     ) -> Response<B> {
         let Some(paywall) = route_paywall(self.shared, self.tag) else {
             return challenge;
@@ -59,7 +76,10 @@ impl<F: Facilitator> Sale<'_, F> {
         let navigation = matches!(head.method, Method::GET | Method::HEAD)
             && !self.carried_payment
             && prefers_html(&head.headers);
-        let Some(required) = required.filter(|_| navigation) else {
+        let Some((required, invoice)) = required
+            .filter(|_| navigation)
+            .and_then(|required| Some((required, required.accepts.first()?.invoice()?)))
+        else {
             return challenge;
         };
         let names = self.tag.bound_headers.names();
@@ -71,15 +91,14 @@ impl<F: Facilitator> Sale<'_, F> {
             return challenge;
         }
         let shared = self.shared;
-        let checked = &minted.checked;
-        let expires_at = checked.expires_at().as_secs();
+        let expires_at = facts.expires_at;
         let bound_headers = bound_header_values(&head.headers, names);
         let page = PaywallPage {
             paywall,
             required,
-            invoice: &minted.requirements.extra.invoice,
+            invoice,
             amount_msat: self.ask.amount,
-            payment_hash: checked.payment_hash(),
+            payment_hash: facts.payment_hash,
             expires_in_secs: expires_at.saturating_sub(shared.clock.unix_now().as_secs()),
             expires_at_unix: expires_at,
             skew_secs: shared.skew_secs,
