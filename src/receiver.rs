@@ -66,17 +66,15 @@ impl InvoiceStatus {
     /// Checks that this answer is about `payment_hash` and consistent: a preimage exactly when
     /// paid, 64 lowercase hex characters hashing to the payment hash. `Err` says what is wrong.
     pub fn check(&self, payment_hash: &[u8; 32]) -> Result<(), &'static str> {
+        use crate::lnbtc::invoice::{decode_lower_hex, encode_lower_hex};
         use bitcoin::hashes::{Hash as _, sha256};
-        use bitcoin::hex::{DisplayHex as _, FromHex as _};
-        if self.payment_hash != payment_hash.to_lower_hex_string() {
+        if self.payment_hash != encode_lower_hex(payment_hash) {
             return Err("the answer names another payment hash");
         }
         match (self.state, &self.preimage) {
             (InvoiceState::Paid, Some(preimage)) => {
-                let bytes = <[u8; 32]>::from_hex(preimage)
-                    .ok()
-                    .filter(|_| !preimage.bytes().any(|b| b.is_ascii_uppercase()))
-                    .ok_or("the preimage is not 64 lowercase hex characters")?;
+                let bytes = decode_lower_hex::<32>(preimage)
+                    .map_err(|_| "the preimage is not 64 lowercase hex characters")?;
                 if sha256::Hash::hash(&bytes).to_byte_array() != *payment_hash {
                     return Err("the preimage does not hash to the payment hash");
                 }

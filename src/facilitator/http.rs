@@ -434,12 +434,11 @@ impl Facilitator for HttpFacilitator {
         &self,
         payment_hash: &[u8; 32],
     ) -> Result<crate::receiver::InvoiceStatus, FacilitatorError> {
-        use bitcoin::hex::DisplayHex as _;
         let call = FacilitatorCall::Invoice;
         let mut url = self.url(call);
         // `path_segments_mut` fails only for a base URL that cannot have a path (not http).
         if let Ok(mut segments) = url.path_segments_mut() {
-            segments.push(&payment_hash.to_lower_hex_string());
+            segments.push(&crate::lnbtc::invoice::encode_lower_hex(payment_hash));
         }
         let status: crate::receiver::InvoiceStatus =
             self.logged(call, self.inner.client.get(url)).await?;
