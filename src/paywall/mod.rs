@@ -16,8 +16,8 @@
 //!   payable to its payee), asks the receiver (the facilitator's `GET
 //!   /invoices/{paymentHash}`, see [`receiver`](crate::receiver)) and answers `{"paymentHash",
 //!   "state", "preimage"?}`, `state` being `open`, `paid` (with the preimage), `expired` (for
-//!   good: past its end plus the clock skew) or `cancelled`. The page asks after 1 s, then backs
-//!   off by half again each time up to 10 s, and stops when the invoice is paid, cancelled or
+//!   good: past its end plus the clock skew) or `cancelled`. The page asks after 1 s, then waits
+//!   1.5 times longer each time, up to 10 s, and stops when the invoice is paid, cancelled or
 //!   expired for good.
 //!
 //! Either way the page builds the x402 version 2 payment from the preimage (`exact` on

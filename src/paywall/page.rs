@@ -120,7 +120,7 @@ impl PaywallPage<'_> {
         self.invoice
     }
 
-    /// The invoice's payment hash, 64 lowercase hex (what the page polls with).
+    /// The invoice's payment hash, 64 lowercase hex (what a paid answer of the poll names).
     pub fn payment_hash_hex(&self) -> String {
         self.payment_hash.to_lower_hex_string()
     }

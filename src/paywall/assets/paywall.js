@@ -1,7 +1,8 @@
 // The paywall page's script (x402-lightning): counts the invoice down, pays it with a browser
 // wallet (WebLN) or learns by polling that it was paid elsewhere, then requests the page again
 // with the preimage as an x402 version 2 `exact`/`lnbtc` payment (PAYMENT-SIGNATURE) and shows
-// what it bought. Served with a CSP nonce; no external resource, no eval, no inline handler.
+// what it bought. Allowed by its hash in the page's CSP; no external resource, no eval, no
+// inline handler.
 (() => {
   "use strict";
   const $ = (id) => document.getElementById(id);
