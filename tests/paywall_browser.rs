@@ -19,8 +19,10 @@ mod demo_process;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
+use http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use serde_json::{Value, json};
 use x402_lightning::clock::{Clock as _, ManualClock};
 use x402_lightning::lnbtc::invoice::decode;
@@ -93,8 +95,17 @@ fn weather_shown(text: &Value) -> Value {
 /// mock facilitator over HTTP, both on `clock`, served on loopback.
 struct Shop {
     origin: String,
-    _mock: MockFacilitator,
+    mock: MockFacilitator,
 }
+
+/// A PNG of one pixel.
+const ONE_PIXEL_PNG: [u8; 70] = [
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
 
 async fn open_shop(clock: &ManualClock) -> Shop {
     let mock = MockFacilitator::builder()
@@ -119,6 +130,9 @@ async fn open_shop(clock: &ManualClock) -> Shop {
             .description("Current weather")
             .mime_type("application/json"),
     )
+    .route("GET /article", Price::sats(2))
+    .route("GET /picture", Price::sats(3))
+    .route("GET /report", Price::sats(4))
     .build()
     .expect("the layer builds");
     let app = Router::new()
@@ -126,15 +140,34 @@ async fn open_shop(clock: &ManualClock) -> Shop {
             "/weather",
             get(|| async { Json(json!({ "conditions": "sunny" })) }),
         )
+        .route(
+            "/article",
+            get(|| async {
+                Html("<!doctype html><title>Bought</title><p id=\"article\">the article</p>")
+            }),
+        )
+        .route(
+            "/picture",
+            get(|| async { ([(CONTENT_TYPE, "image/png")], ONE_PIXEL_PNG.to_vec()) }),
+        )
+        .route(
+            "/report",
+            get(|| async {
+                (
+                    [
+                        (CONTENT_TYPE, "application/octet-stream"),
+                        (CONTENT_DISPOSITION, "attachment; filename=\"report.bin\""),
+                    ],
+                    vec![1_u8, 2, 3],
+                )
+            }),
+        )
         .layer(layer);
     tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let _ = axum::serve(listener, app).await;
     });
-    Shop {
-        origin,
-        _mock: mock,
-    }
+    Shop { origin, mock }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -368,6 +401,94 @@ async fn the_page_has_no_console_errors_and_no_blocked_resources() {
                 .js("return window.__x402_injected === true;", vec![])
                 .await,
             false
+        );
+    })
+    .await;
+}
+
+/// Opens `path` on `shop`, pays its invoice from another wallet (the mock's Lightning network)
+/// and lets the server's clock pass the poll interval, then waits until `shown` (a script
+/// returning a truthy value once the page shows what it bought).
+async fn buy_and_wait(
+    browser: &Browser,
+    shop: &Shop,
+    clock: &ManualClock,
+    path: &str,
+    shown: &str,
+) {
+    browser.goto(&format!("{}{path}", shop.origin)).await;
+    let invoice = browser.js(INVOICE, vec![]).await;
+    shop.mock
+        .pay_invoice(invoice.as_str().expect("text"))
+        .expect("the mock pays");
+    // Whether the page asked before or after the payment, its next question is answered anew.
+    clock.advance(Duration::from_secs(2));
+    browser
+        .wait_for(
+            &format!("{path}: what was bought"),
+            Duration::from_secs(20),
+            shown,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_was_bought_is_shown_as_its_type_html_an_image_or_a_download() {
+    let Some(browser) =
+        Browser::launch("what_was_bought_is_shown_as_its_type_html_an_image_or_a_download").await
+    else {
+        return;
+    };
+    let clock = ManualClock::starting_now();
+    let shop = open_shop(&clock).await;
+    within(STEPS, async {
+        // HTML replaces the page.
+        buy_and_wait(
+            &browser,
+            &shop,
+            &clock,
+            "/article",
+            "const p = document.getElementById('article'); return p ? p.textContent : null;",
+        )
+        .await;
+        assert_eq!(browser.js("return document.title;", vec![]).await, json!("Bought"));
+        assert!(!browser.is_visible("#qr").await, "the paywall is gone");
+
+        // An image is shown.
+        buy_and_wait(
+            &browser,
+            &shop,
+            &clock,
+            "/picture",
+            "const img = document.querySelector('#content img'); \
+             return img && img.complete && img.naturalWidth === 1 || null;",
+        )
+        .await;
+        let src = browser
+            .js("return document.querySelector('#content img').src;", vec![])
+            .await;
+        assert!(src.as_str().is_some_and(|src| src.starts_with("blob:")), "{src}");
+
+        // Anything else is downloaded, under the name the server gave it.
+        buy_and_wait(
+            &browser,
+            &shop,
+            &clock,
+            "/report",
+            "const a = document.querySelector('#content a[download]'); \
+             return a ? a.getAttribute('download') : null;",
+        )
+        .await;
+        assert_eq!(
+            browser
+                .js("return document.querySelector('#content a[download]').getAttribute('download');", vec![])
+                .await,
+            json!("report.bin")
+        );
+        assert_eq!(
+            browser.text("#status").await.as_deref(),
+            Some(PAID),
+            "the page says it was paid"
         );
     })
     .await;
