@@ -24,8 +24,10 @@
 //! `lnbtc`, the accepted requirements of the challenge it carries), requests its URL again
 //! with `PAYMENT-SIGNATURE`, and shows what it bought: HTML replaces the page, JSON is
 //! pretty-printed, an image is shown, text is shown as is, anything else is downloaded. It
-//! sends the same proof again after a network error, a 409 or a 5xx (a proof serves once; it is
-//! never paid twice). Once the invoice's time is up unpaid, it says **"This invoice expired:
+//! sends the same proof again after a network error, or a 409 or 5xx that took no payment (no
+//! `PAYMENT-RESPONSE`); an answer that took it is shown whatever its status (a proof serves once;
+//! it is never paid twice). A browser wallet's proof that is refused leaves the page polling, in
+//! case the wallet paid the invoice but handed back something else. Once the invoice's time is up unpaid, it says **"This invoice expired:
 //! reload for a new invoice."**, and still unlocks if a payment made in the last moments lands
 //! while the layer takes its proof (the clock skew after the end).
 //!

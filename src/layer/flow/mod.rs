@@ -108,7 +108,7 @@ where
     }
     // A paywall page asking whether its invoice was paid, on a route this layer prices now.
     #[cfg(feature = "paywall")]
-    if paywall::is_poll(&head.headers) && paywall::route_paywall(&shared, &tag).is_some() {
+    if paywall::is_poll(&head) && paywall::route_paywall(&shared, &tag).is_some() {
         return Ok(paywall::answer_poll(&shared, &head.headers).await);
     }
     head.extensions.insert(PricedHere);

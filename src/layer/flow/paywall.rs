@@ -172,9 +172,10 @@ struct PollAnswer<'a> {
     preimage: Option<&'a str>,
 }
 
-/// Whether a request is a paywall page's poll.
-pub(crate) fn is_poll(headers: &HeaderMap) -> bool {
-    headers.contains_key(INVOICE_STATE_HEADER)
+/// Whether a request is a paywall page's poll: a `GET` (or `HEAD`) with `X402-Invoice-State`.
+pub(crate) fn is_poll(head: &Parts) -> bool {
+    matches!(head.method, Method::GET | Method::HEAD)
+        && head.headers.contains_key(INVOICE_STATE_HEADER)
 }
 
 /// Answers a page's poll, `X402-Invoice-State: <the invoice>`, on a route with a paywall. The

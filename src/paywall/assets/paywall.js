@@ -20,6 +20,7 @@
   let polling = true; // until the invoice is paid, cancelled, or expired for good
   let timeUp = false; // the countdown reached zero: a late payment may still land
   let unlocking = false;
+  let walletBusy = false; // the browser wallet is asked to pay
   let pollTimer = null;
   let pollDelay = POLL_FIRST_MS;
 
@@ -141,9 +142,10 @@
   };
 
   // Requests this page again with the proof of payment. The same proof is sent again after a
-  // network error, a 409 (another request is settling it) or a 5xx: it can be used once, and
-  // is never paid twice.
-  const unlock = async (preimage) => {
+  // network error, or a 409 or 5xx that took no payment (no PAYMENT-RESPONSE): it can be used
+  // once, and is never paid twice. A proof from the browser wallet that is refused leaves the
+  // page asking the server whether the invoice was paid after all.
+  const unlock = async (preimage, fromWallet) => {
     if (unlocking) return;
     unlocking = true;
     stopPolling();
@@ -160,6 +162,7 @@
     const headers = new Headers();
     for (const [name, value] of Object.entries(facts.headers)) headers.append(name, value);
     headers.set("PAYMENT-SIGNATURE", base64(JSON.stringify(payment)));
+    let sentBefore = false;
     for (let attempt = 1; attempt <= SEND_TRIES; attempt += 1) {
       let response;
       try {
@@ -171,6 +174,7 @@
           redirect: "manual",
         });
       } catch (_) {
+        sentBefore = true;
         await sleep(1000 * attempt);
         continue;
       }
@@ -179,14 +183,29 @@
         say("The server redirected the paid request instead of answering it.", "error");
         return;
       }
-      if (response.status === 409 || response.status >= 500) {
+      if (response.status === 402 || response.status === 400) {
+        const why = await errorOf(response);
+        if (sentBefore && /duplicate_settlement/.test(why)) {
+          // An earlier try was taken, and its answer lost on the way.
+          say("Paid, but the server's answer was lost on the way, and a payment serves once. Reload for a new invoice.", "error");
+        } else {
+          say(`The payment was refused: ${why}`, "error");
+        }
+        reload.hidden = false;
+        if (fromWallet && !sentBefore) {
+          // The wallet's proof was not the invoice's: the server may still see it paid.
+          unlocking = false;
+          polling = true;
+          pollSoon(POLL_FIRST_MS);
+        }
+        return;
+      }
+      // Taken and answered (whatever the status): show it. Not taken: send it again.
+      const taken = response.headers.has("PAYMENT-RESPONSE");
+      if (!taken && (response.status === 409 || response.status >= 500)) {
+        sentBefore = true;
         await sleep(1000 * attempt);
         continue;
-      }
-      if (response.status === 402 || response.status === 400) {
-        say(`The payment was refused: ${await errorOf(response)}`, "error");
-        reload.hidden = false;
-        return;
       }
       await show(response);
       return;
@@ -208,14 +227,17 @@
       return;
     }
     payButton.disabled = true;
+    walletBusy = true;
     say("Waiting for your browser wallet…", "busy");
     try {
       await webln.enable();
       const paid = await webln.sendPayment(invoice);
       const preimage = paid && typeof paid.preimage === "string" ? paid.preimage.toLowerCase() : "";
       if (!/^[0-9a-f]{64}$/.test(preimage)) throw new Error("the wallet returned no preimage");
-      await unlock(preimage);
+      walletBusy = false;
+      await unlock(preimage, true);
     } catch (error) {
+      walletBusy = false;
       if (unlocking || timeUp) return;
       payButton.disabled = false;
       say(`Your browser wallet did not pay: ${(error && error.message) || error}`, "error");
@@ -237,7 +259,7 @@
       if (response.ok) {
         const answer = await response.json();
         if (answer.state === "paid" && typeof answer.preimage === "string") {
-          await unlock(answer.preimage);
+          await unlock(answer.preimage, false);
           return;
         }
         if (answer.state === "expired") {
@@ -256,7 +278,7 @@
       } else if (response.status === 404 || response.status === 501) {
         // The server cannot see payments made elsewhere: only a browser wallet unlocks.
         stopPolling();
-        if (!timeUp) {
+        if (!timeUp && !walletBusy && !unlocking) {
           say("Pay with a browser wallet: this page cannot see payments made from other wallets.", "");
         }
         return;
