@@ -16,7 +16,6 @@ mod browser;
 #[path = "common/demo_process.rs"]
 mod demo_process;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::response::Html;
@@ -29,7 +28,7 @@ use x402_lightning::lnbtc::invoice::decode;
 use x402_lightning::mock::MockFacilitator;
 use x402_lightning::{HttpFacilitator, Network, Price, PriceTag, X402Layer};
 
-use self::browser::{Browser, update_docs_screenshot, within};
+use self::browser::{Browser, loopback, serve_app, update_docs_screenshot, within};
 use self::demo_process::{Demo, start_demo};
 
 /// The most a test's browser steps may take.
@@ -113,10 +112,7 @@ async fn open_shop(clock: &ManualClock) -> Shop {
         .start()
         .await
         .expect("the mock starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let origin = format!("http://{}", listener.local_addr().expect("local addr"));
+    let (listener, origin) = loopback().await;
     let layer = X402Layer::builder(
         HttpFacilitator::new(mock.url()).expect("facilitator client"),
         Network::Regtest,
@@ -163,10 +159,7 @@ async fn open_shop(clock: &ManualClock) -> Shop {
             }),
         )
         .layer(layer);
-    tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, app).await;
-    });
+    serve_app(listener, app);
     Shop { origin, mock }
 }
 

@@ -42,9 +42,11 @@ use x402_lightning::{
     FacilitatorCall, Flows, HttpFacilitator, Network, Price, PriceTag, X402Layer,
 };
 
-use self::browser::{Browser, within};
+use self::browser::{Browser, loopback, serve_app, within};
 use self::frames_and_logs::Captured;
-use self::paywall_http::{Answer, NAVIGATION, POLL, get_with, proof_from_page, send};
+use self::paywall_http::{
+    Answer, NAVIGATION, POLL, ScriptedReceiver, get_with, proof_from_page, send,
+};
 
 const ORIGIN: &str = "http://shop.test";
 
@@ -745,27 +747,6 @@ async fn a_paid_invoice_is_never_polled_expired_while_its_proof_is_still_taken()
 // ---------------------------------------------------------------------------------------------
 // A receiver or facilitator that lies
 
-/// A receiver of the test's: mints through the mock, answers invoice states as scripted.
-type Script = Arc<dyn Fn(&[u8; 32]) -> Result<Option<InvoiceStatus>, ReceiverError> + Send + Sync>;
-
-struct ScriptedReceiver {
-    mock: MockFacilitator,
-    script: Script,
-}
-
-impl Receiver for ScriptedReceiver {
-    async fn create_invoice(&self, request: &InvoiceRequest) -> Result<String, ReceiverError> {
-        self.mock.create_invoice(request).await
-    }
-
-    async fn invoice_status(
-        &self,
-        hash: &[u8; 32],
-    ) -> Result<Option<InvoiceStatus>, ReceiverError> {
-        (self.script)(hash)
-    }
-}
-
 fn status(hash: &str, state: InvoiceState, preimage: Option<String>) -> InvoiceStatus {
     InvoiceStatus {
         payment_hash: hash.to_owned(),
@@ -826,15 +807,11 @@ async fn a_receiver_that_lies_never_makes_a_poll_paid() {
         let real: Arc<std::sync::Mutex<String>> = Arc::default();
         let (op, oh) = (other_preimage.clone(), other_hash.clone());
         let seen = Arc::clone(&real);
-        let script: Script = Arc::new(move |hash| {
+        let receiver = ScriptedReceiver::new(mock.clone(), move |hash| {
             let hash = hash.to_lower_hex_string();
             let preimage = seen.lock().expect("lock").clone();
             Ok(Some(lie(&hash, &preimage, &op, &oh)))
         });
-        let receiver = ScriptedReceiver {
-            mock: mock.clone(),
-            script,
-        };
         let shop = shop_with(
             mock.clone(),
             clock,
@@ -1237,10 +1214,7 @@ async fn open_browser_shop(tag: PriceTag, clock: &ManualClock) -> (MockFacilitat
         .start()
         .await
         .expect("the mock starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let origin = format!("http://{}", listener.local_addr().expect("local addr"));
+    let (listener, origin) = loopback().await;
     let layer = X402Layer::builder(
         HttpFacilitator::new(mock.url()).expect("facilitator client"),
         Network::Regtest,
@@ -1256,10 +1230,7 @@ async fn open_browser_shop(tag: PriceTag, clock: &ManualClock) -> (MockFacilitat
             get(|| async { axum::Json(json!({ "conditions": "sunny" })) }),
         )
         .layer(layer);
-    tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, app).await;
-    });
+    serve_app(listener, app);
     (mock, origin)
 }
 

@@ -21,9 +21,12 @@ use x402_lightning::receiver::{
     InvoiceRequest, InvoiceState, InvoiceStatus, Receiver, ReceiverError,
 };
 #[path = "common/paywall_http.rs"]
+#[allow(dead_code, reason = "this suite uses part of it")]
 mod paywall_http;
 
-use self::paywall_http::{Answer, NAVIGATION, POLL, get_with, proof_from_page, send};
+use self::paywall_http::{
+    Answer, NAVIGATION, POLL, ScriptedReceiver, get_with, proof_from_page, send,
+};
 use x402_lightning::{FacilitatorCall, Flows, Network, Price, PriceTag, X402Layer};
 
 const ORIGIN: &str = "http://shop.test";
@@ -732,41 +735,18 @@ async fn a_route_binding_a_header_a_page_cannot_send_gets_no_page() {
     assert!(!versioned.body.contains("secret"));
 }
 
-/// What a test receiver answers about an invoice.
-type StatusAnswer = fn(&[u8; 32]) -> Result<Option<InvoiceStatus>, ReceiverError>;
-
-/// A receiver of the test's: mints through the mock, and answers invoice states as told.
-struct TestReceiver {
-    mock: MockFacilitator,
-    status: Option<StatusAnswer>,
-}
-
-impl Receiver for TestReceiver {
-    async fn create_invoice(&self, request: &InvoiceRequest) -> Result<String, ReceiverError> {
-        self.mock.create_invoice(request).await
-    }
-
-    async fn invoice_status(
-        &self,
-        hash: &[u8; 32],
-    ) -> Result<Option<InvoiceStatus>, ReceiverError> {
-        match self.status {
-            Some(answer) => answer(hash),
-            None => Err(ReceiverError::Unsupported),
-        }
-    }
-}
-
-async fn poll_through(status: Option<StatusAnswer>) -> Answer {
-    let mock = MockFacilitator::new();
-    let shop = shop(|layer| layer.receiver(TestReceiver { mock, status }));
+async fn poll_through(
+    script: impl Fn(&[u8; 32]) -> Result<Option<InvoiceStatus>, ReceiverError> + Send + Sync + 'static,
+) -> Answer {
+    let receiver = ScriptedReceiver::new(MockFacilitator::new(), script);
+    let shop = shop(|layer| layer.receiver(receiver));
     let invoice = page(&shop).await.invoice();
     poll(&shop, &invoice).await
 }
 
 #[tokio::test]
 async fn a_receiver_that_cannot_tell_makes_the_poll_501() {
-    let answer = poll_through(None).await;
+    let answer = poll_through(|_| Err(ReceiverError::Unsupported)).await;
     assert_eq!(answer.status, StatusCode::NOT_IMPLEMENTED);
     assert!(
         answer.json()["error"]
@@ -777,19 +757,19 @@ async fn a_receiver_that_cannot_tell_makes_the_poll_501() {
 
 #[tokio::test]
 async fn a_receiver_that_does_not_know_the_invoice_makes_the_poll_404() {
-    let answer = poll_through(Some(|_| Ok(None))).await;
+    let answer = poll_through(|_| Ok(None)).await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn a_receiver_reporting_a_preimage_that_does_not_hash_is_502() {
-    let answer = poll_through(Some(|hash| {
+    let answer = poll_through(|hash| {
         Ok(Some(InvoiceStatus {
             payment_hash: bitcoin::hex::DisplayHex::to_lower_hex_string(&hash[..]),
             state: InvoiceState::Paid,
             preimage: Some("11".repeat(32)),
         }))
-    }))
+    })
     .await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     assert!(!answer.body.contains(&"11".repeat(32)), "never echoed");
@@ -797,20 +777,20 @@ async fn a_receiver_reporting_a_preimage_that_does_not_hash_is_502() {
 
 #[tokio::test]
 async fn a_receiver_failure_makes_the_poll_502_and_the_page_asks_again() {
-    let answer = poll_through(Some(|_| {
+    let answer = poll_through(|_| {
         Err(ReceiverError::Failed {
             message: "down".into(),
             timed_out: false,
         })
-    }))
+    })
     .await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
-    let answer = poll_through(Some(|_| {
+    let answer = poll_through(|_| {
         Err(ReceiverError::Failed {
             message: "slow".into(),
             timed_out: true,
         })
-    }))
+    })
     .await;
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
 }

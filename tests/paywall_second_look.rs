@@ -15,7 +15,6 @@ mod browser;
 #[allow(dead_code, reason = "this suite uses part of it")]
 mod paywall_http;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,18 +25,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bitcoin::hex::DisplayHex as _;
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 use x402_lightning::clock::ManualClock;
-use x402_lightning::mock::MockFacilitator;
-use x402_lightning::receiver::{
-    InvoiceRequest, InvoiceState, InvoiceStatus, Receiver, ReceiverError,
-};
+use x402_lightning::mock::{LightningPayment, MockFacilitator};
+use x402_lightning::receiver::{InvoiceRequest, Receiver};
 use x402_lightning::{FacilitatorCall, Network, Price, PriceTag, VerifiedPayment, X402Layer};
 
-use self::browser::{Browser, within};
-use self::paywall_http::{Answer, NAVIGATION, POLL, get_with, proof_from_page, send};
+use self::browser::{Browser, loopback, serve_app, within};
+use self::paywall_http::{
+    Answer, NAVIGATION, POLL, ScriptedReceiver, get_with, proof_from_page, send,
+};
 
 /// The most a test's browser steps may take.
 const STEPS: Duration = Duration::from_secs(90);
@@ -75,40 +73,8 @@ return true;";
 // ---------------------------------------------------------------------------------------------
 // Harness
 
-/// What the test's receiver answers about invoice states.
-#[derive(Clone, Copy)]
-enum States {
-    /// Cancelled, whatever the invoice.
-    Cancelled,
-    /// Cannot tell (`Unsupported`: the poll answers 501).
-    Unsupported,
-}
-
-/// Mints through the mock; answers states as told.
-struct TestReceiver {
-    mock: MockFacilitator,
-    states: States,
-}
-
-impl Receiver for TestReceiver {
-    async fn create_invoice(&self, request: &InvoiceRequest) -> Result<String, ReceiverError> {
-        self.mock.create_invoice(request).await
-    }
-
-    async fn invoice_status(
-        &self,
-        hash: &[u8; 32],
-    ) -> Result<Option<InvoiceStatus>, ReceiverError> {
-        match self.states {
-            States::Cancelled => Ok(Some(InvoiceStatus {
-                payment_hash: hash.to_lower_hex_string(),
-                state: InvoiceState::Cancelled,
-                preimage: None,
-            })),
-            States::Unsupported => Err(ReceiverError::Unsupported),
-        }
-    }
-}
+/// The receiver a test puts in place of the layer's, made from the mock.
+type ReceiverOf = fn(MockFacilitator) -> ScriptedReceiver;
 
 /// A shop on loopback: `GET /weather` (10 sat) answering the payment hash it was paid with,
 /// `GET /gated` the same behind a gateway that answers the first paid request 409 and the
@@ -129,12 +95,9 @@ async fn paid_hash(Extension(paid): Extension<VerifiedPayment>) -> Json<Value> {
     Json(json!({ "paymentHash": paid.payment_hash }))
 }
 
-async fn open_shop(states: Option<States>) -> Shop {
+async fn open_shop(receiver: Option<ReceiverOf>) -> Shop {
     let mock = MockFacilitator::builder().build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let origin = format!("http://{}", listener.local_addr().expect("local addr"));
+    let (listener, origin) = loopback().await;
     let mut builder = X402Layer::builder(mock.clone(), Network::Regtest)
         .public_base_url(&origin)
         .route("GET /weather", Price::sats(10))
@@ -144,11 +107,8 @@ async fn open_shop(states: Option<States>) -> Shop {
             "GET /short",
             PriceTag::fixed(Price::sats(10)).max_timeout_seconds(5),
         );
-    if let Some(states) = states {
-        builder = builder.receiver(TestReceiver {
-            mock: mock.clone(),
-            states,
-        });
+    if let Some(receiver) = receiver {
+        builder = builder.receiver(receiver(mock.clone()));
     }
     let layer = builder.build().expect("the layer builds");
     let gated_proofs = Arc::new(Mutex::new(Vec::new()));
@@ -184,10 +144,7 @@ async fn open_shop(states: Option<States>) -> Shop {
                 async move { gateway(proofs, request, next).await }
             },
         ));
-    tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, app).await;
-    });
+    serve_app(listener, app);
     Shop {
         origin,
         mock,
@@ -257,6 +214,20 @@ async fn wait_status_prefix(browser: &Browser, what: &str, prefix: &str) -> Stri
 
 async fn install_wallet(browser: &Browser, answers: Value) {
     browser.js(SCRIPTED_WALLET, vec![answers]).await;
+}
+
+/// Pays the page's invoice through the mock, as the person's wallet does over Lightning.
+async fn pay_the_pages_invoice(browser: &Browser, shop: &Shop) -> LightningPayment {
+    let invoice = browser.js(INVOICE, vec![]).await;
+    shop.mock
+        .pay_invoice(invoice.as_str().expect("text"))
+        .expect("paid")
+}
+
+/// A browser wallet that hands back `preimage` for the next payment, and the button pressed.
+async fn wallet_hands_back(browser: &Browser, preimage: &str) {
+    install_wallet(browser, json!([{"resolve": {"preimage": preimage}}])).await;
+    browser.click("#pay-webln").await;
 }
 
 async fn button_enabled(browser: &Browser) -> bool {
@@ -330,17 +301,8 @@ async fn browser_a_wallet_that_refuses_or_returns_no_preimage_lets_the_person_tr
             assert!(!browser.is_visible("#content").await, "nothing shown");
         }
         // Now it pays, for real: the page unlocks.
-        let invoice = browser.js(INVOICE, vec![]).await;
-        let paid = shop
-            .mock
-            .pay_invoice(invoice.as_str().expect("text"))
-            .expect("paid");
-        install_wallet(
-            &browser,
-            json!([{"resolve": {"preimage": paid.preimage.to_uppercase()}}]),
-        )
-        .await;
-        browser.click("#pay-webln").await;
+        let paid = pay_the_pages_invoice(&browser, &shop).await;
+        wallet_hands_back(&browser, &paid.preimage.to_uppercase()).await;
         assert_eq!(bought_hash(&browser).await, json!(paid.payment_hash));
         assert_eq!(browser.js(STATUS, vec![]).await, json!(PAID));
     })
@@ -362,12 +324,7 @@ async fn browser_a_wallet_returning_another_invoices_preimage_is_refused_and_sho
     let other_paid = shop.mock.pay_invoice(&other).expect("paid");
     within(STEPS, async {
         browser.goto(&format!("{}/weather", shop.origin)).await;
-        install_wallet(
-            &browser,
-            json!([{"resolve": {"preimage": other_paid.preimage}}]),
-        )
-        .await;
-        browser.click("#pay-webln").await;
+        wallet_hands_back(&browser, &other_paid.preimage).await;
         let said = wait_status_prefix(&browser, "the refusal", "The payment was refused: ").await;
         assert!(said.len() > "The payment was refused: ".len(), "{said}");
         assert!(!browser.is_visible("#content").await, "nothing is shown");
@@ -402,12 +359,7 @@ async fn browser_a_wallet_that_paid_but_returned_a_wrong_preimage_still_unlocks_
     within(STEPS, async {
         browser.goto(&format!("{}/weather", shop.origin)).await;
         let invoice = browser.js(INVOICE, vec![]).await;
-        install_wallet(
-            &browser,
-            json!([{"resolve": {"preimage": other_paid.preimage}}]),
-        )
-        .await;
-        browser.click("#pay-webln").await;
+        wallet_hands_back(&browser, &other_paid.preimage).await;
         wait_status_prefix(&browser, "the refusal", "The payment was refused: ").await;
         // The wallet did pay the page's invoice, over Lightning.
         shop.mock
@@ -452,13 +404,8 @@ async fn browser_a_409_then_a_503_are_retried_with_the_same_proof_until_served()
     let shop = open_shop(None).await;
     within(STEPS, async {
         browser.goto(&format!("{}/gated", shop.origin)).await;
-        let invoice = browser.js(INVOICE, vec![]).await;
-        let paid = shop
-            .mock
-            .pay_invoice(invoice.as_str().expect("text"))
-            .expect("paid");
-        install_wallet(&browser, json!([{"resolve": {"preimage": paid.preimage}}])).await;
-        browser.click("#pay-webln").await;
+        let paid = pay_the_pages_invoice(&browser, &shop).await;
+        wallet_hands_back(&browser, &paid.preimage).await;
         assert_eq!(bought_hash(&browser).await, json!(paid.payment_hash));
         assert_eq!(browser.js(STATUS, vec![]).await, json!(PAID));
         let proofs = shop.gated_proofs.lock().expect("lock").clone();
@@ -486,13 +433,8 @@ async fn browser_a_handlers_500_after_the_payment_is_not_called_a_refused_paymen
     let shop = open_shop(None).await;
     within(STEPS, async {
         browser.goto(&format!("{}/flaky", shop.origin)).await;
-        let invoice = browser.js(INVOICE, vec![]).await;
-        let paid = shop
-            .mock
-            .pay_invoice(invoice.as_str().expect("text"))
-            .expect("paid");
-        install_wallet(&browser, json!([{"resolve": {"preimage": paid.preimage}}])).await;
-        browser.click("#pay-webln").await;
+        let paid = pay_the_pages_invoice(&browser, &shop).await;
+        wallet_hands_back(&browser, &paid.preimage).await;
         let said = browser
             .wait_for(
                 "the page's last word",
@@ -623,7 +565,7 @@ async fn browser_a_cancelled_invoice_says_so_and_stops_polling() {
     else {
         return;
     };
-    let shop = open_shop(Some(States::Cancelled)).await;
+    let shop = open_shop(Some(ScriptedReceiver::cancelling)).await;
     within(STEPS, async {
         browser.goto(&format!("{}/weather", shop.origin)).await;
         install_wallet(&browser, json!([])).await;
@@ -656,7 +598,7 @@ async fn browser_a_501_poll_stops_polling_and_the_browser_wallet_still_unlocks()
     else {
         return;
     };
-    let shop = open_shop(Some(States::Unsupported)).await;
+    let shop = open_shop(Some(ScriptedReceiver::cannot_tell)).await;
     within(STEPS, async {
         browser.goto(&format!("{}/weather", shop.origin)).await;
         wait_status(&browser, "the page to give up polling", CANNOT_SEE).await;
@@ -665,13 +607,8 @@ async fn browser_a_501_poll_stops_polling_and_the_browser_wallet_still_unlocks()
         assert_eq!(shop.polls.load(Ordering::SeqCst), 1, "and no other");
         assert!(button_enabled(&browser).await);
 
-        let invoice = browser.js(INVOICE, vec![]).await;
-        let paid = shop
-            .mock
-            .pay_invoice(invoice.as_str().expect("text"))
-            .expect("paid");
-        install_wallet(&browser, json!([{"resolve": {"preimage": paid.preimage}}])).await;
-        browser.click("#pay-webln").await;
+        let paid = pay_the_pages_invoice(&browser, &shop).await;
+        wallet_hands_back(&browser, &paid.preimage).await;
         assert_eq!(bought_hash(&browser).await, json!(paid.payment_hash));
         assert_eq!(browser.js(STATUS, vec![]).await, json!(PAID));
     })
@@ -689,7 +626,7 @@ struct Local {
     app: Router,
 }
 
-fn local(network: Network, mock: MockFacilitator, states: Option<States>) -> Local {
+fn local(network: Network, mock: MockFacilitator, receiver: Option<ReceiverOf>) -> Local {
     let clock = ManualClock::starting_now();
     let mut builder = X402Layer::builder(mock.clone(), network)
         .public_base_url(ORIGIN)
@@ -697,11 +634,8 @@ fn local(network: Network, mock: MockFacilitator, states: Option<States>) -> Loc
         .route("GET /weather", Price::sats(10))
         .route("GET /news", Price::sats(10))
         .route("POST /infer", Price::sats(5));
-    if let Some(states) = states {
-        builder = builder.receiver(TestReceiver {
-            mock: mock.clone(),
-            states,
-        });
+    if let Some(receiver) = receiver {
+        builder = builder.receiver(receiver(mock.clone()));
     }
     let app = Router::new()
         .route("/weather", get(|| async { "sunny" }))
@@ -893,7 +827,7 @@ async fn every_poll_answer_is_no_store_and_states_vary_on_the_poll_header() {
     let cancelling = local(
         Network::Regtest,
         MockFacilitator::new(),
-        Some(States::Cancelled),
+        Some(ScriptedReceiver::cancelling),
     );
     let invoice = page_of(&cancelling.app, "/weather").await.invoice();
     answers.push(send(&cancelling.app, get_with("/weather", &[(POLL, &invoice)])).await);
@@ -926,7 +860,7 @@ async fn every_poll_answer_is_no_store_and_states_vary_on_the_poll_header() {
     let unsupported = local(
         Network::Regtest,
         MockFacilitator::new(),
-        Some(States::Unsupported),
+        Some(ScriptedReceiver::cannot_tell),
     );
     let invoice = page_of(&unsupported.app, "/weather").await.invoice();
     let refusals = [
@@ -975,7 +909,7 @@ async fn browser_a_501_poll_does_not_overwrite_a_pending_wallet_payment() {
     else {
         return;
     };
-    let shop = open_shop(Some(States::Unsupported)).await;
+    let shop = open_shop(Some(ScriptedReceiver::cannot_tell)).await;
     within(STEPS, async {
         browser.goto(&format!("{}/weather", shop.origin)).await;
         install_wallet(&browser, json!([])).await;

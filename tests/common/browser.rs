@@ -425,6 +425,25 @@ impl Browser {
     }
 }
 
+/// A loopback listener for an app the browser opens, and the origin it answers on
+/// (`http://127.0.0.1:PORT`, what the layer's `public_base_url` is set to).
+pub async fn loopback() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let origin = format!("http://{}", listener.local_addr().expect("local addr"));
+    (listener, origin)
+}
+
+/// Serves `app` on `listener` in the background for as long as the test runs, with each
+/// peer's address, as a real server gives it to the layer.
+pub fn serve_app(listener: tokio::net::TcpListener, app: axum::Router) {
+    tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let _ = axum::serve(listener, app).await;
+    });
+}
+
 /// Runs `steps`, failing the test if they take longer than `limit` (a hung browser or page).
 pub async fn within<T>(limit: Duration, steps: impl Future<Output = T>) -> T {
     tokio::time::timeout(limit, steps)

@@ -1,5 +1,7 @@
 //! The paywall tests' harness: requests sent through `oneshot` and their answers read whole,
-//! and what a page's script would send.
+//! what a page's script would send, and a receiver whose invoice states the test scripts.
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -10,6 +12,10 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use x402_lightning::lnbtc::header::decode_payment_required;
 use x402_lightning::lnbtc::types::PaymentRequired;
+use x402_lightning::mock::MockFacilitator;
+use x402_lightning::receiver::{
+    InvoiceRequest, InvoiceState, InvoiceStatus, Receiver, ReceiverError,
+};
 
 /// A browser's navigation (Chromium's `Accept`).
 pub const NAVIGATION: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7";
@@ -104,4 +110,58 @@ pub fn proof_from_page(page: &Answer, preimage: &str) -> String {
         "payload": {"preimage": preimage},
     });
     base64::engine::general_purpose::STANDARD.encode(payment.to_string())
+}
+
+/// What a test's receiver answers about the invoice of a payment hash.
+pub type StatusScript =
+    Arc<dyn Fn(&[u8; 32]) -> Result<Option<InvoiceStatus>, ReceiverError> + Send + Sync>;
+
+/// A receiver of the tests': mints through the mock, answers invoice states as scripted.
+pub struct ScriptedReceiver {
+    mock: MockFacilitator,
+    script: StatusScript,
+}
+
+impl ScriptedReceiver {
+    pub fn new(
+        mock: MockFacilitator,
+        script: impl Fn(&[u8; 32]) -> Result<Option<InvoiceStatus>, ReceiverError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self {
+            mock,
+            script: Arc::new(script),
+        }
+    }
+
+    /// Cannot tell (`Unsupported`: the poll answers 501).
+    pub fn cannot_tell(mock: MockFacilitator) -> Self {
+        Self::new(mock, |_| Err(ReceiverError::Unsupported))
+    }
+
+    /// Cancelled, whatever the invoice.
+    pub fn cancelling(mock: MockFacilitator) -> Self {
+        Self::new(mock, |hash| {
+            Ok(Some(InvoiceStatus {
+                payment_hash: bitcoin::hex::DisplayHex::to_lower_hex_string(&hash[..]),
+                state: InvoiceState::Cancelled,
+                preimage: None,
+            }))
+        })
+    }
+}
+
+impl Receiver for ScriptedReceiver {
+    async fn create_invoice(&self, request: &InvoiceRequest) -> Result<String, ReceiverError> {
+        self.mock.create_invoice(request).await
+    }
+
+    async fn invoice_status(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<InvoiceStatus>, ReceiverError> {
+        (self.script)(hash)
+    }
 }
