@@ -24,7 +24,7 @@ use axum::routing::post;
 use bitcoin::hashes::{Hash as _, sha256};
 use bitcoin::secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
 use bitcoin::secp256k1::{Secp256k1, SecretKey};
-use frames_and_logs::{Captured, framed};
+use frames_and_logs::{captured_log, framed};
 use http::StatusCode;
 use http::request::Parts;
 use in_process::{GUARD, ORIGIN, Seen, app, get_req, handler, request, self_minted_proof, send_to};
@@ -1104,24 +1104,6 @@ async fn a_malformed_proof_is_a_400_that_costs_nothing_and_is_reported_once() {
     // The proof itself is untouched.
     let paid = send_to(app.clone(), get_req("/weather", Some(&proof))).await;
     assert_eq!(paid.status, StatusCode::OK);
-}
-
-/// Every log line of this test binary, at every level: one global subscriber, so that no
-/// callsite's interest is cached off by a test running on another thread.
-fn captured_log() -> Captured {
-    static LOG: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    LOG.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
-        captured
-    })
-    .clone()
 }
 
 /// Held: at every level, through a served proof, a replay, a refused settle, a proof with a

@@ -43,7 +43,7 @@ use x402_lightning::{
 };
 
 use self::browser::{Browser, loopback, serve_app, within};
-use self::frames_and_logs::Captured;
+use self::frames_and_logs::captured_log;
 use self::paywall_http::{
     Answer, NAVIGATION, POLL, ScriptedReceiver, get_with, proof_from_page, send,
 };
@@ -912,23 +912,6 @@ impl Receiver for HttpStates {
             .invoice_status(hash)
             .await
     }
-}
-
-/// Every log line of this test binary, at every level (one global subscriber).
-fn captured_log() -> Captured {
-    static LOG: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    LOG.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
-        captured
-    })
-    .clone()
 }
 
 /// The poll's status when the facilitator over HTTP answers `reply`, and the real preimage.

@@ -1,6 +1,6 @@
 //! Two test instruments several suites share: a request body that arrives in frames with no
 //! length known in advance (no `Content-Length`, as a chunked request), and a `tracing` writer
-//! into a shared buffer.
+//! into a shared buffer (scoped, or the test binary's one global log).
 #![allow(dead_code, reason = "each suite uses some of it")]
 
 use std::collections::VecDeque;
@@ -61,4 +61,22 @@ impl std::io::Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Every log line of this test binary, at every level: one global subscriber, so that no
+/// callsite's interest is cached off by a test running on another thread.
+pub fn captured_log() -> Captured {
+    static LOG: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        captured
+    })
+    .clone()
 }
