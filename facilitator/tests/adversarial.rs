@@ -36,7 +36,9 @@ use x402_lightning_facilitator::node::SimulatedNode;
 use x402_lightning_facilitator::store::{SqliteStore, Store, redact_password};
 use x402_lightning_facilitator::{Config, Service, serve};
 
-use self::common::{Instance, PgSchema, Proof, Started, command, postgres_url, sqlite_url};
+use self::common::{
+    Instance, PgSchema, Proof, Started, command, postgres_url, requirements_request, sqlite_url,
+};
 
 /// The pinned time of the in-process services and of the proofs minted for them.
 const NOW: u64 = 1_700_000_000;
@@ -1323,21 +1325,6 @@ async fn blank_api_keys_do_not_silently_disable_authentication() {
     }
 }
 
-/// A `/requirements` request (PROTOCOL.md Part 1 with Part 2's `descriptionHash`).
-fn requirements_request(hash: &str) -> Value {
-    json!({
-        "x402Version": 1,
-        "scheme": "exact",
-        "network": "lightning-regtest",
-        "amount": "10000",
-        "resource": "http://shop.example/weather",
-        "description": "weather",
-        "mimeType": "application/json",
-        "maxTimeoutSeconds": 60,
-        "descriptionHash": hash,
-    })
-}
-
 /// Checks a `/requirements` answer as a resource server would before handing it out: the
 /// invoice decodes strictly and meets every term of the scheme at the service's time.
 fn assert_passes_the_scheme_checks(answer: &Value, hash: &str, amount_msat: u64, expiry: u64) {
@@ -1374,7 +1361,7 @@ async fn requirements_refuse_hostile_fields_with_a_json_400_and_never_ask_the_no
     let hash = "ab".repeat(32);
     let mut cases: Vec<(String, String)> = Vec::new();
     let mut with = |field: &str, value: Value| {
-        let mut body = requirements_request(&hash);
+        let mut body = requirements_request(Some(&hash));
         body[field] = value.clone();
         cases.push((format!("{field} = {value}"), body.to_string()));
     };
@@ -1441,7 +1428,7 @@ async fn requirements_refuse_hostile_fields_with_a_json_400_and_never_ask_the_no
     cases.push(("empty".into(), String::new()));
     cases.push((
         "1e400".into(),
-        requirements_request(&hash)
+        requirements_request(Some(&hash))
             .to_string()
             .replace("\"maxTimeoutSeconds\":60", "\"maxTimeoutSeconds\":1e400"),
     ));
@@ -1467,7 +1454,7 @@ async fn requirements_refuse_hostile_fields_with_a_json_400_and_never_ask_the_no
 
     // `descriptionHash: null` is no description hash: the seed flow's request (served by
     // default: an invoice described by `d`, bound to no hash), refused when only lnbtc is.
-    let mut body = requirements_request(&hash);
+    let mut body = requirements_request(Some(&hash));
     body["descriptionHash"] = Value::Null;
     let (status, answer) = service.post("/requirements", body.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
@@ -1488,7 +1475,7 @@ async fn requirements_refuse_hostile_fields_with_a_json_400_and_never_ask_the_no
 #[tokio::test]
 async fn requirements_with_an_amount_bolt11_cannot_carry_is_a_400_not_a_node_failure() {
     let service = Running::simulated(|config| config.api_keys = vec![KEY.into()]).await;
-    let mut body = requirements_request(&"ab".repeat(32));
+    let mut body = requirements_request(Some(&"ab".repeat(32)));
     body["amount"] = json!("18446744073709551615");
     let (status, answer) = service.post("/requirements", body.to_string()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
@@ -1502,20 +1489,20 @@ async fn requirements_at_the_edges_are_echoed_exactly_and_their_invoices_pass_th
     let service = Running::simulated(|config| config.api_keys = vec![KEY.into()]).await;
     let hash = "5a".repeat(32);
     let mut cases = Vec::new();
-    let mut body = requirements_request(&hash);
+    let mut body = requirements_request(Some(&hash));
     body["amount"] = json!((u64::MAX / 10).to_string());
     cases.push(body);
-    let mut body = requirements_request(&hash);
+    let mut body = requirements_request(Some(&hash));
     body["amount"] = json!("1");
     body["resource"] = json!(format!("http://shop.example/{}", "r".repeat(60_000)));
     cases.push(body);
-    let mut body = requirements_request(&hash);
+    let mut body = requirements_request(Some(&hash));
     body["description"] =
         json!("\u{0}\u{7}\u{1b}[31mred\u{1b}[0m\r\n\t\u{2028}\u{feff}\u{10ffff}\"\\");
     body["mimeType"] = json!("text/plain\r\nX-Injected: 1");
     cases.push(body);
     for expiry in [1, 86_400] {
-        let mut body = requirements_request(&hash);
+        let mut body = requirements_request(Some(&hash));
         body["maxTimeoutSeconds"] = json!(expiry);
         cases.push(body);
     }
@@ -1545,7 +1532,7 @@ async fn concurrent_requirements_each_get_a_fresh_invoice_that_passes_the_scheme
     let tasks: Vec<_> = (0..128)
         .map(|_| {
             let service = service.clone();
-            let body = requirements_request(&hash).to_string();
+            let body = requirements_request(Some(&hash)).to_string();
             tokio::spawn(async move { service.post("/requirements", body).await })
         })
         .collect();
@@ -1573,7 +1560,7 @@ async fn hostile_pay_bodies_get_json_errors_and_pay_nothing() {
     let (status, minted) = service
         .post(
             "/requirements",
-            requirements_request(&"77".repeat(32)).to_string(),
+            requirements_request(Some(&"77".repeat(32))).to_string(),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -1685,7 +1672,7 @@ async fn the_simulated_node_refuses_to_grow_past_its_bound_and_recovers_as_invoi
     for worker in workers {
         worker.await.expect("worker");
     }
-    let body = requirements_request(&"99".repeat(32)).to_string();
+    let body = requirements_request(Some(&"99".repeat(32))).to_string();
     let (status, answer) = service.post("/requirements", body.clone()).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
     assert!(
@@ -1746,12 +1733,15 @@ async fn no_preimage_api_key_or_node_key_reaches_the_log_even_at_trace_level() {
     settles += 1;
 
     let hash = "3c".repeat(32);
-    let minted: Value = post("/requirements", requirements_request(&hash).to_string())
-        .await
-        .expect("POST")
-        .json()
-        .await
-        .expect("JSON");
+    let minted: Value = post(
+        "/requirements",
+        requirements_request(Some(&hash)).to_string(),
+    )
+    .await
+    .expect("POST")
+    .json()
+    .await
+    .expect("JSON");
     let invoice = minted["extra"]["invoice"].as_str().expect("invoice");
     let paid: Value = post("/pay", json!({"invoice": invoice}).to_string())
         .await

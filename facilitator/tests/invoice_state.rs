@@ -30,7 +30,7 @@ use x402_lightning_facilitator::store::{SqliteStore, Store};
 use x402_lightning_facilitator::{Config, Service, serve};
 
 use self::common::seed;
-use self::common::{Instance, sqlite_url};
+use self::common::{Instance, requirements_request, sqlite_url};
 
 const KEY: &str = "invoice-state-key";
 
@@ -153,19 +153,7 @@ impl Running {
     /// `/requirements` on regtest, bound to `description_hash` (hex) or described by text; the
     /// invoice and its payment hash.
     async fn mint(&self, description_hash: Option<&str>) -> (String, String) {
-        let mut request = json!({
-            "x402Version": 1,
-            "scheme": "exact",
-            "network": "lightning-regtest",
-            "amount": "10000",
-            "resource": "http://shop.example/weather",
-            "description": "weather",
-            "mimeType": "application/json",
-            "maxTimeoutSeconds": 60,
-        });
-        if let Some(hash) = description_hash {
-            request["descriptionHash"] = json!(hash);
-        }
+        let request = requirements_request(description_hash);
         let (status, requirements) = self.post("/requirements", &request).await;
         assert_eq!(status, StatusCode::OK, "requirements: {requirements}");
         let invoice = requirements["extra"]["invoice"]
@@ -709,17 +697,7 @@ async fn a_store_failure_is_a_503_and_no_unrecorded_invoice_is_handed_out() {
         let (status, answer) = service
             .post(
                 "/requirements",
-                &json!({
-                    "x402Version": 1,
-                    "scheme": "exact",
-                    "network": "lightning-regtest",
-                    "amount": "10000",
-                    "resource": "http://shop.example/weather",
-                    "description": "weather",
-                    "mimeType": "application/json",
-                    "maxTimeoutSeconds": 60,
-                    "descriptionHash": "4f".repeat(32),
-                }),
+                &requirements_request(Some(&"4f".repeat(32))),
             )
             .await;
         assert_eq!(
@@ -749,12 +727,7 @@ async fn no_preimage_reaches_the_log_even_at_trace_level() {
     let minted: Value = client
         .post(instance.url("/requirements"))
         .bearer_auth(KEY)
-        .json(&json!({
-            "x402Version": 1, "scheme": "exact", "network": "lightning-regtest",
-            "amount": "10000", "resource": "http://shop.example/weather",
-            "description": "weather", "mimeType": "application/json",
-            "maxTimeoutSeconds": 60, "descriptionHash": "6d".repeat(32),
-        }))
+        .json(&requirements_request(Some(&"6d".repeat(32))))
         .send()
         .await
         .expect("POST")
@@ -849,12 +822,7 @@ async fn on_postgresql_a_paid_deposit_is_a_404_and_a_paid_requirement_is_paid() 
     let minted: Value = client
         .post(instance.url("/requirements"))
         .bearer_auth(KEY)
-        .json(&json!({
-            "x402Version": 1, "scheme": "exact", "network": "lightning-regtest",
-            "amount": "10000", "resource": "http://shop.example/weather",
-            "description": "weather", "mimeType": "application/json",
-            "maxTimeoutSeconds": 60,
-        }))
+        .json(&requirements_request(None))
         .send()
         .await
         .expect("POST")

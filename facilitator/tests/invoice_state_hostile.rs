@@ -22,7 +22,7 @@ use x402_lightning_facilitator::node::{
 use x402_lightning_facilitator::store::{SqliteStore, Store};
 use x402_lightning_facilitator::{Config, Service, serve};
 
-use self::common::sqlite_url;
+use self::common::{requirements_request, sqlite_url};
 
 const KEY: &str = "hostile-invoice-key";
 
@@ -96,17 +96,7 @@ impl Running {
         let response = reqwest::Client::new()
             .post(format!("{}/requirements", self.base))
             .header(AUTHORIZATION, auth)
-            .json(&json!({
-                "x402Version": 1,
-                "scheme": "exact",
-                "network": "lightning-regtest",
-                "amount": "10000",
-                "resource": "http://shop.example/weather",
-                "description": "weather",
-                "mimeType": "application/json",
-                "maxTimeoutSeconds": 60,
-                "descriptionHash": "5a".repeat(32),
-            }))
+            .json(&requirements_request(Some(&"5a".repeat(32))))
             .send()
             .await
             .expect("requirements");

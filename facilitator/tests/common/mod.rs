@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use bitcoin::hex::DisplayHex as _;
-use serde_json::Value;
+use serde_json::{Value, json};
 use x402_lightning::Network;
 use x402_lightning::lnbtc::types::{
     LnbtcExtra, PaymentPayload, PaymentRequirements, SettleRequest,
@@ -182,6 +182,26 @@ fn rand_suffix() -> String {
     let mut bytes = [0u8; 6];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
     bytes.to_lower_hex_string()
+}
+
+/// A `/requirements` request for 10 sat on regtest (`PROTOCOL.md` Part 1), bound to the request
+/// hash `description_hash` (64 hex, Part 2's `descriptionHash`), or described by its text when
+/// `None`.
+pub fn requirements_request(description_hash: Option<&str>) -> Value {
+    let mut request = json!({
+        "x402Version": 1,
+        "scheme": "exact",
+        "network": "lightning-regtest",
+        "amount": "10000",
+        "resource": "http://shop.example/weather",
+        "description": "weather",
+        "mimeType": "application/json",
+        "maxTimeoutSeconds": 60,
+    });
+    if let Some(hash) = description_hash {
+        request["descriptionHash"] = json!(hash);
+    }
+    request
 }
 
 /// A `sqlite://` URL for a fresh file in `dir`.
