@@ -33,11 +33,12 @@ use x402_lightning::lnbtc::types::{LnbtcExtra, PaymentPayload, PaymentRequiremen
 use x402_lightning::mock::{InvoiceSpec, MockNode};
 use x402_lightning_facilitator::config::{Flow, MAX_SKEW_SECONDS};
 use x402_lightning_facilitator::node::SimulatedNode;
-use x402_lightning_facilitator::store::{SqliteStore, Store, redact_password};
-use x402_lightning_facilitator::{Config, Service, serve};
+use x402_lightning_facilitator::store::{Store, redact_password};
+use x402_lightning_facilitator::{Config, Service};
 
 use self::common::{
-    Instance, PgSchema, Proof, Started, command, postgres_url, requirements_request, sqlite_url,
+    Instance, PgSchema, Proof, Started, command, postgres_url, requirements_request,
+    serve_on_loopback, sqlite_store, sqlite_url,
 };
 
 /// The pinned time of the in-process services and of the proofs minted for them.
@@ -68,11 +69,7 @@ impl Running {
     /// A simulated node (which also serves `/pay`), `configure`d.
     async fn simulated(configure: impl FnOnce(&mut Config)) -> Running {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&sqlite_url(dir.path()))
-                .await
-                .expect("opens"),
-        );
+        let store = sqlite_store(dir.path()).await;
         let clock = ManualClock::at_unix(Duration::from_secs(NOW));
         let mut running = Running::on_store(store, clock, configure).await;
         running._dir = Some(dir);
@@ -97,11 +94,7 @@ impl Running {
             )
             .expect("a valid configuration"),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(serve(listener, service.clone(), std::future::pending()));
+        let addr = serve_on_loopback(service.clone()).await;
         Running {
             base: format!("http://{addr}"),
             addr,

@@ -26,11 +26,11 @@ use x402_lightning_facilitator::node::{
     Cancelled, InvoiceLookup, InvoiceRequest, InvoiceState as NodeInvoiceState, LightningNode,
     NodeError, NodeFuture, PaymentRequest, PaymentStatus, SimulatedNode,
 };
-use x402_lightning_facilitator::store::{SqliteStore, Store};
-use x402_lightning_facilitator::{Config, Service, serve};
+use x402_lightning_facilitator::store::Store;
+use x402_lightning_facilitator::{Config, Service};
 
 use self::common::seed;
-use self::common::{Instance, requirements_request, sqlite_url};
+use self::common::{Instance, requirements_request, serve_on_loopback, sqlite_store, sqlite_url};
 
 const KEY: &str = "invoice-state-key";
 
@@ -72,11 +72,7 @@ impl Running {
         build: impl FnOnce(Arc<dyn Store>, &Config) -> Service,
     ) -> Running {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&sqlite_url(dir.path()))
-                .await
-                .expect("opens"),
-        );
+        let store = sqlite_store(dir.path()).await;
         let mut config = Config::default();
         configure(&mut config);
         let mut headers = HeaderMap::new();
@@ -87,11 +83,7 @@ impl Running {
             );
         }
         let service = Arc::new(build(Arc::clone(&store), &config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(serve(listener, service, std::future::pending()));
+        let base = format!("http://{}", serve_on_loopback(service).await);
         Running {
             base,
             client: reqwest::Client::builder()

@@ -19,10 +19,9 @@ use x402_lightning_facilitator::config::Flow;
 use x402_lightning_facilitator::node::{
     InvoiceDescription, InvoiceRequest, LightningNode as _, SimulatedNode,
 };
-use x402_lightning_facilitator::store::{SqliteStore, Store};
-use x402_lightning_facilitator::{Config, Service, serve};
+use x402_lightning_facilitator::{Config, Service};
 
-use self::common::{requirements_request, sqlite_url};
+use self::common::{requirements_request, serve_on_loopback, sqlite_store};
 
 const KEY: &str = "hostile-invoice-key";
 
@@ -36,22 +35,14 @@ struct Running {
 async fn running(configure: impl FnOnce(&mut Config)) -> Running {
     let node = Arc::new(SimulatedNode::random(Arc::new(SystemClock)));
     let dir = tempfile::tempdir().expect("temp dir");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&sqlite_url(dir.path()))
-            .await
-            .expect("opens"),
-    );
+    let store = sqlite_store(dir.path()).await;
     let mut config = Config::default();
     configure(&mut config);
     let service = Arc::new(
         Service::with_simulated_node(store, Arc::clone(&node), &config, Arc::new(SystemClock))
             .expect("a valid configuration"),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(serve(listener, service, std::future::pending()));
+    let base = format!("http://{}", serve_on_loopback(service).await);
     Running {
         base,
         node,

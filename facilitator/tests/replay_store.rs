@@ -20,11 +20,13 @@ use x402_lightning_facilitator::books::{
 };
 use x402_lightning_facilitator::config::MAX_SKEW_SECONDS;
 use x402_lightning_facilitator::store::{
-    Inserted, PostgresStore, ReplayEntry, ReplayStore, SqliteStore, Store, StoreFuture,
+    Inserted, PostgresStore, ReplayEntry, ReplayStore, SqliteStore, StoreFuture,
 };
 use x402_lightning_facilitator::{Config, Service, serve};
 
-use self::common::{Instance, PgSchema, Proof, postgres_url, sqlite_url};
+use self::common::{
+    Instance, PgSchema, Proof, postgres_url, serve_on_loopback, sqlite_store, sqlite_url,
+};
 
 /// A fixed clock for the service processes: proofs are minted at this time.
 const NOW: u64 = 1_700_000_000;
@@ -259,11 +261,7 @@ async fn the_purge_never_drops_a_live_key_on_postgres() {
 async fn a_settled_proof_is_kept_until_an_hour_after_its_invoice_can_no_longer_pass() {
     // The service in process, its clock in the test's hand.
     let dir = tempfile::tempdir().expect("temp dir");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&sqlite_url(dir.path()))
-            .await
-            .expect("opens"),
-    );
+    let store = sqlite_store(dir.path()).await;
     let clock = ManualClock::at_unix(Duration::from_secs(NOW));
     let node = MockNode::random();
     let simulated =
@@ -277,11 +275,7 @@ async fn a_settled_proof_is_kept_until_an_hour_after_its_invoice_can_no_longer_p
         )
         .expect("a valid configuration"),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/settle", listener.local_addr().expect("addr"));
-    tokio::spawn(serve(listener, service.clone(), std::future::pending()));
+    let url = format!("http://{}/settle", serve_on_loopback(service.clone()).await);
 
     let proof = Proof::mint(&node, Network::Regtest, NOW);
     let client = reqwest::Client::new();

@@ -19,10 +19,10 @@ use x402_lightning_facilitator::node::{
     Cancelled, InvoiceDescription, InvoiceLookup, InvoiceRequest, LightningNode, NodeError,
     NodeFuture, PaymentRequest, PaymentStatus, SimulatedNode,
 };
-use x402_lightning_facilitator::store::{SqliteStore, Store};
-use x402_lightning_facilitator::{Config, Service, serve};
+use x402_lightning_facilitator::store::Store;
+use x402_lightning_facilitator::{Config, Service};
 
-use self::common::{Proof, sqlite_url};
+use self::common::{Proof, serve_on_loopback, sqlite_store};
 
 const NOW: u64 = 1_700_000_000;
 const KEY: &str = "k3y-one";
@@ -50,19 +50,11 @@ impl Running {
         build: impl FnOnce(Arc<dyn Store>, &Config, Arc<ManualClock>) -> Service,
     ) -> Running {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&sqlite_url(dir.path()))
-                .await
-                .expect("opens"),
-        );
+        let store = sqlite_store(dir.path()).await;
         let mut config = Config::default();
         configure(&mut config);
         let service = Arc::new(build(store.clone(), &config, clock));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(serve(listener, service, std::future::pending()));
+        let base = format!("http://{}", serve_on_loopback(service).await);
         Running {
             base,
             store,
@@ -684,11 +676,7 @@ async fn healthz_is_503_when_the_store_does_not_answer() {
 #[tokio::test]
 async fn a_bad_configuration_is_refused_and_mainnet_invoices_are_never_paid() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&sqlite_url(dir.path()))
-            .await
-            .expect("opens"),
-    );
+    let store = sqlite_store(dir.path()).await;
     let clock = Arc::new(ManualClock::at_unix(Duration::from_secs(NOW)));
     let node = Arc::new(SimulatedNode::random(clock.clone()));
     for (config, setting) in [

@@ -8,7 +8,7 @@ use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use bitcoin::hex::DisplayHex as _;
@@ -18,6 +18,8 @@ use x402_lightning::lnbtc::types::{
     LnbtcExtra, PaymentPayload, PaymentRequirements, SettleRequest,
 };
 use x402_lightning::mock::{InvoiceSpec, MockNode};
+use x402_lightning_facilitator::store::{SqliteStore, Store};
+use x402_lightning_facilitator::{Service, serve};
 
 /// The service binary, built by cargo for the integration tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_x402-lightning-facilitator");
@@ -182,6 +184,21 @@ fn rand_suffix() -> String {
     let mut bytes = [0u8; 6];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
     bytes.to_lower_hex_string()
+}
+
+/// A SQLite store in a file of `dir`, migrated.
+pub async fn sqlite_store(dir: &Path) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(&sqlite_url(dir)).await.expect("opens"))
+}
+
+/// Serves `service` in process on a loopback port until the test ends; its address.
+pub async fn serve_on_loopback(service: Arc<Service>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(serve(listener, service, std::future::pending()));
+    addr
 }
 
 /// A `/requirements` request for 10 sat on regtest (`PROTOCOL.md` Part 1), bound to the request
