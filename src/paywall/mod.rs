@@ -27,9 +27,10 @@
 //! sends the same proof again after a network error, or a 409 or 5xx that took no payment (no
 //! `PAYMENT-RESPONSE`); an answer that took it is shown whatever its status (a proof serves once;
 //! it is never paid twice). A browser wallet's proof that is refused leaves the page polling, in
-//! case the wallet paid the invoice but handed back something else. Once the invoice's time is up unpaid, it says **"This invoice expired:
-//! reload for a new invoice."**, and still unlocks if a payment made in the last moments lands
-//! while the layer takes its proof (the clock skew after the end).
+//! case the wallet paid the invoice but handed back something else. Once the invoice's time is
+//! up unpaid, it says **"This invoice expired: reload for a new invoice."**, and still unlocks
+//! if a payment made in the last moments lands while the layer takes its proof (the clock skew
+//! after the end).
 //!
 //! **What the polling reveals, to whom.** The preimage of a *paid* invoice of this layer's
 //! receiver, to whoever holds the invoice: the person the page was served to, or anyone they
@@ -54,10 +55,10 @@
 //! header, the same invoice, and only for requests that ask for HTML first, which API clients do
 //! not. Without it, a person who follows a link to a priced route sees a JSON error with a
 //! base64 header, which no person can pay. Its cost is about 0.36 ms per browser navigation to
-//! a priced route, most of it the QR code (see the README's measured figures). Turn it off for a layer
-//! with [`X402LayerBuilder::no_paywall`](crate::layer::X402LayerBuilder::no_paywall), or for
-//! a route with [`PriceTag::no_paywall`](crate::PriceTag::no_paywall); give a layer or a route
-//! its own title, operator name or page with [`Paywall`].
+//! a priced route, most of it the QR code (see the README's measured figures). Turn it off for
+//! a layer with [`X402LayerBuilder::no_paywall`](crate::layer::X402LayerBuilder::no_paywall),
+//! or for a route with [`PriceTag::no_paywall`](crate::PriceTag::no_paywall); give a layer or a
+//! route its own title, operator name or page with [`Paywall`].
 //!
 //! **The page is self-contained**: no external script, style, font or image. Its
 //! `Content-Security-Policy` allows only its own script and style, by their SHA-256 hashes
