@@ -45,7 +45,7 @@ use x402_lightning::{
 use self::browser::{Browser, loopback, serve_app, within};
 use self::frames_and_logs::captured_log;
 use self::paywall_http::{
-    Answer, NAVIGATION, POLL, ScriptedReceiver, get_with, proof_from_page, send,
+    Answer, NAVIGATION, POLL, ScriptedReceiver, get_with, page_of, proof_from_page, send,
 };
 
 const ORIGIN: &str = "http://shop.test";
@@ -98,18 +98,6 @@ fn shop(configure: Configure) -> Shop {
 
 fn plain_shop() -> Shop {
     shop(Box::new(|layer| layer))
-}
-
-async fn page_of(app: &Router, path: &str) -> Answer {
-    let answer = send(app, get_with(path, &[("accept", NAVIGATION)])).await;
-    assert_eq!(
-        answer.status,
-        StatusCode::PAYMENT_REQUIRED,
-        "{}",
-        answer.body
-    );
-    assert!(answer.is_page(), "{:?}", answer.headers);
-    answer
 }
 
 async fn page(shop: &Shop) -> Answer {

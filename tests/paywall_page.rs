@@ -25,7 +25,7 @@ use x402_lightning::receiver::{
 mod paywall_http;
 
 use self::paywall_http::{
-    Answer, NAVIGATION, POLL, ScriptedReceiver, get_with, proof_from_page, send,
+    Answer, NAVIGATION, POLL, ScriptedReceiver, get_with, page_of, proof_from_page, send,
 };
 use x402_lightning::{FacilitatorCall, Flows, Network, Price, PriceTag, X402Layer};
 
@@ -67,10 +67,7 @@ fn shop(
 }
 
 async fn page(shop: &Shop) -> Answer {
-    let answer = send(&shop.app, get_with("/weather", &[("accept", NAVIGATION)])).await;
-    assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED);
-    assert!(answer.is_page(), "{:?}", answer.headers);
-    answer
+    page_of(&shop.app, "/weather").await
 }
 
 /// The page's poll: `X402-Invoice-State: <the invoice>`.

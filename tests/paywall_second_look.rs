@@ -34,7 +34,7 @@ use x402_lightning::{FacilitatorCall, Network, Price, PriceTag, VerifiedPayment,
 
 use self::browser::{Browser, loopback, serve_app, within};
 use self::paywall_http::{
-    Answer, NAVIGATION, POLL, ScriptedReceiver, get_with, proof_from_page, send,
+    Answer, POLL, ScriptedReceiver, get_with, page_of, proof_from_page, send,
 };
 
 /// The most a test's browser steps may take.
@@ -649,13 +649,6 @@ fn regtest_local() -> Local {
     let clock = ManualClock::starting_now();
     let mock = MockFacilitator::builder().clock(clock).build();
     local(Network::Regtest, mock, None)
-}
-
-async fn page_of(app: &Router, path: &str) -> Answer {
-    let answer = send(app, get_with(path, &[("accept", NAVIGATION)])).await;
-    assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED);
-    assert!(answer.is_page());
-    answer
 }
 
 fn invoice_calls(mock: &MockFacilitator) -> usize {

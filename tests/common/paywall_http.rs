@@ -92,6 +92,19 @@ pub async fn send(app: &Router, request: Request<Body>) -> Answer {
     }
 }
 
+/// A browser's navigation to `path` of `app`: the paywall page, a 402.
+pub async fn page_of(app: &Router, path: &str) -> Answer {
+    let answer = send(app, get_with(path, &[("accept", NAVIGATION)])).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "{}",
+        answer.body
+    );
+    assert!(answer.is_page(), "{:?}", answer.headers);
+    answer
+}
+
 pub fn get_with(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
     let mut request = Request::get(path);
     for (name, value) in headers {
